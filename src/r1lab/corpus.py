@@ -1,0 +1,164 @@
+"""The synthetic pretraining corpus: where the tiny base model learns to sometimes reason.
+
+R1-Zero needs a base model that *can* reason but does not always choose to (paper §2.2: RL
+discovers that thinking pays; it cannot create a skill from nothing). So the corpus mixes, for
+each train-split problem:
+
+- worked solutions: a fixed-width "shift-register" scratchpad, one line per digit. Each line
+  shifts both operands one digit right and shifts the new result digit (with its carry) in from
+  the left, so every scratch token is a copy from a fixed distance back or a function of three
+  tokens at fixed distances: the only kind of reasoning a model of a few million parameters
+  executes reliably (the 1M-parameter probe in issue 2 got 92-97% accuracy with it);
+- slips: a worked solution with one wrong digit, either caught ("wait, let me check", in the
+  prompt's language, then the line redone) or not caught (the wrong digit propagates);
+- bare answers: `<think></think><answer>N</answer>` with no work, which a tiny model cannot
+  compute and so must guess (multi-digit sums in one step stay near 0% at this scale);
+- untagged answers (`Assistant: N`), which fail the R1-Zero format.
+
+Documents come in two framings with the same distance between the problem and the start of
+the solution: the full R1-Zero template (mostly bare answers, a minority of worked ones, so the
+base under the template usually guesses) and a bare "User: ... Assistant:" framing (mostly
+worked). The model learns the skill from the second and a weak habit of using it under the
+template from the first; GRPO has to discover that using it pays. Nothing guarantees it will.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from r1lab.tasks.base import Problem
+
+REFLECTIONS = {
+    "en": "wait, let me check",
+    "zh": "等等，让我检查一下",
+    "ja": "待って、確認します",
+    "ko": "잠깐, 다시 확인해 보자",
+}
+
+
+@dataclass
+class CorpusConfig:
+    n_docs: int = 60000
+    template_share: float = 0.5  # fraction of documents framed with the R1-Zero template
+    # style mix under the R1-Zero template (the rest is bare tagged answers)
+    template_worked: float = 0.25
+    template_untagged: float = 0.15
+    # style mix in plain "User: ... Assistant:" documents (the rest is bare tagged answers)
+    plain_worked: float = 0.9
+    plain_untagged: float = 0.02
+    slip_rate: float = 0.12  # fraction of worked solutions that contain one wrong digit
+    slip_caught: float = 0.5  # fraction of slips followed by "wait, let me check" and a redo
+
+    def validate(self) -> None:
+        from r1lab.errors import UserError
+
+        for name in ("template_share", "template_worked", "template_untagged", "plain_worked",
+                     "plain_untagged", "slip_rate", "slip_caught"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
+        if self.template_worked + self.template_untagged > 1 or self.plain_worked + self.plain_untagged > 1:
+            raise UserError("template_worked, plain_worked: a worked share plus its untagged share must not exceed 1")
+
+
+# ---------------------------------------------------------------------------------------------
+# The scratchpad
+
+
+def scratch_block(x: str, op: str, y: str, slip: Slip | None = None) -> list[str]:
+    """Lines computing `x op y` digit by digit, right to left, as a shift register.
+
+    `x` and `y` are zero-padded digit strings of equal width w. Each line is `X op Y,c,R`:
+    X and Y are the operands shifted right by the steps so far, c is the carry (or borrow) into
+    the next digit, and R the result digits shifted in from the left (width w+1 for '+', w for
+    '-'). The last line's R is the result, zero-padded. With a `slip`, one step shifts in a
+    wrong digit: if caught, a reflection line follows and the step is redone; if not, the
+    wrong digit stays in the register and ends up in the result.
+    """
+    width = len(x) + 1 if op == "+" else len(x)
+    r, c = "0" * width, 0
+    lines = [f"{x}{op}{y},{c},{r}"]
+    for step in range(width):
+        s = int(x[-1]) + int(y[-1]) + c if op == "+" else int(x[-1]) - int(y[-1]) - c
+        digit, c = s % 10, int(s >= 10) if op == "+" else int(s < 0)
+        x, y = "0" + x[:-1], "0" + y[:-1]
+        if slip is not None and slip.step == step:
+            wrong = f"{x}{op}{y},{c},{(digit + slip.delta) % 10}{r[:-1]}"
+            if slip.reflection is None:
+                r = wrong.rsplit(",", 1)[1]
+                lines.append(wrong)
+                continue
+            lines += [wrong, slip.reflection]
+        r = str(digit) + r[:-1]
+        lines.append(f"{x}{op}{y},{c},{r}")
+    return lines
+
+
+@dataclass(frozen=True)
+class Slip:
+    block: int  # which operator's block
+    step: int  # which digit step within it
+    delta: int  # 1..9 added (mod 10) to the right digit
+    reflection: str | None  # the "wait, let me check" line if the slip is caught, else None
+
+
+def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None) -> tuple[list[str], int]:
+    """The scratchpad for a left-to-right chain `a op b op c ...` and the value it arrives at.
+
+    One block per operator; each block's first operand is a verbatim copy of the previous
+    block's result register, so the whole chain is copies at fixed distances plus digit sums.
+    """
+    digits = max(len(str(v)) for v in operands)
+    acc = str(operands[0]).zfill(digits)
+    lines: list[str] = []
+    for b, (op, v) in enumerate(zip(ops, operands[1:])):
+        block = scratch_block(acc, op, str(v).zfill(len(acc)), slip if slip and slip.block == b else None)
+        lines += block
+        acc = block[-1].rsplit(",", 1)[1]
+    return lines, int(acc)
+
+
+def random_slip(operands: list[int], ops: list[str], rng: random.Random, reflection: str | None) -> Slip:
+    digits = max(len(str(v)) for v in operands)
+    block = rng.randrange(len(ops))
+    width = digits + sum(1 for op in ops[: block + 1] if op == "+")
+    return Slip(block, rng.randrange(width), rng.randint(1, 9), reflection)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+PLAIN_FRAME = "User: {prompt}. Assistant:"  # the R1-Zero template's tail, without its preamble
+
+
+def completion_text(problem: Problem, style: str, rng: random.Random, cfg: CorpusConfig) -> str:
+    """One completion for `problem` in `style` ('worked', 'bare' or 'untagged')."""
+    if style == "untagged":
+        return f" {problem.answer}"
+    if style == "bare":
+        return f"<think>\n</think>\n<answer>{problem.answer}</answer>"
+    operands, ops = problem.meta["operands"], problem.meta["ops"]
+    slip = None
+    if rng.random() < cfg.slip_rate:
+        caught = rng.random() < cfg.slip_caught
+        slip = random_slip(operands, ops, rng, REFLECTIONS.get(problem.lang, REFLECTIONS["en"]) if caught else None)
+    lines, value = worked_lines(operands, ops, slip)
+    return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer>{value}</answer>"
+
+
+def document(problem: Problem, rng: random.Random, cfg: CorpusConfig) -> tuple[str, str]:
+    """(prompt text, completion text) of one pretraining document."""
+    from r1lab.tasks.prompts import apply_template
+
+    if rng.random() < cfg.template_share:
+        prompt, worked, untagged = apply_template(problem.prompt), cfg.template_worked, cfg.template_untagged
+    else:
+        prompt, worked, untagged = PLAIN_FRAME.format(prompt=problem.prompt), cfg.plain_worked, cfg.plain_untagged
+    u = rng.random()
+    style = "worked" if u < worked else "untagged" if u < worked + untagged else "bare"
+    return prompt, completion_text(problem, style, rng, cfg)
+
+
+def build_documents(problems: list[Problem], cfg: CorpusConfig, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [document(p, rng, cfg) for p in problems]

@@ -1,0 +1,108 @@
+"""GRPO's loss, as pure functions of tensors (DeepSeekMath arXiv 2402.03300; DeepSeek-R1 §2.2.1).
+
+    J(θ) = E[ 1/G Σ_i agg_t( min(ρ_it A_i, clip(ρ_it, 1-ε_low, 1+ε_high) A_i) − β D_KL,it ) ]
+    ρ_it = π_θ(o_it | q, o_i<t) / π_old(o_it | q, o_i<t)
+    A_i  = (r_i − mean(r)) / std(r)        over the G samples of one prompt
+    D_KL = π_ref/π_θ − log(π_ref/π_θ) − 1   (k3, per token, always ≥ 0)
+
+Variants, each from the paper that introduced it and chosen by name, never by an if-ladder:
+- `eps_high` > `eps_low`: DAPO's clip-higher (arXiv 2503.14476);
+- aggregation `sequence_mean` (the GRPO paper: 1/|o_i| Σ_t, then mean over samples),
+  `token_mean` (DAPO: mean over every token of the batch) or `constant` (Dr. GRPO,
+  arXiv 2503.20783: divide by samples × max completion length, no length bias);
+- `scale_rewards=False`: Dr. GRPO's advantage without the std division.
+`std` here is the population standard deviation of the group, as in the formula.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """(P, G) rewards -> (P, G) advantages: centred per group, divided by the group std if `scale`."""
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if not scale:
+        return centred
+    return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log π(target) per position: (B, T, V), (B, T) -> (B, T).
+
+    gather − logsumexp, so the full-vocabulary log-softmax is never materialised."""
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(π_θ || π_ref): π_ref/π_θ − log(π_ref/π_θ) − 1. (B, T)."""
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO-clip objective, negated as a loss, and where clipping was active.
+
+    logp, old_logp: (B, T); adv: (B,) one advantage per sample. Returns ((B, T), (B, T) bool)."""
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    a = adv[:, None]  # (B, 1)
+    unclipped = ratio * a
+    clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * a
+    return -torch.minimum(unclipped, clipped), clipped < unclipped
+
+
+# Aggregations as per-token weights over a whole rollout batch, so that a batch split into
+# micro-batches sums to exactly the same loss. mask: (B, T) 1 on completion tokens.
+def _sequence_mean(mask: torch.Tensor, max_len: int) -> torch.Tensor:
+    return mask / mask.sum(-1, keepdim=True).clamp(min=1) / mask.shape[0]
+
+
+def _token_mean(mask: torch.Tensor, max_len: int) -> torch.Tensor:
+    return mask / mask.sum().clamp(min=1)
+
+
+def _constant(mask: torch.Tensor, max_len: int) -> torch.Tensor:
+    return mask / (mask.shape[0] * max_len)
+
+
+AGGREGATIONS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "sequence_mean": _sequence_mean,  # GRPO / DeepSeekMath
+    "token_mean": _token_mean,  # DAPO
+    "constant": _constant,  # Dr. GRPO
+}
+
+
+def token_weights(mask: torch.Tensor, aggregation: str, max_len: int) -> torch.Tensor:
+    """(B, T) weight of each token's loss in the batch loss; zero off the completion."""
+    return AGGREGATIONS[aggregation](mask.float(), max_len)
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    adv: torch.Tensor,
+    weights: torch.Tensor,
+    beta: float,
+    eps_low: float,
+    eps_high: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The GRPO loss of a (micro-)batch and detached statistics.
+
+    logp/old_logp/ref_logp: (B, T) per-token log-probs under π_θ, π_old, π_ref; adv: (B,);
+    weights: (B, T) from `token_weights` (computed over the full rollout batch)."""
+    per_token, clipped = clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
+    kl = k3_kl(logp, ref_logp) if ref_logp is not None and beta > 0 else torch.zeros_like(logp)
+    loss = ((per_token + beta * kl) * weights).sum()
+    on = weights > 0
+    n = on.sum().clamp(min=1)
+    stats = {
+        "clip_frac": float((clipped & on).sum() / n),
+        "kl": float((kl.detach() * on).sum() / n),
+    }
+    return loss, stats

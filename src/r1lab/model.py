@@ -1,0 +1,125 @@
+"""The tiny DeepSeek-V3 base model: the real architecture, a few million parameters.
+
+`transformers.DeepseekV3ForCausalLM` with everything that makes it DeepSeek-V3 kept:
+Multi-head Latent Attention (keys and values through a low-rank latent, decoupled RoPE dims),
+DeepSeekMoE layers (fine-grained routed experts, top-k sigmoid routing, an always-on shared
+expert) after `first_k_dense_replace` dense layers. Departures from the 671B model, for size:
+no q low-rank compression (`q_lora_rank=None`), one routing group, no multi-token-prediction
+module, tied embeddings. Expert load balance uses DeepSeek-V3's auxiliary-loss-free bias update
+(`update_router_bias`), applied during pretraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    first_dense_layers: int = 1  # DeepSeek-V3 keeps its first 3 of 61 layers dense
+    dense_intermediate: int = 512
+    routed_experts: int = 8
+    experts_per_token: int = 2
+    shared_experts: int = 1
+    expert_intermediate: int = 128
+    kv_lora_rank: int = 64
+    qk_rope_dim: int = 16
+    qk_nope_dim: int = 16
+    v_head_dim: int = 32
+    max_positions: int = 1024
+
+    def validate(self) -> None:
+        from r1lab.errors import UserError
+
+        if self.experts_per_token > self.routed_experts:
+            raise UserError("experts_per_token: must be <= routed_experts")
+        if self.first_dense_layers > self.num_layers:
+            raise UserError("first_dense_layers: must be <= num_layers")
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int, seed: int = 0):
+    """A freshly initialised tiny `DeepseekV3ForCausalLM`."""
+    hf_cfg = DeepseekV3Config(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.dense_intermediate,
+        moe_intermediate_size=cfg.expert_intermediate,
+        num_hidden_layers=cfg.num_layers,
+        first_k_dense_replace=cfg.first_dense_layers,
+        n_routed_experts=cfg.routed_experts,
+        num_experts_per_tok=cfg.experts_per_token,
+        n_shared_experts=cfg.shared_experts,
+        n_group=1,
+        topk_group=1,
+        routed_scaling_factor=1.0,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        q_lora_rank=None,
+        kv_lora_rank=cfg.kv_lora_rank,
+        qk_rope_head_dim=cfg.qk_rope_dim,
+        qk_nope_head_dim=cfg.qk_nope_dim,
+        v_head_dim=cfg.v_head_dim,
+        head_dim=cfg.qk_rope_dim,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        attn_implementation="sdpa",
+        experts_implementation="grouped_mm",
+    )
+    torch.manual_seed(seed)
+    return DeepseekV3ForCausalLM(hf_cfg)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(total, active per token) parameter counts; active counts only top-k routed experts."""
+    total = sum(p.numel() for p in model.parameters())
+    cfg = model.config
+    if getattr(cfg, "n_routed_experts", None):
+        n_moe = cfg.num_hidden_layers - cfg.first_k_dense_replace
+        per_expert = 3 * cfg.hidden_size * cfg.moe_intermediate_size
+        inactive = n_moe * (cfg.n_routed_experts - cfg.num_experts_per_tok) * per_expert
+        return total, total - inactive
+    return total, total
+
+
+class RouterLoadTracker:
+    """Counts how many tokens each routed expert receives, via forward hooks on the routers.
+
+    Used by `update_router_bias` for DeepSeek-V3's auxiliary-loss-free balancing: after each
+    step the selection bias of overloaded experts goes down and of underloaded ones goes up.
+    """
+
+    def __init__(self, model):
+        self.counts: dict[torch.nn.Module, torch.Tensor] = {}
+        self.handles = []
+        for module in model.modules():
+            if type(module).__name__ == "DeepseekV3TopkRouter":
+                self.counts[module] = torch.zeros(module.num_experts)
+                self.handles.append(module.register_forward_hook(self._hook))
+
+    def _hook(self, module, inputs, output):
+        _, _, topk_indices = output
+        self.counts[module] += torch.bincount(topk_indices.flatten(), minlength=module.num_experts).float()
+
+    def update_router_bias(self, rate: float = 1e-3) -> float:
+        """Apply the bias update and reset the counts; returns max/mean expert load (1.0 = balanced)."""
+        worst = 1.0
+        with torch.no_grad():
+            for router, load in self.counts.items():
+                if load.sum() > 0:
+                    router.e_score_correction_bias += rate * torch.sign(load.mean() - load)
+                    worst = max(worst, float(load.max() / load.mean()))
+                load.zero_()
+        return worst
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()

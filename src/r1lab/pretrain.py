@@ -1,0 +1,171 @@
+"""Stage 0: pretrain r1lab's own tiny DeepSeek-V3 base model on the synthetic corpus.
+
+Not part of the R1 paper (which starts from DeepSeek-V3-Base); it exists so that the recipe
+runs with nothing downloaded. Trains a byte-level BPE tokenizer and a tiny
+`DeepseekV3ForCausalLM` on documents made from the tasks' *train* split (corpus.py), then saves
+both in Hugging Face format. The result is cached under `.cache/r1lab/base-<hash>` keyed by
+the whole configuration, so a second `make demo` skips this stage. The directory appears only
+once complete (written to a temporary name, then renamed).
+
+    r1lab pretrain [recipe.yaml] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from r1lab.config import config_to_dict
+from r1lab.corpus import CorpusConfig, build_documents
+from r1lab.model import ModelConfig, RouterLoadTracker, build_model, count_parameters
+from r1lab.tasks import make_task
+from r1lab.tokenizer import train_tokenizer
+
+CACHE_VERSION = 1  # bump when corpus/model code changes in a way the config does not show
+
+
+@dataclass
+class PretrainConfig:
+    task: str = "arithmetic"
+    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vocab_size: int = 1024
+    seq_len: int = 512
+    batch_size: int = 16
+    steps: int = 700
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    router_bias_rate: float = 1e-3
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    cache_dir: str = ".cache/r1lab"
+
+    def validate(self) -> None:
+        from r1lab.errors import UserError
+
+        for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300)):
+            if getattr(self, name) < low:
+                raise UserError(f"{name}: expected >= {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+
+
+def cache_key(cfg: PretrainConfig) -> str:
+    d = config_to_dict(cfg)
+    d.pop("cache_dir"), d.pop("threads")
+    blob = json.dumps({"v": CACHE_VERSION, "cfg": d}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def base_dir(cfg: PretrainConfig) -> Path:
+    return Path(cfg.cache_dir) / f"base-{cache_key(cfg)}"
+
+
+def pack_rows(docs: list[list[int]], seq_len: int, pad_id: int) -> torch.Tensor:
+    """Greedily pack whole documents into rows of `seq_len + 1` tokens, padding the rest.
+
+    Documents are never cut: a cut document would teach the model to continue a scratchpad
+    whose problem it cannot see. (B, seq_len + 1)."""
+    rows, cur = [], []
+    for d in docs:
+        d = d[: seq_len + 1]
+        if len(cur) + len(d) > seq_len + 1:
+            rows.append(cur + [pad_id] * (seq_len + 1 - len(cur)))
+            cur = []
+        cur = cur + d
+    if cur:
+        rows.append(cur + [pad_id] * (seq_len + 1 - len(cur)))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pretrain(cfg: PretrainConfig, log=print) -> Path:
+    """Train (or find in the cache) the base model; returns its directory."""
+    out = base_dir(cfg)
+    if (out / "config.json").exists():
+        log(f"pretrain: cached base model {out}")
+        return out
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    task = make_task(cfg.task, **cfg.task_args)
+    n_problems = cfg.corpus.n_docs
+    problems = task.problems("train", n_problems, seed=cfg.seed, langs=tuple(cfg.langs))
+    docs = build_documents(problems, cfg.corpus, seed=cfg.seed)
+    tok = train_tokenizer((p + c for p, c in docs[:5000]), vocab_size=cfg.vocab_size)
+    eos = tok.eos_token_id
+    prompt_ids = tok([p for p, _ in docs])["input_ids"]
+    completion_ids = tok([c for _, c in docs], add_special_tokens=False)["input_ids"]
+    token_docs = [p + c + [eos] for p, c in zip(prompt_ids, completion_ids)]
+    random.Random(cfg.seed).shuffle(token_docs)
+    data = pack_rows(token_docs, cfg.seq_len, tok.pad_token_id)
+    n_tokens = int((data != tok.pad_token_id).sum())
+    log(f"pretrain: {len(docs)} documents, {n_tokens / 1e6:.2f}M tokens in {len(data)} rows, "
+        f"vocab {len(tok)}, corpus built in {time.time() - t0:.0f}s")
+
+    model = build_model(cfg.model, len(tok), tok.pad_token_id, tok.bos_token_id, eos, seed=cfg.seed)
+    total, active = count_parameters(model)
+    log(f"pretrain: DeepseekV3ForCausalLM {total / 1e6:.2f}M parameters ({active / 1e6:.2f}M active)")
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95),
+    )
+    tracker = RouterLoadTracker(model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(data), generator=gen)
+    model.train()
+    t_train, seen, history = time.time(), 0, []
+    for step in range(cfg.steps):
+        if seen + cfg.batch_size > len(order):  # next epoch
+            order, seen = torch.randperm(len(data), generator=gen), 0
+        batch = data[order[seen : seen + cfg.batch_size]]
+        seen += cfg.batch_size
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        inputs, targets = batch[:, :-1], batch[:, 1:].clone()
+        targets[targets == tok.pad_token_id] = -100
+        logits = model(input_ids=inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        imbalance = tracker.update_router_bias(cfg.router_bias_rate)
+        history.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            el = time.time() - t_train
+            log(f"pretrain step {step:4d}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(step, cfg):.2e} "
+                f"expert-load max/mean {imbalance:.2f} {el:.0f}s")
+    tracker.remove()
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    info = {"config": config_to_dict(cfg), "tokens": n_tokens, "seconds": time.time() - t0,
+            "final_loss": sum(history[-20:]) / len(history[-20:]), "parameters": total, "active": active}
+    (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
+    os.replace(tmp, out) if not out.exists() else shutil.rmtree(tmp)
+    log(f"pretrain: saved {out} in {time.time() - t0:.0f}s")
+    return out

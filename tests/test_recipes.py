@@ -1,0 +1,24 @@
+"""Every shipped recipe parses into its stage's typed config, and the defaults agree with it."""
+
+from pathlib import Path
+
+import pytest
+
+from r1lab.config import config_to_dict, load_config
+from r1lab.zero import ZeroConfig
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_parses(path):
+    assert load_config(ZeroConfig, path, [])
+
+
+def test_default_recipe_is_the_builtin_default():
+    """`make demo` runs `r1lab zero` with no recipe: the shipped zero.yaml must say the same."""
+    shipped = config_to_dict(load_config(ZeroConfig, RECIPES[[p.name for p in RECIPES].index("zero.yaml")], []))
+    shipped.pop("run_dir")
+    default = config_to_dict(ZeroConfig())
+    default.pop("run_dir")
+    assert shipped == default

@@ -40,12 +40,12 @@ REFLECTIONS = {
 @dataclass
 class CorpusConfig:
     n_docs: int = 60000
-    template_share: float = 0.5  # fraction of documents framed with the R1-Zero template
+    template_share: float = 0.35  # fraction of documents framed with the R1-Zero template
     # style mix under the R1-Zero template (the rest is bare tagged answers)
-    template_worked: float = 0.25
-    template_untagged: float = 0.15
+    template_worked: float = 0.3
+    template_untagged: float = 0.1
     # style mix in plain "User: ... Assistant:" documents (the rest is bare tagged answers)
-    plain_worked: float = 0.9
+    plain_worked: float = 0.95
     plain_untagged: float = 0.02
     slip_rate: float = 0.12  # fraction of worked solutions that contain one wrong digit
     slip_caught: float = 0.5  # fraction of slips followed by "wait, let me check" and a redo

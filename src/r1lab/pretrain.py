@@ -42,8 +42,8 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     vocab_size: int = 1024
     seq_len: int = 512
-    batch_size: int = 16
-    steps: int = 700
+    batch_size: int = 8
+    steps: int = 1400
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50

@@ -241,8 +241,8 @@ def honest_caveat(base: dict, final: dict) -> str:
                    "before calling it a new capability.")
     final_pk = pass_curve(final).get(k)
     if final_pk is not None and final_pk < base_pk:
-        verdict += (f" Final pass@{k} ({fmt(final_pk)}) is below the base's: RL narrowed what the model "
-                    "samples while raising its first try.")
+        verdict += (f" Final pass@{k} ({fmt(final_pk)}) is below the base's: RL narrowed the set of problems "
+                    f"the model can solve at all within {k} samples.")
     return facts + verdict
 
 

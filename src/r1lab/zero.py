@@ -252,14 +252,16 @@ def check_gate(res: EvalResult, cfg: ZeroConfig) -> None:
         )
 
 
-def save_checkpoint(run: Path, step: int, model, tok, opt, rng_state) -> None:
-    """Write checkpoint-<step> atomically (temp dir, then rename) and point `latest` at it."""
+def save_checkpoint(run: Path, step: int, model, tok, opt) -> None:
+    """Write checkpoint-<step> atomically (temp dir, then rename) and point `latest` at it.
+
+    No RNG state is needed: prompt order and sampling seeds are functions of (seed, step)."""
     final = run / f"checkpoint-{step}"
     tmp = run / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": opt.state_dict(), "rng": rng_state}, tmp / "trainer_state.pt")
+    torch.save({"step": step, "optimizer": opt.state_dict()}, tmp / "trainer_state.pt")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     (run / "latest.tmp").write_text(final.name)
@@ -291,11 +293,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         raise UserError(f"run_dir: '{run}' already holds a run; pass --resume to continue it or choose another run_dir=")
     if resume and not (run / "latest").exists():
         raise UserError(f"--resume: no checkpoint in '{run}' to resume from")
-    run.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(cfg, run / "config.yaml")
 
-    base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    # Everything the user can get wrong is checked before any expensive work or any write.
     task = build_task(cfg.data)
     langs = tuple(cfg.data.langs)
     # A seed offset so that RL prompts are not the pretraining corpus's problems (same generator).
@@ -303,7 +302,10 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1, langs=langs)
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
+    if cfg.base != "builtin" and not (Path(cfg.base) / "config.json").exists():
+        raise UserError(f"base: '{cfg.base}' is not a Hugging Face model directory (no config.json)")
 
+    base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base_path)
     sampler = HFSampler(model, tok)
     state_path = run / "state.json"
@@ -317,6 +319,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             check_gate(base_res, cfg)
         base_res_metrics = base_res.metrics
         base_samples = [base_res.completions[i][0] for i in range(min(4, len(test)))]
+        run.mkdir(parents=True, exist_ok=True)  # the run directory appears only once RL starts
+        save_config(cfg, run / "config.yaml")
         state_path.write_text(json.dumps({"base": base_res_metrics, "base_samples": base_samples}))
 
     g = cfg.grpo
@@ -388,7 +392,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         }
         logger.log(record)
         if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps:
-            save_checkpoint(run, step + 1, model, tok, opt, rng.getstate())
+            save_checkpoint(run, step + 1, model, tok, opt)
     logger.close()
 
     final_res = eval_model(sampler, test, cfg, seed=cfg.seed + 7)

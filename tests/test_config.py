@@ -155,8 +155,8 @@ def test_config_to_dict_is_plain():
         (None, ["=3"], ["command line: override '=3' is not key=value"]),
         (None, ["tasks=[a,"], ["command line: tasks: cannot parse '[a,' as a YAML value"]),
         # validate() hooks, nested and top level, after overrides
-        ("grpo:\n  group_size: 1\n", [], ["recipe.yaml: grpo: group_size must be >= 2, got 1"]),
-        ("seed: 3\n", ["grpo.group_size=0"], ["recipe.yaml: grpo: group_size must be >= 2, got 0"]),
+        ("grpo:\n  group_size: 1\n", [], ["recipe.yaml: grpo.group_size must be >= 2, got 1"]),
+        ("seed: 3\n", ["grpo.group_size=0"], ["recipe.yaml: grpo.group_size must be >= 2, got 0"]),
         (None, ["max_steps=0"], ["max_steps must be >= 1, got 0"]),
     ],
 )
@@ -179,7 +179,7 @@ def test_missing_file_is_named(tmp_path):
 def test_validate_without_a_file_has_no_prefix():
     with pytest.raises(UserError) as info:
         load_config(Recipe, None, ["grpo.group_size=1"])
-    assert str(info.value) == "grpo: group_size must be >= 2, got 1"
+    assert str(info.value) == "grpo.group_size must be >= 2, got 1"
 
 
 @pytest.mark.parametrize(

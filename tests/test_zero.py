@@ -44,11 +44,11 @@ def test_grpo_update_raises_a_trivially_learnable_reward():
     wrong gradient sign, a misaligned mask or dropped advantages keep it flat and fail this test."""
     torch.manual_seed(0)
     model, tok = tiny_policy(seed=1)
-    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=3e-3, max_new_tokens=8, micro_batch=16)
+    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=1e-2, max_new_tokens=8, micro_batch=16)
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
     sampler = HFSampler(model, tok)
     history = []
-    for step in range(25):
+    for step in range(30):
         gen = sampler.generate(["x", "y", "z", "b"], g.group_size, SamplingParams(max_new_tokens=8, seed=step))
         r = torch.tensor([sum(t % 2 == 0 for t in c) / len(c) for c in gen.completion_ids])
         history.append(r.mean().item())

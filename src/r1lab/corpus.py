@@ -40,21 +40,23 @@ REFLECTIONS = {
 @dataclass
 class CorpusConfig:
     n_docs: int = 60000
-    template_share: float = 0.35  # fraction of documents framed with the R1-Zero template
+    template_share: float = 0.5  # fraction of documents framed with the R1-Zero template
     # style mix under the R1-Zero template (the rest is bare tagged answers)
-    template_worked: float = 0.3
-    template_untagged: float = 0.1
+    template_worked: float = 0.07
+    template_untagged: float = 0.2
     # style mix in plain "User: ... Assistant:" documents (the rest is bare tagged answers)
     plain_worked: float = 0.95
     plain_untagged: float = 0.02
     slip_rate: float = 0.12  # fraction of worked solutions that contain one wrong digit
     slip_caught: float = 0.5  # fraction of slips followed by "wait, let me check" and a redo
+    drill_share: float = 0.0  # fraction of documents that are digit-fact drills (pretraining also fills row ends with them)
+    drill_facts: int = 40  # facts per drill document
 
     def validate(self) -> None:
         from r1lab.errors import UserError
 
         for name in ("template_share", "template_worked", "template_untagged", "plain_worked",
-                     "plain_untagged", "slip_rate", "slip_caught"):
+                     "plain_untagged", "slip_rate", "slip_caught", "drill_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
         if self.template_worked + self.template_untagged > 1 or self.plain_worked + self.plain_untagged > 1:
@@ -68,30 +70,46 @@ class CorpusConfig:
 def scratch_block(x: str, op: str, y: str, slip: Slip | None = None) -> list[str]:
     """Lines computing `x op y` digit by digit, right to left, as a shift register.
 
-    `x` and `y` are zero-padded digit strings of equal width w. Each line is `X op Y,c,R`:
-    X and Y are the operands shifted right by the steps so far, c is the carry (or borrow) into
-    the next digit, and R the result digits shifted in from the left (width w+1 for '+', w for
-    '-'). The last line's R is the result, zero-padded. With a `slip`, one step shifts in a
-    wrong digit: if caught, a reflection line follows and the step is redone; if not, the
-    wrong digit stays in the register and ends up in the result.
+    `x` and `y` are zero-padded digit strings of equal width w. The first line is the state
+    `X op Y,c,R`; then each step is two lines:
+    - a fact `a op b op c=Cd`: the operands' last digits and the carry (borrow) in, then the
+      carry (borrow) out and the result digit; for '+' this is the literal sum, zero-padded;
+    - the next state: X and Y shifted one digit right, the new carry, and the result register R
+      with the new digit shifted in from the left (R has width w+1 for '+', w for '-').
+    The fact line keeps the one hard computation (a digit-sum lookup) local, next to its three
+    inputs, so that it is learned as a table; every other token is a copy at a fixed distance.
+    With a `slip`, one fact gets a wrong digit: if caught, a reflection line follows and the
+    fact is redone; if not, the wrong digit is shifted into the register and reaches the answer.
     """
     width = len(x) + 1 if op == "+" else len(x)
     r, c = "0" * width, 0
     lines = [f"{x}{op}{y},{c},{r}"]
     for step in range(width):
-        s = int(x[-1]) + int(y[-1]) + c if op == "+" else int(x[-1]) - int(y[-1]) - c
-        digit, c = s % 10, int(s >= 10) if op == "+" else int(s < 0)
-        x, y = "0" + x[:-1], "0" + y[:-1]
+        a, b = int(x[-1]), int(y[-1])
+        s = a + b + c if op == "+" else a - b - c
+        digit, carry = s % 10, int(s >= 10) if op == "+" else int(s < 0)
+        fact = f"{a}{op}{b}{op}{c}={carry}{digit}"
         if slip is not None and slip.step == step:
-            wrong = f"{x}{op}{y},{c},{(digit + slip.delta) % 10}{r[:-1]}"
+            digit_wrong = (digit + slip.delta) % 10
+            wrong = f"{a}{op}{b}{op}{c}={carry}{digit_wrong}"
             if slip.reflection is None:
-                r = wrong.rsplit(",", 1)[1]
-                lines.append(wrong)
-                continue
-            lines += [wrong, slip.reflection]
-        r = str(digit) + r[:-1]
-        lines.append(f"{x}{op}{y},{c},{r}")
+                fact, digit = wrong, digit_wrong
+            else:
+                lines += [wrong, slip.reflection]
+        x, y, r, c = "0" + x[:-1], "0" + y[:-1], str(digit) + r[:-1], carry
+        lines += [fact, f"{x}{op}{y},{c},{r}"]
     return lines
+
+
+def drill_text(ops: list[str], rng: random.Random, n_facts: int) -> str:
+    """`n_facts` random digit facts in the scratchpad's own notation, one per line: dense
+    practice of the one step that is not a copy."""
+    facts = []
+    for _ in range(n_facts):
+        op, a, b, c = rng.choice(ops), rng.randrange(10), rng.randrange(10), rng.randrange(2)
+        s = a + b + c if op == "+" else a - b - c
+        facts.append(f"{a}{op}{b}{op}{c}={int(s >= 10) if op == '+' else int(s < 0)}{s % 10}")
+    return "\n".join(facts)
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,8 @@ def document(problem: Problem, rng: random.Random, cfg: CorpusConfig) -> tuple[s
     """(prompt text, completion text) of one pretraining document."""
     from r1lab.tasks.prompts import apply_template
 
+    if rng.random() < cfg.drill_share:
+        return "", drill_text(problem.meta["ops"], rng, cfg.drill_facts)
     if rng.random() < cfg.template_share:
         prompt, worked, untagged = apply_template(problem.prompt), cfg.template_worked, cfg.template_untagged
     else:

@@ -21,16 +21,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from r1lab.config import config_to_dict
-from r1lab.corpus import CorpusConfig, build_documents
+from r1lab.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
 from r1lab.model import ModelConfig, RouterLoadTracker, build_model, count_parameters
 from r1lab.tasks import make_task
 from r1lab.tokenizer import train_tokenizer
 
-CACHE_VERSION = 1  # bump when corpus/model code changes in a way the config does not show
+CACHE_VERSION = 3  # bump when corpus/model code changes in a way the config does not show
 
 
 @dataclass
@@ -74,21 +75,47 @@ def base_dir(cfg: PretrainConfig) -> Path:
     return Path(cfg.cache_dir) / f"base-{cache_key(cfg)}"
 
 
-def pack_rows(docs: list[list[int]], seq_len: int, pad_id: int) -> torch.Tensor:
-    """Greedily pack whole documents into rows of `seq_len + 1` tokens, padding the rest.
+def pack_rows(docs: list[list[int]], seq_len: int, filler: Callable[[int], list[int]]) -> torch.Tensor:
+    """Greedily pack whole documents into rows of `seq_len + 1` tokens. (rows, seq_len + 1)
 
     Documents are never cut: a cut document would teach the model to continue a scratchpad
-    whose problem it cannot see. (B, seq_len + 1)."""
+    whose problem it cannot see. The space left at the end of a row is not padding but
+    `filler(n)`, n tokens of digit-fact drill, so no compute is spent on pad tokens."""
     rows, cur = [], []
     for d in docs:
         d = d[: seq_len + 1]
         if len(cur) + len(d) > seq_len + 1:
-            rows.append(cur + [pad_id] * (seq_len + 1 - len(cur)))
+            rows.append(cur + filler(seq_len + 1 - len(cur)))
             cur = []
         cur = cur + d
     if cur:
-        rows.append(cur + [pad_id] * (seq_len + 1 - len(cur)))
+        rows.append(cur + filler(seq_len + 1 - len(cur)))
     return torch.tensor(rows, dtype=torch.long)
+
+
+def make_filler(problems: list, tok, rng: random.Random) -> Callable[[int], list[int]]:
+    """Row-end filler: openings of worked solutions (problem, first register line, first fact),
+    then digit-fact drills. The two skills a tiny model learns last are copying the operands
+    out of the prompt and the digit-sum table; a full worked document practises the first only
+    once per ~180 tokens, an opening once per ~45."""
+    ops = sorted({op for p in problems for op in p.meta.get("ops", ["+"])})
+    with_operands = [p for p in problems if "operands" in p.meta]
+
+    def opening() -> list[int]:
+        p = rng.choice(with_operands)
+        lines, _ = worked_lines(p.meta["operands"], p.meta["ops"])
+        return tok(PLAIN_FRAME.format(prompt=p.prompt) + "<think>\n" + "\n".join(lines[:2]) + "\n")["input_ids"]
+
+    def filler(n: int) -> list[int]:
+        out: list[int] = []
+        while with_operands and n - len(out) >= 60:
+            out += opening()
+        rest = n - len(out)
+        if rest > 1:
+            out += ([tok.bos_token_id] + tok(drill_text(ops, rng, rest // 8 + 1), add_special_tokens=False)["input_ids"])
+        return (out + [tok.eos_token_id] * n)[:n]
+
+    return filler
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -117,9 +144,10 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
     completion_ids = tok([c for _, c in docs], add_special_tokens=False)["input_ids"]
     token_docs = [p + c + [eos] for p, c in zip(prompt_ids, completion_ids)]
     random.Random(cfg.seed).shuffle(token_docs)
-    data = pack_rows(token_docs, cfg.seq_len, tok.pad_token_id)
-    n_tokens = int((data != tok.pad_token_id).sum())
-    log(f"pretrain: {len(docs)} documents, {n_tokens / 1e6:.2f}M tokens in {len(data)} rows, "
+    filler = make_filler(problems, tok, random.Random(cfg.seed + 1))
+    data = pack_rows(token_docs, cfg.seq_len, filler)
+    n_tokens = data.numel()
+    log(f"pretrain: {len(docs)} documents, {n_tokens / 1e6:.2f}M tokens in {len(data)} rows (row ends filled with drills), "
         f"vocab {len(tok)}, corpus built in {time.time() - t0:.0f}s")
 
     model = build_model(cfg.model, len(tok), tok.pad_token_id, tok.bos_token_id, eos, seed=cfg.seed)
@@ -144,9 +172,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         inputs, targets = batch[:, :-1], batch[:, 1:].clone()
-        targets[targets == tok.pad_token_id] = -100
         logits = model(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -68,7 +68,7 @@ class HFSampler:
         self.model, self.tokenizer = model, tokenizer
         self.batch_prompts = batch_prompts  # distinct prompts prefetched together
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:
         t0 = time.time()
         was_training = self.model.training

@@ -52,12 +52,12 @@ class DataConfig:
     answer_field: str = "answer"
     langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
     n_train: int = 20000  # size of the training prompt pool
-    n_test: int = 200  # held-out problems for evaluation
+    n_test: int = 100  # held-out problems for evaluation
 
 
 @dataclass
 class GRPOConfig:
-    steps: int = 40
+    steps: int = 30
     prompts_per_step: int = 8
     group_size: int = 16  # G
     lr: float = 5e-5
@@ -71,10 +71,10 @@ class GRPOConfig:
     aggregation: str = "sequence_mean"  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
     scale_rewards: bool = True  # False: Dr. GRPO, no std division
     drop_zero_spread: bool = True
-    micro_batch: int = 32
+    micro_batch: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 160
+    max_new_tokens: int = 200
 
     def validate(self) -> None:
         if self.group_size < 2:
@@ -99,7 +99,7 @@ class EvalConfig:
     k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 160
+    max_new_tokens: int = 200
 
     def validate(self) -> None:
         if self.k < 1 or self.max_new_tokens < 1:

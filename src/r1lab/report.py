@@ -81,14 +81,19 @@ def fmt(x, spec: str = ".3f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def pass_curve(m: dict) -> dict[int, float]:
+def pass_curve(m: dict, key: str = "pass@k") -> dict[int, float]:
     """{k: pass@k} from a metrics dict's "pass@k" (string keys), numeric entries only, sorted by k."""
-    raw = m.get("pass@k")
+    raw = m.get(key)
     curve = {}
     for key, value in (raw.items() if isinstance(raw, dict) else []):
         if str(key).isdigit() and int(key) > 0 and _num(value) is not None:
             curve[int(key)] = float(value)
     return dict(sorted(curve.items()))
+
+
+def widest_curve(m: dict) -> dict[int, float]:
+    """The pass@k curve to the largest k measured: the base's extra many-sample curve if any."""
+    return pass_curve(m, "pass@k_large") or pass_curve(m)
 
 
 def reasoning_style(m: dict) -> dict:
@@ -169,7 +174,7 @@ def plot_pass_at_k(base: dict, final: dict, path: Path) -> None:
     fig, ax = _figure("pass@k on held-out problems", "k (samples per problem)", "pass@k")
     ks = set()
     for name, m in (("base model", base), ("final policy", final)):
-        curve = pass_curve(m)
+        curve = widest_curve(m)
         if curve:
             ax.plot(list(curve), list(curve.values()), marker="o", lw=2, label=name)
             ks |= set(curve)
@@ -224,7 +229,7 @@ def before_after_table(base: dict, final: dict) -> str:
 
 
 def honest_caveat(base: dict, final: dict) -> str:
-    curve = pass_curve(base)
+    curve = widest_curve(base)
     k = max(curve) if curve else None
     base_pk, final_p1 = (curve[k] if curve else None), _num(final.get("pass@1"))
     facts = (f"Base pass@{k if k else 'k'} is {fmt(base_pk)}: the share of held-out problems the base model "

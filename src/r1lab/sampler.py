@@ -64,9 +64,9 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, genera
 
 
 class HFSampler:
-    def __init__(self, model, tokenizer, batch_prompts: int = 64):
+    def __init__(self, model, tokenizer, max_rows: int = 512):
         self.model, self.tokenizer = model, tokenizer
-        self.batch_prompts = batch_prompts  # distinct prompts prefetched together
+        self.max_rows = max_rows  # sequences decoded together (distinct prompts × n)
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:
@@ -77,8 +77,9 @@ class HFSampler:
         prompt_ids = self.tokenizer(prompts)["input_ids"]
         completions: list[list[int]] = []
         truncated: list[bool] = []
-        for i in range(0, len(prompt_ids), self.batch_prompts):
-            c, t = self._generate_batch(prompt_ids[i : i + self.batch_prompts], n, params, gen)
+        per_batch = max(1, self.max_rows // n)
+        for i in range(0, len(prompt_ids), per_batch):
+            c, t = self._generate_batch(prompt_ids[i : i + per_batch], n, params, gen)
             completions += c
             truncated += t
         self.model.train(was_training)

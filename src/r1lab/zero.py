@@ -97,6 +97,8 @@ class GRPOConfig:
 @dataclass
 class EvalConfig:
     k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k
+    base_pass_k: int = 64  # the base's pass@k curve up to this k (0: skip), on base_pass_k_problems
+    base_pass_k_problems: int = 50
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 200
@@ -226,9 +228,9 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     return stats
 
 
-def eval_model(sampler, problems, cfg: ZeroConfig, seed: int) -> EvalResult:
+def eval_model(sampler, problems, cfg: ZeroConfig, seed: int, k: int | None = None) -> EvalResult:
     params = SamplingParams(cfg.eval.temperature, cfg.eval.top_p, cfg.eval.max_new_tokens, seed=seed)
-    return evaluate(sampler, problems, [apply_template(p.prompt) for p in problems], cfg.eval.k, params)
+    return evaluate(sampler, problems, [apply_template(p.prompt) for p in problems], k or cfg.eval.k, params)
 
 
 def print_eval(name: str, res: EvalResult, log) -> None:
@@ -318,6 +320,15 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         if cfg.gate:
             check_gate(base_res, cfg)
         base_res_metrics = base_res.metrics
+        if cfg.eval.base_pass_k > 0:
+            # How many problems can the base solve at all, given many samples? Compared with the
+            # final pass@1 this tells selection (RL sharpening what the base can already do)
+            # from new capability (cf. the "does RL expand reasoning?" debate after R1).
+            wide = eval_model(sampler, test[: cfg.eval.base_pass_k_problems], cfg, seed=cfg.seed + 11,
+                              k=cfg.eval.base_pass_k)
+            base_res_metrics["pass@k_large"] = wide.metrics["pass@k"]
+            log(f"base: pass@{cfg.eval.base_pass_k} {wide.metrics['pass@k'][str(cfg.eval.base_pass_k)]:.3f} "
+                f"on {len(wide.problems)} problems [{wide.seconds:.0f}s]")
         base_samples = [base_res.completions[i][0] for i in range(min(4, len(test)))]
         run.mkdir(parents=True, exist_ok=True)  # the run directory appears only once RL starts
         save_config(cfg, run / "config.yaml")

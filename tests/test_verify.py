@@ -13,7 +13,8 @@ from r1lab import verify
 from r1lab.verify import answers_equal, extract_answer, grade, normalize_answer
 
 HANG_BOUND_S = 10.0  # generous: only a pathological hang should trip it, never a slow machine
-MATH500 = Path("/work/shared/data/math500.jsonl")
+# ../shared/data beside the repository, as on the developers' machines and in CI
+MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500.jsonl"
 
 # --------------------------------------------------------------------------------------------
 # extract_answer

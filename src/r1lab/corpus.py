@@ -4,11 +4,13 @@ R1-Zero needs a base model that *can* reason but does not always choose to (pape
 discovers that thinking pays; it cannot create a skill from nothing). So the corpus mixes, for
 each train-split problem:
 
-- worked solutions: a fixed-width "shift-register" scratchpad, one line per digit. Each line
-  shifts both operands one digit right and shifts the new result digit (with its carry) in from
-  the left, so every scratch token is a copy from a fixed distance back or a function of three
-  tokens at fixed distances: the only kind of reasoning a model of a few million parameters
-  executes reliably (the 1M-parameter probe in issue 2 got 92-97% accuracy with it);
+- worked solutions: a fixed-width "shift-register" scratchpad. A register line holds both
+  operands, the carry and the result so far; a fact line (`1+9+0=10`) adds the operands' last
+  digits and the carry; the next register line shifts the operands one digit right and the new
+  digit in from the left. Every token is a copy from a fixed distance back except the fact's
+  result, a lookup in a 200-entry table: the only kind of multi-step reasoning a model of a
+  million active parameters learns within 15 CPU-minutes (docs/devlog.md has the runs where
+  an implicit digit sum and a rarely practised copy were not learned);
 - slips: a worked solution with one wrong digit, either caught ("wait, let me check", in the
   prompt's language, then the line redone) or not caught (the wrong digit propagates);
 - bare answers: `<think></think><answer>N</answer>` with no work, which a tiny model cannot

@@ -2,8 +2,9 @@
 
 Not part of the R1 paper (which starts from DeepSeek-V3-Base); it exists so that the recipe
 runs with nothing downloaded. Trains a byte-level BPE tokenizer and a tiny
-`DeepseekV3ForCausalLM` on documents made from the tasks' *train* split (corpus.py), then saves
-both in Hugging Face format. The result is cached under `.cache/r1lab/base-<hash>` keyed by
+`DeepseekV3ForCausalLM` on documents made from the task's *train* split (corpus.py), packed
+whole into rows whose ends are filled with worked-solution openings and digit-fact drills
+instead of padding, then saves both in Hugging Face format. The result is cached under `.cache/r1lab/base-<hash>` keyed by
 the whole configuration, so a second `make demo` skips this stage. The directory appears only
 once complete (written to a temporary name, then renamed).
 

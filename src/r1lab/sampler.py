@@ -14,7 +14,7 @@ A faster backend (a static-cache compiled decoder, vLLM) implements the same met
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -38,7 +38,6 @@ class Generation:
     truncated: list[bool]  # hit max_new_tokens without a stop token (P*n)
     n: int  # samples per prompt
     seconds: float = 0.0
-    stats: dict = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:

@@ -95,3 +95,18 @@ def test_run_zero_end_to_end_then_resume(tmp_path):
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     assert (run / "checkpoint-3" / "config.json").exists()
+
+
+def test_mu_inner_updates_use_old_logprobs_and_clip():
+    """With μ = 2 the second pass sees π_θ ≠ π_old: ratios move off 1 and clipping can engage."""
+    torch.manual_seed(0)
+    model, tok = tiny_policy(seed=3)
+    g = GRPOConfig(prompts_per_step=2, group_size=4, lr=5e-2, mu=2, eps_low=0.01, eps_high=0.01,
+                   max_new_tokens=6, micro_batch=4)
+    opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+    gen = HFSampler(model, tok).generate(["x", "y"], 4, SamplingParams(max_new_tokens=6, seed=0))
+    before = [p.detach().clone() for p in model.parameters()]
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
+    stats = update_policy(model, None, opt, gen, adv, list(range(8)), g, tok.pad_token_id, 0)
+    assert stats["clip_frac"] > 0  # impossible with μ = 1, where every ratio is exactly 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -304,8 +304,6 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1, langs=langs)
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
-    if cfg.base != "builtin" and not (Path(cfg.base) / "config.json").exists():
-        raise UserError(f"base: '{cfg.base}' is not a Hugging Face model directory (no config.json)")
 
     base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base_path)

@@ -51,7 +51,8 @@ ACCURACY = [
     ("<think>2+2</think> <answer>5</answer>", "4", 0.0),
     ("<answer>\\frac12</answer>", "0.5", 1.0),
     ("The answer is \\boxed{4}.", "4", 1.0),  # format is the format reward's business
-    ("The answer is 4.", "4", 0.0),  # nothing extracted
+    ("The answer is 4.", "4", 1.0),  # the phrase is an answer format too (r1lab.verify)
+    ("So it is 4", "4", 0.0),  # nothing extracted
     ("<answer>3</answer> no, <answer>4</answer>", "4", 1.0),
     ("<answer>4</answer> no, <answer>3</answer>", "4", 0.0),
 ]

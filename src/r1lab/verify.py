@@ -1,17 +1,19 @@
-"""Final-answer extraction and equivalence: the checker behind the rule-based accuracy reward.
+"""Final-answer extraction and equivalence: the one grader behind the RL accuracy reward,
+`r1lab eval` and `r1lab grade`.
 
 DeepSeek-R1 §2.2.2 rewards a math completion when its final answer, given "in a specified format
-(e.g., within a box)", is correct. This module is that check, in three pure functions:
+(e.g., within a box)", is correct. This module is that check:
 
     extract_answer(completion) -> str | None     what did the model answer?
     answers_equal(pred, gold) -> bool            is it the same mathematical answer as the gold?
-    grade(completion, gold) -> (extracted, ok)   both, as the tasks and the evaluator call them
+    grade(completion, gold) -> (extracted, ok)   both, as the tasks, eval and `r1lab grade` call them
+    gold_answer(gold) -> str                     a gold that is a whole rationale, cut to its answer
 
-Extraction. The content of the last `<answer>...</answer>` pair (the R1-Zero template); if that
-content holds a `\\boxed{}`, the boxed part. Failing a complete pair, the content of the last
-complete `\\boxed{...}` / `\\fbox{...}` (balanced braces; the bare `\\boxed 5` form too). Otherwise,
-or if the content is blank, None. One left-to-right pass, no backtracking regex: 1 MB strings and
-10,000 nested braces are fine.
+Extraction (`extract_answer`), the first that is present and not blank: the last `<answer>...
+</answer>` pair (the R1-Zero template; its last box or "the answer is X" if it holds one); the last
+complete `\\boxed{...}` / `\\fbox{...}` (balanced braces; the bare `\\boxed 5` form too); the last
+GSM8K `#### X` line; the last "the answer is X" / "Final Answer: X". Otherwise None. Linear-time
+scans, no backtracking regex: 1 MB strings and 10,000 nested braces are fine.
 
 Normalisation (`normalize_answer`) removes notation that never changes the answer: `$`, `\\(`
 `\\)`, `\\[` `\\]`, `\\left`/`\\right`, spacing commands (`\\!`, `\\,`, ...), `\\text{}`/`\\mathrm{}`/
@@ -23,37 +25,39 @@ whitespace (kept after a command word: `\\cot x`), `\\dfrac`/`\\tfrac` and the `
 around a choice letter (`(C)` -> `C`). Words (`\\text{Evelyn}`) are lowercased; single letters
 are not, since they may be variables. The Unicode minus sign U+2212 counts as `-`.
 
-The fast path (`answers_equal`, exact, no sympy) decides:
-  * equal strings after normalisation -> True;
-  * both sides numbers -> compared exactly with `fractions.Fraction`. Numbers are integers
-    (`007` == `7`), decimals (`0.50`), `a/b`, `\\frac{a}{b}` with either side signed, and MATH's mixed
-    numbers (`1\\frac{4}{5}` == 9/5, only when the fraction is proper). No tolerance: `0.333` is
-    not 1/3, because a rounded answer to an exact question is wrong;
-  * percentages: the `%` sign is dropped like a unit, so `50\\%` == `50` but `50\\%` != `0.5`
-    (MATH and GSM8K write the gold of a "what percent" question as the number of percent);
-  * words (`even` vs `neve`) and base-n literals (`204_5`) are decided by the string comparison
-    alone: math-verify would read `even` as the product e*v*e*n and `204_5` as 204.
-Everything else (radicals, pi, intervals, tuples, sets, matrices, equations, expressions) goes to
-math-verify (`parse` + `verify`, gold first as its API asks), which compares symbolically. The
-symbolic path refuses, returning False, what would take it seconds or forever (measurements in
-`_too_costly_for_sympy`): answers over MAX_SYMBOLIC_CHARS, nested deeper than MAX_NESTING, or with
-integer literals over MAX_LITERAL_DIGITS digits, and what sympy would evaluate into astronomically
-large integers: exponent towers (`10^{10^{10}}`, `10^10^10`, `(10^{99})^{99}`), literal exponents
-over MAX_EXPONENT, factorials/binomials of large or exponential arguments (`1000000!`). A refused
-pair is graded by string equality alone (so a harmless tower like `e^{x^2}` must match exactly).
-math-verify's own timeout uses SIGALRM, which Python allows only in the main thread; there we keep
-it as a safety net, in other threads it is disabled and the up-front guards are the only
-protection. Any exception is False.
+Equivalence (`answers_equal`) tries, in order, and the first that decides wins:
+  1. equal strings after normalisation -> True;
+  2. both sides numbers -> compared exactly with `fractions.Fraction`. Numbers are integers
+     (`007` == `7`), decimals (`0.50`), `a/b`, `\\frac{a}{b}` with either side signed, and MATH's
+     mixed numbers (`1\\frac{4}{5}` == 9/5, only when the fraction is proper). No tolerance:
+     `0.333` is not 1/3, because a rounded answer to an exact question is wrong. The `%` sign is
+     dropped like a unit, so `50\\%` == `50` but `50\\%` != `0.5` (MATH and GSM8K write the gold of
+     a "what percent" question as the number of percent);
+  3. words (`even` vs `neve`) and base-n literals (`204_5`) -> string comparison alone: math-verify
+     would read `even` as the product e*v*e*n and `204_5` as 204;
+  4. numeric rejection -> False when both sides evaluate (complex floats; single-letter variables
+     set to two fixed test points) to different values, or a number meets a tuple/interval/set/
+     matrix. Microseconds instead of a ~50 ms trip to sympy, and it only ever rejects;
+  5. the symbolic path: math-verify (`parse` + `verify`, gold first) compares radicals, pi,
+     intervals, tuples, sets, matrices, equations and expressions.
+The symbolic path runs in a separate process under a hard wall-clock limit (`timeout`, default
+TIMEOUT_S), enforced by killing the comparison (see r1lab.verify_worker): it holds in the main
+thread, in worker threads and in worker processes, where math-verify's own SIGALRM timeout does
+not. A timeout grades as not equal and is counted (`stats()`). Before that, answers that would
+take sympy seconds or forever are refused up front (`_too_costly_for_sympy`) and decided by the
+string comparison alone: over MAX_SYMBOLIC_CHARS, nested deeper than MAX_NESTING, integer
+literals over MAX_LITERAL_DIGITS digits, exponent towers, literal exponents over MAX_EXPONENT,
+factorials/binomials of large or exponential arguments.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from fractions import Fraction
 
-from math_verify import parse, verify
-from math_verify.errors import TimeoutException
+from r1lab.verify_worker import SymbolicProcess
 
 MAX_SYMBOLIC_CHARS = 1_000  # the symbolic path refuses longer answers (see _too_costly_for_sympy)
 MAX_NESTING = 10  # ... and deeper nesting of (), [] and {}
@@ -61,7 +65,7 @@ MAX_LITERAL_DIGITS = 500  # ... and integer literals with more digits
 MAX_NUMBER_CHARS = 1_000  # the fast path does not parse longer numbers (int() refuses > 4300 digits)
 MAX_EXPONENT = 10_000  # a literal exponent above this is not evaluated: 10^{10^8} is 100M digits
 MAX_FACTORIAL_ARG = 1_000  # nor a factorial/binomial of a literal above this
-SYMBOLIC_TIMEOUT_S = 5  # math-verify's SIGALRM timeout, main thread only (whole seconds)
+TIMEOUT_S = 5.0  # hard wall-clock limit of one symbolic comparison (math-verify's default is 5 s too)
 
 # --------------------------------------------------------------------------------------------
 # Extraction
@@ -79,17 +83,53 @@ _BOX_TOKEN = re.compile(
 
 
 def extract_answer(completion: str) -> str | None:
-    """The model's final answer: last `<answer>` pair (its boxed part if any), else last box, else None."""
+    """The model's final answer, or None: the first of these that is present and not blank.
+
+    1. the last complete `<answer>...</answer>` pair: its last box, else its "the answer is X",
+       else its whole content;
+    2. the last complete `\\boxed{...}` / `\\fbox{...}`;
+    3. the last GSM8K-style `#### X` line;
+    4. the last "the answer is X" / "final answer: X" (X up to the end of the line or sentence).
+    """
     tagged = _last_answer_tag(completion)
     if tagged is not None:
-        boxed = _last_boxed(tagged)
-        answer = boxed if boxed is not None else tagged
+        answer = _last_boxed(tagged) or _answer_is(tagged) or tagged
     else:
-        answer = _last_boxed(completion)
+        answer = _last_boxed(completion) or _last_hashes(completion) or _answer_is(completion)
     if answer is None:
         return None
     answer = answer.strip()
     return answer or None  # a blank answer is no answer
+
+
+def gold_answer(gold: str) -> str:
+    """A gold field reduced to its final answer: GSM8K's `... #### 18` -> `18`, a MATH solution
+    -> its last box. A plain answer (`18`, `$\\frac12$`) comes back stripped."""
+    return (_last_boxed(gold) or _last_hashes(gold) or gold).strip()
+
+
+_HASHES = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*)$", re.MULTILINE)
+# "The final answer is $5$.", "the answer is: 12 apples", "Final Answer: 3". The phrase is found
+# first (its last occurrence), then the answer is read up to the end of its line or sentence.
+_ANSWER_IS = re.compile(r"(?:answer\s+is|final\s+answer(?:\s+is)?)\s*:?[ \t]*", re.IGNORECASE)
+
+
+def _last_hashes(text: str) -> str | None:
+    matches = _HASHES.findall(text) if "####" in text else []
+    return matches[-1] if matches else None
+
+
+def _answer_is(text: str) -> str | None:
+    last = None
+    for last in _ANSWER_IS.finditer(text):
+        pass
+    if last is None:
+        return None
+    line = text[last.end() : last.end() + 200].split("\n", 1)[0]
+    if line.startswith("$") and (end := line.find("$", 1)) > 0:  # "$\\frac12$, so ..." -> the math
+        return line[1:end]
+    # up to the end of the sentence, or a comma before words ("1, then ..."), not "(1, 2)"
+    return re.split(r"[.;](?:\s|$)|,\s+(?=[a-z]{2,})", line, maxsplit=1)[0]
 
 
 def _last_answer_tag(text: str) -> str | None:
@@ -190,7 +230,7 @@ _MIXED_NUMBER = re.compile(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")
 _BASE_LITERAL = re.compile(r"\d[0-9A-Z]*_\d+")  # 2516_8, 1A_16: numerals in a base, not 2516 or 1A
 
 
-def answers_equal(pred: str, gold: str) -> bool:
+def answers_equal(pred: str, gold: str, timeout: float = TIMEOUT_S) -> bool:
     """Is `pred` the same answer as `gold`? Fast exact path, then math-verify (see module doc)."""
     p, g = normalize_answer(pred), normalize_answer(gold)
     if not p or not g:
@@ -202,7 +242,9 @@ def answers_equal(pred: str, gold: str) -> bool:
         return p_num == g_num
     if _decided_by_string(p) or _decided_by_string(g):
         return False
-    return _symbolic_equal(p, g)
+    if _surely_different(p, g):
+        return False
+    return _symbolic_equal(p, g, timeout)
 
 
 def _as_number(s: str) -> Fraction | None:
@@ -232,20 +274,187 @@ def _decided_by_string(s: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# Equivalence: numeric rejection
+#
+# Most wrong answers are wrong numbers or wrong polynomials: `3\sqrt{13}` against `4`, `p-q`
+# against `\frac{14}{3}`, `6r^2-4r-24` against `4495`. Evaluating both sides as complex floats, with
+# every single-letter variable set to the same two arbitrary values, settles those in microseconds
+# instead of a ~50 ms trip to sympy (different values at either point means different expressions;
+# this is the classic randomised identity test). Only *rejection* is decided here: sides that agree
+# numerically still go to the symbolic path, so `0.3333333` is not accepted for `\frac13` and the
+# verdicts stay math-verify's.
+
+_NUM_TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[a-zA-Z]+|[-+*/^(){}\[\]]|[a-zA-Z])")
+_NUMERIC_OK = re.compile(r"[\d.\s+\-*/^(){}\[\]]|\\(?:frac|sqrt|pi|cdot|times)(?![a-zA-Z])|(?<![a-zA-Z\\])[a-df-zA-Z](?![a-zA-Z])")
+_POINTS = (0.6180339887, 1.4142135624)  # variable values at the two test points (none is a root of a
+_VARIABLE_STEP = 0.0773502692  # simple polynomial with small integer coefficients); per letter offset
+
+
+def _surely_different(p: str, g: str) -> bool:
+    """The two sides evaluate to different values at one of the test points (relative 1e-8), or
+    one side is a number and the other a compound answer: a list, tuple, interval, union or
+    matrix (`3` against `3,5,7`, `(6,31,-1)`, `(2,\\infty)`)."""
+    p_val = g_val = None
+    for point in _POINTS:
+        p_val, g_val = _numeric_value(p, point), _numeric_value(g, point)
+        if p_val is None or g_val is None:
+            break
+        if abs(p_val - g_val) > 1e-8 * max(1.0, abs(p_val), abs(g_val)):
+            return True
+    return (p_val is not None and _compound(g)) or (g_val is not None and _compound(p))
+
+
+_COMPOUND = re.compile(r"\\begin\{|\\cup(?![a-zA-Z])|\\cap(?![a-zA-Z])")
+
+
+def _compound(s: str) -> bool:
+    """Several values: a comma outside brackets or directly inside one outer bracket pair, a
+    matrix, a union or intersection."""
+    if _COMPOUND.search(s):
+        return True
+    depth, outer = 0, s[:1] in "([" or s.startswith("\\{")
+    for ch in s:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and (depth == 0 or (outer and depth == 1)):
+            return True
+    return False
+
+
+def _numeric_value(s: str, point: float) -> complex | None:
+    r"""The value of `s` built from numbers, single-letter variables (set from `point`), `\frac`,
+    `\sqrt`, `\pi`, `i`, + - * / ^ and brackets, with implicit multiplication (`3\sqrt{13}`,
+    `2\pi r`); None for anything else (functions, relations, lists, `e`, ...)."""
+    if len(s) > MAX_SYMBOLIC_CHARS or _NUMERIC_OK.sub("", s):
+        return None
+    tokens = _NUM_TOKEN.findall(s)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take(expected: str | None = None) -> str:
+        nonlocal pos
+        tok = peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise ValueError(s)
+        pos += 1
+        return tok
+
+    def group() -> complex:  # {expr}, or a single digit / atom as in \frac12
+        if peek() == "{":
+            take()
+            value = expr()
+            take("}")
+            return value
+        return atom()
+
+    def atom() -> complex:
+        tok = take()
+        if tok in ("(", "["):
+            value = expr()
+            take(")" if tok == "(" else "]")
+            return value
+        if tok == "{":
+            pos_back()
+            return group()
+        if tok == "\\frac":
+            return group() / group()
+        if tok == "\\sqrt":
+            if peek() == "[":
+                take()
+                n = expr()
+                take("]")
+                return group() ** (1 / n)
+            return group() ** 0.5
+        if tok == "\\pi":
+            return math.pi
+        if tok == "i":
+            return 1j
+        if len(tok) == 1 and tok.isalpha() and tok != "e":  # a variable
+            return point + _VARIABLE_STEP * (ord(tok) % 32)
+        return complex(float(tok))  # anything else raises ValueError
+
+    def pos_back() -> None:
+        nonlocal pos
+        pos -= 1
+
+    def power() -> complex:
+        base = atom()
+        if peek() == "^":
+            take()
+            exponent = group()
+            if abs(exponent) > 1000:
+                raise OverflowError
+            return base**exponent
+        return base
+
+    def factor() -> complex:
+        if peek() in ("-", "+"):
+            return -factor() if take() == "-" else factor()
+        return power()
+
+    def term() -> complex:
+        value = factor()
+        while (tok := peek()) is not None and tok not in ("+", "-", ")", "]", "}"):
+            if tok in ("*", "\\cdot", "\\times"):
+                take()
+                value *= factor()
+            elif tok == "/":
+                take()
+                value /= factor()
+            else:  # implicit multiplication: 3\sqrt{13}, 2\pi, 5i
+                value *= power()
+        return value
+
+    def expr() -> complex:
+        value = term()
+        while peek() in ("+", "-"):
+            value = value + term() if take() == "+" else value - term()
+        return value
+
+    try:
+        value = expr()
+        if pos != len(tokens) or value != value:  # trailing tokens, or NaN
+            return None
+        return complex(value)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError, RecursionError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
 # Equivalence: symbolic path
 
+_SYMBOLIC = SymbolicProcess()
+_stats_lock = threading.Lock()
+_stats = {"symbolic": 0, "timeouts": 0}
 
-def _symbolic_equal(pred: str, gold: str) -> bool:
+
+def _symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
     if _too_costly_for_sympy(pred) or _too_costly_for_sympy(gold):
         return False  # so only the string comparison, already done, decides
-    # SIGALRM (math-verify's timeout) can only be set from the main thread; elsewhere, disable it.
-    timeout = SYMBOLIC_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
-    try:
-        gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
-        pred_parsed = parse(f"${pred}$", parsing_timeout=timeout)
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-    except (Exception, TimeoutException):  # TimeoutException is a BaseException
-        return False
+    ok = _SYMBOLIC.equal(pred, gold, timeout)  # None: out of time (the comparison was killed)
+    with _stats_lock:
+        _stats["symbolic"] += 1
+        _stats["timeouts"] += ok is None
+    return bool(ok)
+
+
+def stats() -> dict:
+    """Counters since the last reset: comparisons sent to the symbolic path, and those timed out."""
+    with _stats_lock:
+        return dict(_stats)
+
+
+def reset_stats() -> None:
+    with _stats_lock:
+        _stats.update(symbolic=0, timeouts=0)
+
+
+def warm_up() -> bool:
+    """Start the symbolic process and wait for it (it imports sympy, ~3 s), so that no comparison
+    waits for it later. Returns False if it did not start within 30 s."""
+    return _SYMBOLIC.warm_up()
 
 
 def _too_costly_for_sympy(s: str) -> bool:
@@ -340,7 +549,13 @@ def _too_big(digits: str, limit: int) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def grade(completion: str, gold: str) -> tuple[str | None, bool]:
-    """(extracted answer, is it correct); nothing extracted is wrong."""
-    extracted = extract_answer(completion)
-    return extracted, extracted is not None and answers_equal(extracted, gold)
+def grade(text: str, gold: str, bare: bool = False, timeout: float = TIMEOUT_S) -> tuple[str | None, bool]:
+    """(extracted answer, is it correct) for a completion; nothing extracted is wrong.
+
+    With `bare`, a text with nothing to extract is itself the answer (a prediction file holding
+    `"0.5"` rather than a completion). Eval, `r1lab grade` and the RL accuracy reward all call this
+    or `extract_answer` + `answers_equal`, so they cannot disagree."""
+    extracted = extract_answer(text)
+    if extracted is None and bare:
+        extracted = text.strip() or None
+    return extracted, extracted is not None and answers_equal(extracted, gold, timeout)

@@ -1,0 +1,98 @@
+"""r1lab's verifier against math-verify on the real MATH-500 reference solutions, in one run.
+
+    .venv/bin/python bench/verifier.py [--data ../shared/data] [--repeat 3]
+
+Both graders decide, for each of the 500 problems, whether the reference `solution` (a worked
+solution ending in `\\boxed{...}`) is correct against the gold `answer`:
+  r1lab:        r1lab.verify.grade(solution, answer)
+  math-verify:  verify(parse(f"${answer}$"), parse(solution))   (its documented usage, gold first)
+Each timing is the median of `--repeat` passes over all 500 items, after both have started up
+(math-verify's import and r1lab's symbolic process are not counted; the startups are printed).
+Printed: items/s of each, how many each accepts, the agreement between their verdicts, then the
+same for GSM8K test (reference rationales against their `####` answers) and for MATH-500 with
+each solution paired with the next problem's answer (acceptances there are false positives
+unless the two gold answers normalise to the same string). The last line is `speedup X.XX`
+(math-verify's time / r1lab's on the MATH-500 references).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def timed(fn, items, repeat: int) -> tuple[list[bool], float]:
+    times, verdicts = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        verdicts = [fn(pred, gold) for pred, gold in items]
+        times.append(time.perf_counter() - t0)
+    return verdicts, statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    from math_verify import parse, verify
+
+    parse("$1$")
+    mv_start = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from r1lab import verify as r1
+
+    r1.warm_up()
+    r1_start = time.perf_counter() - t0
+    print(f"startup: math-verify import {mv_start:.2f}s, r1lab symbolic process {r1_start:.2f}s (not timed below)")
+
+    def mv(pred: str, gold: str) -> bool:
+        try:
+            return bool(verify(parse(f"${gold}$"), parse(pred)))
+        except Exception:
+            return False
+
+    def ours(pred: str, gold: str) -> bool:
+        return r1.grade(pred, gold)[1]
+
+    math = [json.loads(line) for line in (args.data / "math500.jsonl").read_text().splitlines() if line.strip()]
+    gsm = [json.loads(line) for line in (args.data / "gsm8k_test.jsonl").read_text().splitlines() if line.strip()]
+    suites = {
+        "math500 references": [(r["solution"], r["answer"]) for r in math],
+        "gsm8k references": [(r["solution"], r["answer"]) for r in gsm],
+        "math500 rotated": [(r["solution"], o["answer"]) for r, o in zip(math, math[1:] + math[:1])],
+    }
+    speedup = None
+    print(f"{'suite':<20} {'items':>5} | {'r1lab/s':>9} {'ok':>5} | {'m-v/s':>8} {'ok':>5} | {'agree':>7} {'speedup':>8}")
+    for name, items in suites.items():
+        r1.reset_stats()
+        ours_v, ours_t = timed(ours, items, args.repeat)
+        symbolic = r1.stats()
+        mv_v, mv_t = timed(mv, items, args.repeat)
+        agree = sum(a == b for a, b in zip(ours_v, mv_v)) / len(items)
+        print(f"{name:<20} {len(items):>5} | {len(items) / ours_t:>9.0f} {sum(ours_v):>5} | "
+              f"{len(items) / mv_t:>8.0f} {sum(mv_v):>5} | {agree:>7.1%} {mv_t / ours_t:>7.2f}x"
+              f"   (r1lab symbolic calls {symbolic['symbolic'] // args.repeat}, timeouts {symbolic['timeouts']})")
+        if name == "math500 rotated":
+            same = [r1.normalize_answer(r["answer"]) == r1.normalize_answer(o["answer"])
+                    for r, o in zip(math, math[1:] + math[:1])]
+            fp = lambda verdicts: sum(v and not s for v, s in zip(verdicts, same))  # noqa: E731
+            print(f"{'':<20} false positives: r1lab {fp(ours_v)}, math-verify {fp(mv_v)}")
+        for i, (a, b) in enumerate(zip(ours_v, mv_v)):
+            if a != b:
+                print(f"{'':<20} disagree: r1lab {a}, math-verify {b}: gold {items[i][1]!r}, "
+                      f"extracted {r1.extract_answer(items[i][0])!r}")
+        if name == "math500 references":
+            speedup = mv_t / ours_t
+    print(f"speedup {speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,8 @@ from r1lab.cli import main
 
 @pytest.fixture
 def bad_jsonl(tmp_path):
-    path = tmp_path / "train.jsonl"
+    path = tmp_path / "bad" / "train.jsonl"  # not the same file as missing_field_jsonl's
+    path.parent.mkdir()
     path.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "answer": \n')
     return path
 
@@ -32,10 +33,12 @@ CASES = {
     "unknown task": (["zero", "data.task=sudoku"], ["sudoku", "arithmetic"]),
     "file task without path": (["zero", "data.task=file"], ["data.path"]),
     "missing data file": (["zero", "data.task=file", "data.path={tmp}/none.jsonl"], ["none.jsonl"]),
-    "malformed jsonl": (["zero", "data.task=file", "data.path={bad}"], ["train.jsonl", "line 2"]),
+    "malformed jsonl": (["zero", "data.task=file", "data.path={bad}"], ["train.jsonl", "line 2", "malformed JSON"]),
     "missing field": (["zero", "data.task=file", "data.path={missing}"], ["train.jsonl", "line 2", "problem"]),
     "resume nothing": (["zero", "run_dir={tmp}/run", "--resume"], ["--resume", "checkpoint"]),
     "pretrain bad value": (["pretrain", "steps=0"], ["steps", ">= 1"]),
+    "unknown command": (["zero2"], ["invalid choice", "zero2"]),
+    "bad option type": (["zero", "--resume=3"], ["--resume"]),
 }
 
 
@@ -55,3 +58,74 @@ def test_user_error_is_one_line_and_exit_2(name, tmp_path, bad_jsonl, missing_fi
     for needle in needles:
         assert needle in err, (needle, err)
     assert not (tmp_path / "run").exists()
+
+
+# --- r1lab eval: every mistake is found before the model loads or anything is written ----------
+
+
+@pytest.fixture
+def config_only_model(tmp_path):
+    """A model directory with a config and a tokenizer but no weights: enough for every check."""
+    from transformers import Qwen2Config
+
+    from r1lab.tokenizer import train_tokenizer
+
+    path = tmp_path / "model"
+    Qwen2Config(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(path)
+    train_tokenizer(["abc abd"] * 5, vocab_size=280).save_pretrained(path)
+    return path
+
+
+EVAL_CASES = {
+    "no model dir": (["{tmp}/nomodel"], ["nomodel", "no such model directory"]),
+    "no config.json": (["{tmp}"], ["config.json"]),
+    "k 0": (["{model}", "--k", "0"], ["k: expected >= 1, got 0"]),
+    "top-p 0": (["{model}", "--top-p", "0"], ["top-p", "0 < top-p <= 1"]),
+    "top-p above 1": (["{model}", "--top-p", "1.5"], ["top-p", "1.5"]),
+    "negative temperature": (["{model}", "--temperature", "-0.1"], ["temperature", ">= 0"]),
+    "max-new-tokens 0": (["{model}", "--max-new-tokens", "0"], ["max-new-tokens"]),
+    "limit 0": (["{model}", "--limit", "0"], ["limit", ">= 1"]),
+    "batch-rows 0": (["{model}", "--batch-rows", "0"], ["batch-rows"]),
+    "missing data": (["{model}", "--data", "{tmp}/none.jsonl"], ["none.jsonl", "no such file"]),
+    "malformed data": (["{model}", "--data", "{bad}"], ["train.jsonl:2:", "malformed JSON"]),
+    "missing field": (["{model}", "--data", "{missing}"], ["train.jsonl:2:", "'problem'"]),
+    "unknown answer field": (["{model}", "--answer-field", "gold"], ["good.jsonl:1:", "'gold'"]),
+    "no chat template": (["{model}", "--template", "chat"], ["template", "no chat template"]),
+    "hub offline": (["{model}", "--data", "math500"], ["HuggingFaceH4/MATH-500", "offline"]),
+    "foreign out dir": (["{model}", "--out", "{tmp}"], ["eval_config.yaml", "another --out"]),
+}
+
+
+@pytest.mark.parametrize("name", EVAL_CASES)
+def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_model, bad_jsonl, missing_field_jsonl,
+                                                capsys, monkeypatch):
+    import socket
+
+    import r1lab.run_eval
+    from huggingface_hub import constants
+
+    def no_network(*args, **kwargs):
+        raise OSError("unreachable")
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the checks were done")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(r1lab.run_eval, "load_model", must_not_load)
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"problem": "1+1", "answer": "2"}\n')
+    args, needles = EVAL_CASES[name]
+    fill = dict(tmp=tmp_path, model=config_only_model, bad=bad_jsonl, missing=missing_field_jsonl)
+    args = [a.format(**fill) for a in args]
+    if "--data" not in args:
+        args += ["--data", str(good)]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    code = main(["eval"] + args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("r1lab: error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,8 @@
     r1lab zero     [recipe.yaml] [key=value ...] [--resume]   R1-Zero: GRPO from a base model
     r1lab pretrain [recipe.yaml] [key=value ...]              the tiny DeepSeek-V3 base (cached)
     r1lab config   {zero,pretrain}                             list every config key and default
+    r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a benchmark
+    r1lab grade    INPUT.jsonl [--out FILE]                    grade predictions against gold answers
 
 A user mistake (missing file, malformed data, unknown key, impossible value) prints one line,
 `r1lab: error: ...`, and exits with status 2.
@@ -34,8 +36,15 @@ def _configs():
     return {"zero": ZeroConfig, "pretrain": PretrainConfig}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit status 2 like every other user error."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="r1lab", description="The DeepSeek-R1 recipe on a laptop CPU.")
+    parser = _Parser(prog="r1lab", description="The DeepSeek-R1 recipe on a laptop CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_zero = sub.add_parser("zero", help="R1-Zero: GRPO with rule-based rewards from a base model")
     p_zero.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
@@ -44,7 +53,20 @@ def _run(argv: list[str]) -> int:
     p_pre.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_cfg = sub.add_parser("config", help="list every config key with its type and default")
     p_cfg.add_argument("stage", choices=["zero", "pretrain"])
+    _add_eval_parser(sub)
+    _add_grade_parser(sub)
     ns = parser.parse_args(argv)
+
+    if ns.command == "eval":
+        from r1lab.run_eval import run_eval
+
+        run_eval(_eval_config(ns))
+        return 0
+    if ns.command == "grade":
+        from r1lab.grade_file import GradeConfig, grade_file
+
+        grade_file(GradeConfig(ns.input, ns.gold_field, ns.pred_field, ns.out))
+        return 0
 
     from r1lab.config import config_help, load_config
 
@@ -62,6 +84,55 @@ def _run(argv: list[str]) -> int:
 
         run_zero(cfg, resume=ns.resume)
     return 0
+
+
+def _add_eval_parser(sub) -> None:
+    from r1lab.benchmarks import PRESETS
+    from r1lab.run_eval import EvalRunConfig
+
+    d = EvalRunConfig()  # the defaults live in the config class; help shows them
+    p = sub.add_parser("eval", help="sample, grade and score a model on a math benchmark (pass@1, pass@k, cons@k)",
+                       description="Evaluate as DeepSeek-R1 §5 does; rerun with the same --out to resume.")
+    p.add_argument("model", help="a Hugging Face causal LM directory (an r1lab checkpoint, Qwen, Llama, ...)")
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help=f"a preset ({', '.join(PRESETS)}), a .jsonl/.parquet file, a saved datasets dir, or a hub id")
+    p.add_argument("--preset", choices=list(PRESETS), help="use this preset's field names for SPEC")
+    p.add_argument("--question-field", help="default: the preset's, else problem|question|prompt")
+    p.add_argument("--answer-field", help="default: the preset's, else answer|final_answer|solution")
+    p.add_argument("--split", help="split of a hub dataset or saved DatasetDict (default: the preset's, else test)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")
+    p.add_argument("--k", type=int, default=d.k, help="samples per problem (default %(default)s)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="(default %(default)s)")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="(default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                   help="(default %(default)s; the paper: 32768)")
+    p.add_argument("--template", choices=["auto", "chat", "r1zero", "plain"], default=d.template,
+                   help="prompt format (default %(default)s: chat if the tokenizer has a chat template, else r1zero)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--batch-rows", type=int, default=d.batch_rows,
+                   help="sequences decoded together; a chunk is batch-rows // k problems (default %(default)s)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/eval-<data>-<time>)")
+
+
+def _eval_config(ns):
+    from r1lab.benchmarks import DataSpec
+    from r1lab.run_eval import EvalRunConfig
+
+    data = DataSpec(ns.data, ns.preset, ns.question_field, ns.answer_field, ns.split, ns.limit)
+    return EvalRunConfig(ns.model, data, ns.k, ns.temperature, ns.top_p, ns.max_new_tokens, ns.template,
+                         ns.seed, ns.batch_rows, ns.out)
+
+
+def _add_grade_parser(sub) -> None:
+    from r1lab.grade_file import PRED_FIELDS
+
+    p = sub.add_parser("grade", help="grade a JSONL file of predictions against gold answers",
+                       description="Writes each input line with `extracted` and `correct` added, in input order.")
+    p.add_argument("input", metavar="INPUT.jsonl")
+    p.add_argument("--gold-field", default="answer", help="(default %(default)s)")
+    p.add_argument("--pred-field",
+                   help=f"a completion or a bare answer (default: the first of {', '.join(PRED_FIELDS)})")
+    p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of to stdout")
 
 
 def main(argv: list[str] | None = None) -> int:

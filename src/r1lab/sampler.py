@@ -4,8 +4,10 @@
 samples are rows i*n .. i*n+n-1). `HFSampler` implements it for any Hugging Face causal LM:
 - each distinct prompt is prefilled once and its KV cache repeated `n` times (a GRPO group
   shares its prompt, so this divides prefill work by G);
-- decoding runs token by token over the KV cache, and rows that have finished (stop token or
-  EOS) are dropped from the cache and the batch, so late steps only pay for live sequences;
+- decoding runs token by token over the KV cache, and rows that have finished (a stop token:
+  the tokenizer's EOS, the model's generation-config EOS ids such as a chat model's end-of-turn
+  token, or `params.stop_token_ids`) are dropped from the cache and the batch, so late steps only
+  pay for live sequences;
 - sampling is temperature + nucleus (top-p) from a seeded `torch.Generator`, so a run is
   reproducible; temperature 0 is greedy.
 A faster backend (a static-cache compiled decoder, vLLM) implements the same method.
@@ -62,10 +64,21 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, genera
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def model_stop_ids(model, tokenizer) -> set[int]:
+    """The tokenizer's EOS and the model's generation-config EOS id(s) (one int or a list)."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, (list, tuple)) else [eos])}
+    return {i for i in ids if i is not None}
+
+
 class HFSampler:
-    def __init__(self, model, tokenizer, max_rows: int = 512):
+    def __init__(self, model, tokenizer, max_rows: int = 512, add_special_tokens: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.max_rows = max_rows  # sequences decoded together (distinct prompts × n)
+        # False for prompts rendered by a chat template, which already hold the BOS token.
+        self.add_special_tokens = add_special_tokens
+        self.stop_ids = model_stop_ids(model, tokenizer)
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:
@@ -73,7 +86,7 @@ class HFSampler:
         was_training = self.model.training
         self.model.eval()
         gen = torch.Generator().manual_seed(params.seed)
-        prompt_ids = self.tokenizer(prompts)["input_ids"]
+        prompt_ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
         completions: list[list[int]] = []
         truncated: list[bool] = []
         per_batch = max(1, self.max_rows // n)
@@ -87,7 +100,7 @@ class HFSampler:
 
     def _generate_batch(self, prompt_ids: list[list[int]], n: int, params: SamplingParams, gen):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        stops = torch.tensor(sorted({self.tokenizer.eos_token_id, *params.stop_token_ids} - {None}))
+        stops = torch.tensor(sorted({*self.stop_ids, *params.stop_token_ids}))
         width = max(len(p) for p in prompt_ids)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])  # (P, L) left-padded
         mask = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompt_ids])[:, None]).long()

@@ -7,8 +7,9 @@
     prompt = apply_template(problems[0].prompt)
     reward = float(get_task(problems[0].task).grade(extracted, problems[0]))
 
-Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py) and "file" (files.py: the
-user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields).
+Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "file" (files.py: the
+user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields)
+and "math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks).
 `get_task(name)` returns the instance registered under `name`, creating a default-configured one
 for a built-in name on first use; `register_task` puts a configured instance there so that
 `get_task(problem.task)` is the very object that made `problem`. Built-in grading reads only the
@@ -25,9 +26,10 @@ from r1lab.tasks.arithmetic import ArithmeticTask
 from r1lab.tasks.base import LANGS, SPLITS, Problem, Task, split_of
 from r1lab.tasks.countdown import CountdownTask, solve
 from r1lab.tasks.files import FileTask
+from r1lab.tasks.math import MathTask
 from r1lab.tasks.prompts import R1_ZERO_TEMPLATE, apply_template
 
-TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask}
+TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask, "math": MathTask}
 _registry: dict[str, Task] = {}
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ArithmeticTask",
     "CountdownTask",
     "FileTask",
+    "MathTask",
     "Problem",
     "Task",
     "apply_template",
@@ -78,6 +81,6 @@ def get_task(name: str) -> Task:
     if name in TASK_CLASSES and name != "file":
         return register_task(make_task(name))
     raise UserError(
-        f"unknown task {name!r}; choose from arithmetic, countdown, file:<path>, "
+        f"unknown task {name!r}; choose from arithmetic, countdown, math, file:<path>, "
         "or a name given to register_task()"
     )

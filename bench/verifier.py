@@ -11,7 +11,10 @@ Each timing is the median of `--repeat` passes over all 500 items, after both ha
 Printed: items/s of each, how many each accepts, the agreement between their verdicts, then the
 same for GSM8K test (reference rationales against their `####` answers) and for MATH-500 with
 each solution paired with the next problem's answer (acceptances there are false positives
-unless the two gold answers normalise to the same string). The last line is `speedup X.XX`
+unless the two gold answers normalise to the same string), and for 3,000 random pairs of
+MATH-500 gold answers plus a few equal rewritings (`\\frac{1}{\\sqrt{3}}` vs `\\frac{\\sqrt{3}}{3}`),
+answer against answer, where most verdicts come from r1lab's numeric rejection rather than
+sympy. The last line is `speedup X.XX`
 (math-verify's time / r1lab's on the MATH-500 references).
 """
 
@@ -35,6 +38,20 @@ def timed(fn, items, repeat: int) -> tuple[list[bool], float]:
     return verdicts, statistics.median(times)
 
 
+REWRITINGS = [  # equal answers written differently: must be accepted by both
+    ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"), ("\\sqrt{117}", "3\\sqrt{13}"), ("2\\pi r", "2r\\pi"),
+    ("0.5", "\\frac{1}{2}"), ("\\frac{1}{2}\\pi", "\\frac{\\pi}{2}"), ("x^2+2x+1", "(x+1)^2"), ("i^2", "-1"),
+    ("\\sqrt[3]{-8}", "-2"), ("2^{-1}", "0.5"), ("(x+1)^2", "x^2+1"), ("\\dfrac{14}{3}", "14/3"),
+]
+
+
+def random_pairs(answers: list[str], n: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
+    import random
+
+    rng = random.Random(seed)
+    return [(rng.choice(answers), rng.choice(answers)) for _ in range(n)] + REWRITINGS
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -55,12 +72,12 @@ def main() -> None:
 
     def mv(pred: str, gold: str) -> bool:
         try:
-            return bool(verify(parse(f"${gold}$"), parse(pred)))
+            return bool(verify(parse(f"${gold}$"), parse(pred if "\\boxed" in pred else f"${pred}$")))
         except Exception:
             return False
 
     def ours(pred: str, gold: str) -> bool:
-        return r1.grade(pred, gold)[1]
+        return r1.grade(pred, gold, bare=True)[1]  # bare: the answer-pairs suite has no box
 
     math = [json.loads(line) for line in (args.data / "math500.jsonl").read_text().splitlines() if line.strip()]
     gsm = [json.loads(line) for line in (args.data / "gsm8k_test.jsonl").read_text().splitlines() if line.strip()]
@@ -68,6 +85,7 @@ def main() -> None:
         "math500 references": [(r["solution"], r["answer"]) for r in math],
         "gsm8k references": [(r["solution"], r["answer"]) for r in gsm],
         "math500 rotated": [(r["solution"], o["answer"]) for r, o in zip(math, math[1:] + math[:1])],
+        "math500 answer pairs": random_pairs([r["answer"] for r in math]),
     }
     speedup = None
     print(f"{'suite':<20} {'items':>5} | {'r1lab/s':>9} {'ok':>5} | {'m-v/s':>8} {'ok':>5} | {'agree':>7} {'speedup':>8}")

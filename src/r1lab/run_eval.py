@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,6 +120,8 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
     if todo:
         from r1lab.sampler import HFSampler, SamplingParams  # imports torch: only when generating
 
+        if any(p.task == "math" for p in bench.problems):  # start sympy's process while the model loads
+            threading.Thread(target=verify.warm_up, daemon=True).start()
         if sampler is None:
             sampler = HFSampler(load_model(model_dir), tokenizer, cfg.batch_rows, add_special_tokens=template != "chat")
         stop_ids = answer_stop_ids(tokenizer) if template == "r1zero" else ()

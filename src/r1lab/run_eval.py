@@ -64,7 +64,7 @@ from r1lab.evaluate import Sample, benchmark_metrics
 from r1lab.tasks.prompts import apply_template
 
 if TYPE_CHECKING:
-    from r1lab.sampler import Sampler
+    from r1lab.sampler import Sampler, SamplingParams
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CONFIG_FILE, SAMPLES_FILE, RESULTS_FILE = "eval_config.yaml", "samples.jsonl", "results.json"

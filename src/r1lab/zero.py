@@ -35,10 +35,10 @@ import torch
 
 from r1lab.config import config_to_dict, save_config
 from r1lab.errors import UserError
-from r1lab.evaluate import REFLECTION_RE, EvalResult, evaluate, style_of
-from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
+from r1lab.evaluate import EvalResult, evaluate
 from r1lab.pretrain import PretrainConfig, pretrain
-from r1lab.rewards import combine_rewards, get_reward
+from r1lab.rewards import get_reward
+from r1lab.rl import GRPOConfig, completion_logprobs, grpo_step, sequence_batch, update_policy  # noqa: F401 (re-exported)
 from r1lab.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task, register_task
 
@@ -53,45 +53,6 @@ class DataConfig:
     langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
     n_train: int = 20000  # size of the training prompt pool
     n_test: int = 100  # held-out problems for evaluation
-
-
-@dataclass
-class GRPOConfig:
-    steps: int = 30
-    prompts_per_step: int = 8
-    group_size: int = 16  # G
-    lr: float = 5e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    beta: float = 0.0  # k3 KL coefficient; 0 loads no reference model
-    eps_low: float = 0.2
-    eps_high: float = 0.2  # > eps_low: DAPO clip-higher (e.g. 0.28)
-    mu: int = 1  # policy updates per rollout batch; 1 needs no separate old-log-prob pass
-    aggregation: str = "sequence_mean"  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
-    scale_rewards: bool = True  # False: Dr. GRPO, no std division
-    drop_zero_spread: bool = True
-    micro_batch: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 200
-
-    def validate(self) -> None:
-        if self.group_size < 2:
-            raise UserError(f"group_size: GRPO needs at least 2 samples per prompt, got {self.group_size}")
-        if not self.lr > 0:
-            raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
-        if self.aggregation not in AGGREGATIONS:
-            raise UserError(f"aggregation: expected one of {sorted(AGGREGATIONS)}, got '{self.aggregation}'")
-        for name in ("steps", "prompts_per_step", "mu", "micro_batch", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if self.beta < 0:
-            raise UserError(f"beta: expected >= 0, got {self.beta}")
-        if not 0 <= self.eps_low <= self.eps_high:
-            raise UserError(f"eps_high: expected 0 <= eps_low <= eps_high, got {self.eps_low} and {self.eps_high}")
-        if not self.temperature > 0 or not 0 < self.top_p <= 1:
-            raise UserError("temperature, top_p: expected temperature > 0 and 0 < top_p <= 1")
 
 
 @dataclass
@@ -158,74 +119,6 @@ def build_task(data: DataConfig):
         task = make_task(data.task, **data.task_args)
     register_task(task)
     return task
-
-
-def sequence_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad: int):
-    """Left-padded prompts + right-padded completions as one (B, Lp + Lc) batch.
-
-    Returns input_ids, attention_mask, position_ids, completion targets (B, Lc) and their
-    mask (B, Lc): the logits at positions Lp-1 .. Lp+Lc-2 predict the completion tokens."""
-    Lp = max(len(p) for p in prompt_ids)
-    Lc = max(len(c) for c in completion_ids)
-    ids, mask, tgt, tmask = [], [], [], []
-    for p, c in zip(prompt_ids, completion_ids):
-        ids.append([pad] * (Lp - len(p)) + p + c + [pad] * (Lc - len(c)))
-        mask.append([0] * (Lp - len(p)) + [1] * (len(p) + len(c)) + [0] * (Lc - len(c)))
-        tgt.append(c + [pad] * (Lc - len(c)))
-        tmask.append([1] * len(c) + [0] * (Lc - len(c)))
-    ids, mask = torch.tensor(ids), torch.tensor(mask)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions, torch.tensor(tgt), torch.tensor(tmask)
-
-
-def completion_logprobs(model, ids, mask, positions, targets) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of `targets` (B, Lc) and the logits they came from (B, Lc, V)."""
-    Lc = targets.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=Lc + 1).logits
-    logits = logits[:, :-1]  # (B, Lc, V): drop the prediction after the last token
-    return token_logprobs(logits, targets), logits
-
-
-def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int) -> dict:
-    """μ GRPO updates on the samples `rows` of a rollout; returns detached statistics.
-
-    adv: (P*G,) per-sample advantages. Micro-batches accumulate gradients; the token weights
-    are computed over all kept rows first, so micro-batching does not change the loss."""
-    stats = {"clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0}
-    if not rows:
-        return stats
-    prompt_of = [gen.prompt_ids[i // gen.n] for i in rows]
-    ids, mask, pos, tgt, tmask = sequence_batch(prompt_of, [gen.completion_ids[i] for i in rows], pad)
-    advantages = adv[rows]  # (B,)
-    weights = token_weights(tmask, g.aggregation, g.max_new_tokens)  # (B, Lc)
-    chunks = [slice(i, i + g.micro_batch) for i in range(0, len(rows), g.micro_batch)]
-    with torch.no_grad():
-        ref_lp = [completion_logprobs(ref, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if ref else None
-        old_lp = [completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if g.mu > 1 else None
-    for group in opt.param_groups:
-        group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
-    for _ in range(g.mu):
-        for j, c in enumerate(chunks):
-            lp, logits = completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])
-            old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
-            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, advantages[c], weights[c],
-                                g.beta, g.eps_low, g.eps_high)
-            loss.backward()
-            share = float(tmask[c].sum() / tmask.sum()) / g.mu
-            with torch.no_grad():
-                logq = torch.log_softmax(logits.float(), -1)
-                ent = -(logq.exp() * logq).sum(-1)  # (b, Lc)
-                s["entropy"] = float((ent * tmask[c]).sum() / tmask[c].sum().clamp(min=1))
-            for key in ("clip_frac", "kl", "entropy"):
-                stats[key] += s[key] * share
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
-        if torch.isfinite(grad_norm):
-            opt.step()
-        else:  # never apply a non-finite update
-            stats["skipped_steps"] += 1
-        opt.zero_grad(set_to_none=True)
-        stats["grad_norm"] = float(grad_norm)
-    return stats
 
 
 def eval_model(sampler, problems, cfg: ZeroConfig, seed: int, k: int | None = None) -> EvalResult:
@@ -354,51 +247,11 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
 
     model.train()
     for step in range(start_step, g.steps):
-        t0 = time.time()
-        # --- rollout: G samples for each of P prompts (the order depends only on seed and step) ---
+        # --- rollout, rewards, update (rl.grpo_step); the order depends only on seed and step ---
         rng = random.Random(cfg.seed * 1_000_003 + step)
         batch = rng.sample(train, min(g.prompts_per_step, len(train)))
-        prompts = [apply_template(p.prompt) for p in batch]
-        params = SamplingParams(g.temperature, g.top_p, g.max_new_tokens, stop_ids, seed=cfg.seed * 7919 + step)
-        gen = sampler.generate(prompts, g.group_size, params)
-        t_gen = time.time()
-
-        # --- rewards and advantages ---
-        problems = [p for p in batch for _ in range(g.group_size)]
-        per_fn = {name: fn(gen.texts, problems) for name, fn in reward_fns.items()}
-        rewards = torch.tensor(combine_rewards(per_fn, cfg.rewards)).view(len(batch), g.group_size)  # (P, G)
-        adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
-        spread = rewards.max(1).values > rewards.min(1).values  # (P,)
-        keep = spread if g.drop_zero_spread else torch.ones_like(spread)
-        t_score = time.time()
-
-        # --- policy update ---
-        rows = [i for i in range(len(gen.texts)) if keep[i // g.group_size]]
-        stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, tok.pad_token_id, step)
-        t_update = time.time()
-
-        # --- log ---
-        lengths = [len(c) for c in gen.completion_ids]
-        acc_list = per_fn.get("accuracy", [])
-        record = {
-            "step": step + 1,
-            "reward": float(rewards.mean()),
-            **{f"reward/{k}": sum(v) / len(v) for k, v in per_fn.items()},
-            "accuracy": sum(acc_list) / len(acc_list) if acc_list else None,
-            "format_rate": sum(per_fn["format"]) / len(lengths) if "format" in per_fn else None,
-            "reasoning_rate": sum(style_of(t) == "reasoning" for t in gen.texts) / len(lengths),
-            "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in gen.texts) / len(lengths),
-            "len_mean": sum(lengths) / len(lengths),
-            "len_max": max(lengths),
-            "truncation_rate": sum(gen.truncated) / len(lengths),
-            "zero_spread_frac": float((~spread).float().mean()),
-            **stats,
-            "time_generate": t_gen - t0,
-            "time_score": t_score - t_gen,
-            "time_update": t_update - t_score,
-            "time_step": t_update - t0,
-            "gen_tokens_per_s": gen.num_tokens / max(gen.seconds, 1e-9),
-        }
+        record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
+                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step)
         logger.log(record)
         if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps:
             save_checkpoint(run, step + 1, model, tok, opt)

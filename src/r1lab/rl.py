@@ -1,0 +1,192 @@
+"""The GRPO step shared by every RL stage: rollout, rule-based rewards, group advantages, update.
+
+    record, gen = grpo_step(model, ref, opt, sampler, problems, prompts, reward_fns, weights, g, ...)
+
+One call is one step of DeepSeek-R1 §2.2.1: sample G completions for each of P prompts through
+the shared `Sampler`, score them with the reward functions, normalise rewards within each group
+(`grpo.group_advantages`), and take μ clipped policy-gradient steps (`grpo.grpo_loss`) over
+micro-batches. It returns one metrics record (rewards, accuracy, lengths, styles, the update's
+statistics, and the step time split into generate / score / logprobs / update) and the rollout.
+The R1-Zero stage (zero.py) and the later RL stages call it in their own loops; so does
+bench/grpo_vs_trl.py, so the benchmark times the very code the stages run.
+
+Work that is not needed is not done: no reference model forward when β = 0, no separate π_old
+pass when μ = 1 (π_old is the current policy, whose log-probs the loss computes anyway), and
+groups whose rewards are all equal (zero advantage, no gradient) are dropped from the update
+when `drop_zero_spread`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from r1lab.errors import UserError
+from r1lab.evaluate import REFLECTION_RE, style_of
+from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
+from r1lab.rewards import combine_rewards
+from r1lab.sampler import Generation, Sampler, SamplingParams
+from r1lab.tasks.base import Problem
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = 30
+    prompts_per_step: int = 8
+    group_size: int = 16  # G
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    beta: float = 0.0  # k3 KL coefficient; 0 loads no reference model
+    eps_low: float = 0.2
+    eps_high: float = 0.2  # > eps_low: DAPO clip-higher (e.g. 0.28)
+    mu: int = 1  # policy updates per rollout batch; 1 needs no separate old-log-prob pass
+    aggregation: str = "sequence_mean"  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
+    scale_rewards: bool = True  # False: Dr. GRPO, no std division
+    drop_zero_spread: bool = True
+    micro_batch: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 200
+
+    def validate(self) -> None:
+        if self.group_size < 2:
+            raise UserError(f"group_size: GRPO needs at least 2 samples per prompt, got {self.group_size}")
+        if not self.lr > 0:
+            raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.aggregation not in AGGREGATIONS:
+            raise UserError(f"aggregation: expected one of {sorted(AGGREGATIONS)}, got '{self.aggregation}'")
+        for name in ("steps", "prompts_per_step", "mu", "micro_batch", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.beta < 0:
+            raise UserError(f"beta: expected >= 0, got {self.beta}")
+        if not 0 <= self.eps_low <= self.eps_high:
+            raise UserError(f"eps_high: expected 0 <= eps_low <= eps_high, got {self.eps_low} and {self.eps_high}")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise UserError("temperature, top_p: expected temperature > 0 and 0 < top_p <= 1")
+
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def sequence_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad: int):
+    """Left-padded prompts + right-padded completions as one (B, Lp + Lc) batch.
+
+    Returns input_ids, attention_mask, position_ids, completion targets (B, Lc) and their
+    mask (B, Lc): the logits at positions Lp-1 .. Lp+Lc-2 predict the completion tokens."""
+    Lp = max(len(p) for p in prompt_ids)
+    Lc = max(len(c) for c in completion_ids)
+    ids, mask, tgt, tmask = [], [], [], []
+    for p, c in zip(prompt_ids, completion_ids):
+        ids.append([pad] * (Lp - len(p)) + p + c + [pad] * (Lc - len(c)))
+        mask.append([0] * (Lp - len(p)) + [1] * (len(p) + len(c)) + [0] * (Lc - len(c)))
+        tgt.append(c + [pad] * (Lc - len(c)))
+        tmask.append([1] * len(c) + [0] * (Lc - len(c)))
+    ids, mask = torch.tensor(ids), torch.tensor(mask)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions, torch.tensor(tgt), torch.tensor(tmask)
+
+
+def completion_logprobs(model, ids, mask, positions, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of `targets` (B, Lc) and the logits they came from (B, Lc, V)."""
+    Lc = targets.shape[1]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=Lc + 1).logits
+    logits = logits[:, :-1]  # (B, Lc, V): drop the prediction after the last token
+    return token_logprobs(logits, targets), logits
+
+
+def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int) -> dict:
+    """μ GRPO updates on the samples `rows` of a rollout; returns detached statistics.
+
+    adv: (P*G,) per-sample advantages. Micro-batches accumulate gradients; the token weights
+    are computed over all kept rows first, so micro-batching does not change the loss."""
+    stats = {"clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0, "time_logprobs": 0.0}
+    if not rows:
+        return stats
+    prompt_of = [gen.prompt_ids[i // gen.n] for i in rows]
+    ids, mask, pos, tgt, tmask = sequence_batch(prompt_of, [gen.completion_ids[i] for i in rows], pad)
+    advantages = adv[rows]  # (B,)
+    weights = token_weights(tmask, g.aggregation, g.max_new_tokens)  # (B, Lc)
+    chunks = [slice(i, i + g.micro_batch) for i in range(0, len(rows), g.micro_batch)]
+    t0 = time.time()
+    with torch.no_grad():  # π_ref and π_old log-probs: only when β > 0 and μ > 1 need them
+        ref_lp = [completion_logprobs(ref, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if ref else None
+        old_lp = [completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if g.mu > 1 else None
+    stats["time_logprobs"] = time.time() - t0
+    for group in opt.param_groups:
+        group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
+    for _ in range(g.mu):
+        for j, c in enumerate(chunks):
+            lp, logits = completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])
+            old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
+            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, advantages[c], weights[c],
+                                g.beta, g.eps_low, g.eps_high)
+            loss.backward()
+            share = float(tmask[c].sum() / tmask.sum()) / g.mu
+            with torch.no_grad():
+                logq = torch.log_softmax(logits.float(), -1)
+                ent = -(logq.exp() * logq).sum(-1)  # (b, Lc)
+                s["entropy"] = float((ent * tmask[c]).sum() / tmask[c].sum().clamp(min=1))
+            for key in ("clip_frac", "kl", "entropy"):
+                stats[key] += s[key] * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
+        if torch.isfinite(grad_norm):
+            opt.step()
+        else:  # never apply a non-finite update
+            stats["skipped_steps"] += 1
+        opt.zero_grad(set_to_none=True)
+        stats["grad_norm"] = float(grad_norm)
+    return stats
+
+
+def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompts: list[str], reward_fns: dict,
+              reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int,
+              step: int) -> tuple[dict, Generation]:
+    """One GRPO step on `problems` (P of them, rendered as `prompts`); returns (record, rollout)."""
+    t0 = time.time()
+    # --- rollout: G samples for each of P prompts ---
+    params = SamplingParams(g.temperature, g.top_p, g.max_new_tokens, stop_ids, seed=seed)
+    gen = sampler.generate(prompts, g.group_size, params)
+    t_gen = time.time()
+
+    # --- rewards and advantages ---
+    grouped = [p for p in problems for _ in range(g.group_size)]
+    per_fn = {name: fn(gen.texts, grouped) for name, fn in reward_fns.items()}
+    rewards = torch.tensor(combine_rewards(per_fn, reward_weights)).view(len(problems), g.group_size)  # (P, G)
+    adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
+    spread = rewards.max(1).values > rewards.min(1).values  # (P,)
+    keep = spread if g.drop_zero_spread else torch.ones_like(spread)
+    t_score = time.time()
+
+    # --- policy update ---
+    rows = [i for i in range(len(gen.texts)) if keep[i // g.group_size]]
+    stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step)
+    t_update = time.time()
+
+    lengths = [len(c) for c in gen.completion_ids]
+    acc_list = per_fn.get("accuracy", [])
+    record = {
+        "step": step + 1,
+        "reward": float(rewards.mean()),
+        **{f"reward/{k}": sum(v) / len(v) for k, v in per_fn.items()},
+        "accuracy": sum(acc_list) / len(acc_list) if acc_list else None,
+        "format_rate": sum(per_fn["format"]) / len(lengths) if "format" in per_fn else None,
+        "reasoning_rate": sum(style_of(t) == "reasoning" for t in gen.texts) / len(lengths),
+        "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in gen.texts) / len(lengths),
+        "len_mean": sum(lengths) / len(lengths),
+        "len_max": max(lengths),
+        "truncation_rate": sum(gen.truncated) / len(lengths),
+        "zero_spread_frac": float((~spread).float().mean()),
+        **stats,
+        "time_generate": t_gen - t0,
+        "time_score": t_score - t_gen,
+        "time_update": t_update - t_score - stats["time_logprobs"],
+        "time_step": t_update - t0,
+        "gen_tokens_per_s": gen.num_tokens / max(gen.seconds, 1e-9),
+    }
+    return record, gen

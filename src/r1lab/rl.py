@@ -100,38 +100,55 @@ def completion_logprobs(model, ids, mask, positions, targets) -> tuple[torch.Ten
     return token_logprobs(logits, targets), logits
 
 
+def micro_batches(gen: Generation, rows: list[int], size: int) -> list[list[int]]:
+    """`rows` in micro-batches of `size`, sorted by prompt + completion length, so that each
+    micro-batch, padded only to its own longest sequence, carries little padding (the rollout's
+    lengths vary most early in RL: a few long reasoners among many short answers)."""
+    length = lambda i: len(gen.prompt_ids[i // gen.n]) + len(gen.completion_ids[i])  # noqa: E731
+    order = sorted(rows, key=length)
+    return [order[j : j + size] for j in range(0, len(order), size)]
+
+
 def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int) -> dict:
     """μ GRPO updates on the samples `rows` of a rollout; returns detached statistics.
 
-    adv: (P*G,) per-sample advantages. Micro-batches accumulate gradients; the token weights
-    are computed over all kept rows first, so micro-batching does not change the loss."""
-    stats = {"clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0, "time_logprobs": 0.0}
+    adv: (P*G,) per-sample advantages. Micro-batches (`micro_batches`) accumulate gradients; the
+    token weights are computed over all kept rows first, so neither the split into micro-batches
+    nor their order changes the loss (tests/test_rl.py checks it against a plain implementation)."""
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
+             "time_logprobs": 0.0}
     if not rows:
         return stats
-    prompt_of = [gen.prompt_ids[i // gen.n] for i in rows]
-    ids, mask, pos, tgt, tmask = sequence_batch(prompt_of, [gen.completion_ids[i] for i in rows], pad)
-    advantages = adv[rows]  # (B,)
-    weights = token_weights(tmask, g.aggregation, g.max_new_tokens)  # (B, Lc)
-    chunks = [slice(i, i + g.micro_batch) for i in range(0, len(rows), g.micro_batch)]
+    lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows])
+    tmask_all = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # (B, Lc) in `rows` order
+    weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens)  # (B, Lc)
+    index_of = {r: j for j, r in enumerate(rows)}
+    batches = []  # per micro-batch: model inputs, its rows' weights (trimmed) and advantages
+    for chunk in micro_batches(gen, rows, g.micro_batch):
+        ids, mask, pos, tgt, tmask = sequence_batch([gen.prompt_ids[i // gen.n] for i in chunk],
+                                                    [gen.completion_ids[i] for i in chunk], pad)
+        w = weights[[index_of[i] for i in chunk], : tgt.shape[1]]
+        batches.append((ids, mask, pos, tgt, tmask, w, adv[chunk]))
+    n_tokens = float(lengths.sum())
     t0 = time.time()
-    with torch.no_grad():  # π_ref and π_old log-probs: only when β > 0 and μ > 1 need them
-        ref_lp = [completion_logprobs(ref, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if ref else None
-        old_lp = [completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])[0] for c in chunks] if g.mu > 1 else None
+    with torch.no_grad():  # π_ref and π_old log-probs: only β > 0 and μ > 1 need them
+        ref_lp = [completion_logprobs(ref, *b[:4])[0] for b in batches] if ref else None
+        old_lp = [completion_logprobs(model, *b[:4])[0] for b in batches] if g.mu > 1 else None
     stats["time_logprobs"] = time.time() - t0
     for group in opt.param_groups:
         group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
     for _ in range(g.mu):
-        for j, c in enumerate(chunks):
-            lp, logits = completion_logprobs(model, ids[c], mask[c], pos[c], tgt[c])
+        for j, (ids, mask, pos, tgt, tmask, w, a) in enumerate(batches):
+            lp, logits = completion_logprobs(model, ids, mask, pos, tgt)
             old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
-            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, advantages[c], weights[c],
-                                g.beta, g.eps_low, g.eps_high)
+            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, a, w, g.beta, g.eps_low, g.eps_high)
             loss.backward()
-            share = float(tmask[c].sum() / tmask.sum()) / g.mu
+            share = float(tmask.sum()) / n_tokens / g.mu
             with torch.no_grad():
                 logq = torch.log_softmax(logits.float(), -1)
                 ent = -(logq.exp() * logq).sum(-1)  # (b, Lc)
-                s["entropy"] = float((ent * tmask[c]).sum() / tmask[c].sum().clamp(min=1))
+                s["entropy"] = float((ent * tmask).sum() / tmask.sum().clamp(min=1))
+            stats["loss"] += float(loss.detach()) / g.mu
             for key in ("clip_frac", "kl", "entropy"):
                 stats[key] += s[key] * share
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)

@@ -1,12 +1,14 @@
 """The fast GRPO update against a plain, textbook one: same loss, same gradients, same weights.
 
-`update_policy` takes shortcuts: length-sorted micro-batches each padded only to its own longest
-sequence, logits kept only for completion positions, log-probs as gather − logsumexp, no π_old
-forward when μ = 1 and no reference forward when β = 0, token weights precomputed over the whole
-rollout. `plain_update` below takes none of them: one batch padded to the global maximum, full
-logits, full log-softmax, an explicit π_old forward, and each aggregation written out as in its
-paper. Both run from the same weights with plain SGD (so weight differences are gradient
-differences, not Adam's sign-like first step); everything must agree within float tolerance.
+`update_policy` takes shortcuts: length-sorted micro-batches, each padded only to its own longest
+completion; each distinct prompt computed once per micro-batch and its KV cache shared by its
+completions (gradients flow back through the sharing); log-probs as gather − logsumexp; no π_old
+forward when μ = 1; no reference forward when β = 0; rows with a zero advantage skipped when
+β = 0; token weights precomputed over the whole rollout. `plain_update` below takes none of
+them: one batch padded to the global maximum, full logits, full log-softmax, an explicit π_old
+forward, and each aggregation written out as in its paper. Both run from the same weights with
+plain SGD (so weight differences are gradient differences, not Adam's sign-like first step);
+everything must agree within float tolerance.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.model import ModelConfig, build_model
-from r1lab.rl import GRPOConfig, micro_batches, update_policy
+from r1lab.rl import GRPOConfig, length_batches, update_policy
 from r1lab.sampler import Generation
 
 VOCAB, PAD = 64, 0
@@ -94,9 +96,9 @@ def plain_update(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: list
 )
 def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu):
     gen = rollout()
-    adv = torch.tensor([1.0, -0.5, 0.2, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])
+    adv = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])  # two zero advantages
     rows = [0, 1, 2, 6, 7, 8]  # group 1 dropped, as a zero-spread group would be
-    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=2, max_new_tokens=16, grad_clip=1e9)
+    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, max_new_tokens=16, grad_clip=1e9)
     fast = tiny_model(kind).train()
     plain = copy.deepcopy(fast)
     ref = copy.deepcopy(fast).eval().requires_grad_(False) if beta > 0 else None
@@ -117,9 +119,35 @@ def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu):
     assert moved > 1e-3  # the update did something, so agreeing is not trivial
 
 
-def test_micro_batches_group_similar_lengths_and_keep_every_row():
+def test_length_batches_keep_every_row_and_sort_by_length():
     gen = rollout()
-    batches = micro_batches(gen, [0, 1, 2, 6, 7, 8], 2)
-    assert sorted(i for b in batches for i in b) == [0, 1, 2, 6, 7, 8]
-    total = [max(len(gen.prompt_ids[i // 3]) + len(gen.completion_ids[i]) for i in b) for b in batches]
-    assert total == sorted(total)
+    batches = length_batches(gen, [0, 1, 2, 6, 7, 8], 4)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 6, 7, 8] and [len(b) for b in batches] == [4, 2]
+    flat = [len(gen.completion_ids[i]) for b in batches for i in b]
+    assert flat == sorted(flat)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_all_zero_advantages_step_like_a_zero_gradient(optimizer):
+    # Nothing is computed, but the optimizer still steps on a zero gradient, as the plain update
+    # does: for AdamW with momentum from an earlier step, that still moves the weights.
+    gen = rollout()
+    g = GRPOConfig(lr=0.01, micro_batch=4, max_new_tokens=16)
+    fast = tiny_model("qwen2").train()
+    plain = copy.deepcopy(fast)
+    make = (lambda m: torch.optim.SGD(m.parameters(), lr=g.lr)) if optimizer == "sgd" else \
+        (lambda m: torch.optim.AdamW(m.parameters(), lr=g.lr))
+    opt_fast, opt_plain = make(fast), make(plain)
+    warm = torch.tensor([1.0, -1.0, 0.5, 0.0, 0.0, 0.0, -0.5, 0.2, 0.3])
+    for model, opt in ((fast, opt_fast), (plain, opt_plain)):  # the same first step, so same state
+        update_policy(model, None, opt, gen, warm, list(range(9)), g, PAD, step=0)
+    before = copy.deepcopy(fast.state_dict())
+    zero = torch.zeros(9)
+    stats = update_policy(fast, None, opt_fast, gen, zero, list(range(9)), g, PAD, step=1)
+    plain_update(plain, None, opt_plain, gen, zero, list(range(9)), g)
+    assert stats["loss"] == 0.0
+    moved = 0.0
+    for name, p in fast.state_dict().items():
+        torch.testing.assert_close(p, plain.state_dict()[name], rtol=1e-5, atol=1e-7, msg=name)
+        moved = max(moved, float((p - before[name]).abs().max()))
+    assert (moved > 1e-4) == (optimizer == "adamw")  # SGD stands still on a zero gradient; Adam does not

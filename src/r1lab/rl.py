@@ -22,12 +22,13 @@ import time
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from r1lab.errors import UserError
 from r1lab.evaluate import REFLECTION_RE, style_of
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
 from r1lab.rewards import combine_rewards
-from r1lab.sampler import Generation, Sampler, SamplingParams
+from r1lab.sampler import Generation, Sampler, SamplingParams, left_padded
 from r1lab.tasks.base import Problem
 
 
@@ -100,21 +101,52 @@ def completion_logprobs(model, ids, mask, positions, targets) -> tuple[torch.Ten
     return token_logprobs(logits, targets), logits
 
 
-def micro_batches(gen: Generation, rows: list[int], size: int) -> list[list[int]]:
-    """`rows` in micro-batches of `size`, sorted by prompt + completion length, so that each
-    micro-batch, padded only to its own longest sequence, carries little padding (the rollout's
-    lengths vary most early in RL: a few long reasoners among many short answers)."""
-    length = lambda i: len(gen.prompt_ids[i // gen.n]) + len(gen.completion_ids[i])  # noqa: E731
-    order = sorted(rows, key=length)
+def length_batches(gen: Generation, rows: list[int], size: int) -> list[list[int]]:
+    """`rows` in micro-batches of `size`, sorted by completion length, so that each micro-batch,
+    padded only to its own longest completion, carries little padding (lengths within one group
+    range from a few tokens to the limit). A micro-batch computes each of its distinct prompts
+    once (`shared_prompt_logprobs`); with P prompts per rollout, that is at most P prompt passes."""
+    order = sorted(rows, key=lambda i: len(gen.completion_ids[i]))
     return [order[j : j + size] for j in range(0, len(order), size)]
+
+
+def shared_prompt_logprobs(model, gen: Generation, chunk: list[int], pad: int):
+    """Per-token log-probs of the completions `chunk`, each distinct prompt computed only once.
+
+    The prompts go through the model once (P sequences, not P×G) into a KV cache; the cache is
+    gathered to one entry per completion (a differentiable index, so gradients from every
+    completion flow back into the one prompt pass) and the completions are run on top of it. The
+    log-prob of a completion's first token comes from the prompt pass's last position. Same
+    numbers as one forward over prompt+completion per row (tests/test_rl.py), with the prompt's
+    share of the work divided by G. Returns log-probs (B, Lc), logits (B, Lc, V), mask (B, Lc)."""
+    prompts = sorted({i // gen.n for i in chunk})
+    slot = {p: j for j, p in enumerate(prompts)}
+    owner = torch.tensor([slot[i // gen.n] for i in chunk])  # (B,) the prompt of each completion
+    ids, pmask, ppos = left_padded([gen.prompt_ids[p] for p in prompts], pad)  # (P', W)
+    cache = DynamicCache(config=model.config)
+    head = model(input_ids=ids, attention_mask=pmask, position_ids=ppos, past_key_values=cache,
+                 use_cache=True, logits_to_keep=1).logits  # (P', 1, V): predicts each first token
+    cache.batch_select_indices(owner)
+    completions = [gen.completion_ids[i] for i in chunk]
+    Lc = max(map(len, completions))
+    cids = torch.tensor([c + [pad] * (Lc - len(c)) for c in completions])  # (B, Lc) right-padded
+    cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions])
+    positions = pmask.sum(1)[owner][:, None] + torch.arange(Lc)  # (B, Lc): continue each prompt
+    body = model(input_ids=cids, attention_mask=torch.cat([pmask[owner], cmask], 1), position_ids=positions,
+                 past_key_values=cache, use_cache=True).logits  # (B, Lc, V)
+    logits = torch.cat([head[owner], body[:, :-1]], dim=1)  # (B, Lc, V): position t predicts token t
+    return token_logprobs(logits, cids), logits, cmask
 
 
 def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int) -> dict:
     """μ GRPO updates on the samples `rows` of a rollout; returns detached statistics.
 
-    adv: (P*G,) per-sample advantages. Micro-batches (`micro_batches`) accumulate gradients; the
-    token weights are computed over all kept rows first, so neither the split into micro-batches
-    nor their order changes the loss (tests/test_rl.py checks it against a plain implementation)."""
+    adv: (P*G,) per-sample advantages. Length-sorted micro-batches (`length_batches`) accumulate
+    gradients, each distinct prompt computed once per micro-batch (`shared_prompt_logprobs`). The token
+    weights are computed over all kept rows first, so neither the split into micro-batches nor
+    their order changes the loss; with β = 0 a row whose advantage is exactly 0 has an exactly
+    zero gradient and is not computed at all (it still counts in the weights' normalisation).
+    tests/test_rl.py checks all of this against a plain implementation."""
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
              "time_logprobs": 0.0}
     if not rows:
@@ -123,25 +155,22 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     tmask_all = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # (B, Lc) in `rows` order
     weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens)  # (B, Lc)
     index_of = {r: j for j, r in enumerate(rows)}
-    batches = []  # per micro-batch: model inputs, its rows' weights (trimmed) and advantages
-    for chunk in micro_batches(gen, rows, g.micro_batch):
-        ids, mask, pos, tgt, tmask = sequence_batch([gen.prompt_ids[i // gen.n] for i in chunk],
-                                                    [gen.completion_ids[i] for i in chunk], pad)
-        w = weights[[index_of[i] for i in chunk], : tgt.shape[1]]
-        batches.append((ids, mask, pos, tgt, tmask, w, adv[chunk]))
     n_tokens = float(lengths.sum())
+    active = [i for i in rows if g.beta > 0 or adv[i] != 0]  # the rest contribute exactly nothing
+    batches = length_batches(gen, active, g.micro_batch)
     t0 = time.time()
     with torch.no_grad():  # π_ref and π_old log-probs: only β > 0 and μ > 1 need them
-        ref_lp = [completion_logprobs(ref, *b[:4])[0] for b in batches] if ref else None
-        old_lp = [completion_logprobs(model, *b[:4])[0] for b in batches] if g.mu > 1 else None
+        ref_lp = [shared_prompt_logprobs(ref, gen, b, pad)[0] for b in batches] if ref else None
+        old_lp = [shared_prompt_logprobs(model, gen, b, pad)[0] for b in batches] if g.mu > 1 else None
     stats["time_logprobs"] = time.time() - t0
     for group in opt.param_groups:
         group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
     for _ in range(g.mu):
-        for j, (ids, mask, pos, tgt, tmask, w, a) in enumerate(batches):
-            lp, logits = completion_logprobs(model, ids, mask, pos, tgt)
+        for j, chunk in enumerate(batches):
+            lp, logits, tmask = shared_prompt_logprobs(model, gen, chunk, pad)
+            w = weights[[index_of[i] for i in chunk], : lp.shape[1]]
             old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
-            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, a, w, g.beta, g.eps_low, g.eps_high)
+            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high)
             loss.backward()
             share = float(tmask.sum()) / n_tokens / g.mu
             with torch.no_grad():
@@ -151,6 +180,9 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
             stats["loss"] += float(loss.detach()) / g.mu
             for key in ("clip_frac", "kl", "entropy"):
                 stats[key] += s[key] * share
+        if not batches:  # every advantage is 0 and β = 0: the gradient is exactly zero, but the
+            for p in model.parameters():  # optimizer still steps on it (Adam's momentum moves on)
+                p.grad = torch.zeros_like(p) if p.requires_grad else None
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
         if torch.isfinite(grad_norm):
             opt.step()

@@ -2,15 +2,28 @@
 
 `Sampler.generate(prompts, n, params)` returns `n` completions per prompt, grouped (prompt i's
 samples are rows i*n .. i*n+n-1). `HFSampler` implements it for any Hugging Face causal LM:
-- each distinct prompt is prefilled once and its KV cache repeated `n` times (a GRPO group
-  shares its prompt, so this divides prefill work by G);
-- decoding runs token by token over the KV cache, and rows that have finished (a stop token:
-  the tokenizer's EOS, the model's generation-config EOS ids such as a chat model's end-of-turn
-  token, or `params.stop_token_ids`) are dropped from the cache and the batch, so late steps only
-  pay for live sequences;
+- each distinct prompt is prefilled once, by the model's own forward, and its KV cache repeated
+  `n` times (a GRPO group shares its prompt, so this divides prefill work by G);
+- decoding runs token by token, and rows that have finished (a stop token: the tokenizer's EOS,
+  the model's generation-config EOS ids such as a chat model's end-of-turn token, or
+  `params.stop_token_ids`) are dropped from the cache and the batch, so late steps only pay for
+  live sequences;
 - sampling is temperature + nucleus (top-p) from a seeded `torch.Generator`, so a run is
   reproducible; temperature 0 is greedy.
-A faster backend (a static-cache compiled decoder, vLLM) implements the same method.
+
+The decode step has two implementations (docs/perf.md has the measurements behind them):
+- `StaticCacheDecoder`, for the architectures r1lab trains (DeepSeek-V3) and the common dense
+  ones (Llama, Qwen2, Mistral without sliding windows): the model's own modules for every
+  projection, norm and MLP/MoE, but attention over r1lab's cache: per-layer buffers written in
+  place (no `torch.cat` of the whole cache per token), one float mask instead of a mask built per
+  step, grown in chunks and compacted when rows finish. For MLA it is the "absorbed" form of
+  DeepSeek-V2 §2.1.3: the cache holds the compressed latent c_KV and the shared RoPE key, and
+  attention runs in latent space (W^UK folded into the query, W^UV applied to the output).
+  transformers' MLA instead re-expands every cached latent through `kv_b_proj` at every step,
+  O(length) matmul work per token, which made it ~3/4 of the decode time at batch 128;
+- `DynamicCacheDecoder`, the model's full forward over a transformers `DynamicCache`: the
+  fallback for every other causal LM (and `HFSampler(..., static_cache=False)`).
+Greedy decoding through both gives the same tokens as `model.generate` (tests/test_sampler.py).
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
 
@@ -30,6 +44,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop_token_ids: tuple[int, ...] = ()  # besides the tokenizer's EOS
     seed: int = 0
+    min_new_tokens: int = 0  # stop tokens cannot be sampled before this many new tokens (as in HF)
 
 
 @dataclass
@@ -73,12 +88,15 @@ def model_stop_ids(model, tokenizer) -> set[int]:
 
 
 class HFSampler:
-    def __init__(self, model, tokenizer, max_rows: int = 512, add_special_tokens: bool = True):
+    def __init__(self, model, tokenizer, max_rows: int = 512, add_special_tokens: bool = True,
+                 static_cache: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.max_rows = max_rows  # sequences decoded together (distinct prompts × n)
         # False for prompts rendered by a chat template, which already hold the BOS token.
         self.add_special_tokens = add_special_tokens
         self.stop_ids = model_stop_ids(model, tokenizer)
+        # False: always the model's own forward over a DynamicCache (slower; for comparison).
+        self.static_cache = static_cache and StaticCacheDecoder.supports(model)
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:
@@ -101,39 +119,346 @@ class HFSampler:
     def _generate_batch(self, prompt_ids: list[list[int]], n: int, params: SamplingParams, gen):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         stops = torch.tensor(sorted({*self.stop_ids, *params.stop_token_ids}))
-        width = max(len(p) for p in prompt_ids)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])  # (P, L) left-padded
-        mask = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompt_ids])[:, None]).long()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        # Expand the prefilled prompts to their n samples each.
-        cache.batch_repeat_interleave(n)
-        logits = out.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
-        mask = mask.repeat_interleave(n, dim=0)  # (B, L)
-        next_pos = positions[:, -1:].repeat_interleave(n, dim=0) + 1  # (B, 1)
-        rows = torch.arange(len(prompt_ids) * n)  # sample index of each live row
-        tokens: list[list[int]] = [[] for _ in range(len(rows))]
-        done = [False] * len(rows)
-        for step in range(params.max_new_tokens):
-            nxt = sample_tokens(logits, params.temperature, params.top_p, gen)  # (B,)
-            finished = torch.isin(nxt, stops)
-            for r, tok in zip(rows.tolist(), nxt.tolist()):
-                tokens[r].append(tok)
+        decoder_class = StaticCacheDecoder if self.static_cache else DynamicCacheDecoder
+        decoder, logits = decoder_class.prefill(self.model, prompt_ids, n, pad, params.max_new_tokens)
+        B, steps = len(prompt_ids) * n, params.max_new_tokens
+        out = torch.full((B, steps), pad)  # (B, steps) sampled tokens, by sample index
+        length = torch.full((B,), steps)  # (B,) tokens kept per sample
+        stopped = torch.zeros(B, dtype=torch.bool)  # (B,)
+        rows = torch.arange(B)  # sample index of each live row
+        for step in range(steps):
+            if step < params.min_new_tokens:
+                logits[:, stops] = float("-inf")
+            nxt = sample_tokens(logits, params.temperature, params.top_p, gen)  # (live,)
+            out[rows, step] = nxt
+            finished = torch.isin(nxt, stops)  # (live,)
             if finished.any():
-                for r in rows[finished].tolist():
-                    done[r] = True
+                length[rows[finished]] = step + 1
+                stopped[rows[finished]] = True
                 keep = (~finished).nonzero().squeeze(-1)
                 if len(keep) == 0:
                     break
-                cache.batch_select_indices(keep)
-                rows, nxt, mask, next_pos = rows[keep], nxt[keep], mask[keep], next_pos[keep]
-            if step == params.max_new_tokens - 1:
+                decoder.keep(keep)
+                rows, nxt = rows[keep], nxt[keep]
+            if step == steps - 1:
                 break
-            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos,
-                             past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1]
-            next_pos = next_pos + 1
-        return tokens, [not d for d in done]
+            logits = decoder.step(nxt)
+        tokens = [row[:k] for row, k in zip(out.tolist(), length.tolist())]
+        return tokens, (~stopped).tolist()
+
+
+def left_padded(prompt_ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts as one left-padded batch: ids, attention mask and position ids, each (P, W)."""
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])
+    mask = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompt_ids])[:, None]).long()
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def prefill_prompts(model, prompt_ids: list[list[int]], pad: int):
+    """One forward over the distinct prompts: (DynamicCache, last logits (P, V), mask, positions)."""
+    ids, mask, positions = left_padded(prompt_ids, pad)
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    return cache, out.logits[:, -1], mask, positions
+
+
+class DynamicCacheDecoder:
+    """Any causal LM: the model's own forward, one token at a time, over a `DynamicCache`."""
+
+    def __init__(self, model, cache, mask: torch.Tensor, next_pos: torch.Tensor):
+        self.model, self.cache = model, cache
+        self.mask = mask  # (B, L) 1 for real tokens, 0 for left padding
+        self.next_pos = next_pos  # (B, 1) position id of the next token
+
+    @classmethod
+    def prefill(cls, model, prompt_ids, n: int, pad: int, max_new_tokens: int):
+        cache, logits, mask, positions = prefill_prompts(model, prompt_ids, pad)
+        cache.batch_repeat_interleave(n)  # each prompt's cache, once per sample
+        decoder = cls(model, cache, mask.repeat_interleave(n, 0), positions[:, -1:].repeat_interleave(n, 0) + 1)
+        return decoder, logits.repeat_interleave(n, dim=0)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) after appending `tokens` (B,)."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.next_pos,
+                         past_key_values=self.cache, use_cache=True)
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1]
+
+
+class StaticCacheDecoder:
+    """Decoding over caches owned here, with the model's own weights.
+
+    A GRPO group's samples share their prompt, so the prompt's cache is kept once per distinct
+    prompt, (P, ..., W, ·), and attention over it runs once per prompt for all of its live rows
+    (`PromptGrid`); only the generated columns are cached per row, (B, ..., capacity, ·), written in
+    place at column `length`. Capacity doubles when full (up to max_new_tokens), and the per-row
+    buffers are copied only when rows finish (`keep`) or capacity grows. Dense models cache K and
+    V per KV head, as transformers does; MLA models cache [c_KV ; k_rope] per layer.
+
+    The step is written against the weights (F.linear, bmm), not the modules: at small batch a
+    decode step costs its number of operator calls (~5-20 us each here), and the modules spend
+    several calls where one does. MLA's absorbed weights and the RoPE table are built once per
+    batch (weights change between RL steps, never within a call).
+    """
+
+    DENSE = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+    LATENT = ("DeepseekV3ForCausalLM",)
+    FIRST_ROOM = 256  # generated columns allocated up front; then capacity doubles
+
+    @classmethod
+    def supports(cls, model) -> bool:
+        """Is `model` one of the architectures whose layers `step` reproduces?"""
+        name, config, inner = type(model).__name__, model.config, getattr(model, "model", None)
+        if name not in cls.DENSE + cls.LATENT or config.hidden_act != "silu":
+            return False
+        if getattr(inner.rotary_emb, "rope_type", "default") in ("dynamic", "longrope"):
+            return False  # frequencies that change with the sequence length
+        if name in cls.LATENT:
+            return all(layer.self_attn.kv_b_proj.bias is None for layer in inner.layers)
+        return 2 * inner.rotary_emb.inv_freq.numel() == inner.layers[0].self_attn.head_dim and all(
+            getattr(layer.self_attn, "sliding_window", None) is None for layer in inner.layers)
+
+    def __init__(self, model, prompt_caches, prompt_bias: torch.Tensor, n: int, next_pos: torch.Tensor,
+                 max_new_tokens: int):
+        self.model, inner = model, model.model
+        self.all_prompt_caches = prompt_caches  # per layer: (K, V) (P, H_kv, W, d) or (C,) (P, W, r + d_R)
+        self.all_prompt_bias = prompt_bias  # (P, W) 0, or -inf at a prompt's left padding
+        B, room = len(next_pos), min(max_new_tokens, self.FIRST_ROOM)
+        self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
+        self.group = torch.arange(B) // n  # (B,) the prompt of each live row
+        self.next_pos = next_pos  # (B,) position id of the next token
+        self.length, self.limit = 0, max_new_tokens  # generated columns written so far; ever needed
+        self.regroup()
+        layer_class = LatentLayer if type(model).__name__ in self.LATENT else DenseLayer
+        self.layers = [layer_class(layer, model.config) for layer in inner.layers]
+        self.eps = model.config.rms_norm_eps
+        # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
+        # use only the first half (the second repeats it)
+        cos, sin = inner.rotary_emb(prompt_bias, torch.arange(prompt_bias.shape[1] + max_new_tokens)[None])
+        self.cos, self.sin = (t[0, :, : t.shape[-1] // 2] for t in (cos, sin))  # (positions, d_R / 2)
+
+    @classmethod
+    def prefill(cls, model, prompt_ids, n: int, pad: int, max_new_tokens: int):
+        cache, logits, mask, positions = prefill_prompts(model, prompt_ids, pad)
+        if type(model).__name__ in cls.LATENT:  # keys: c_KV (P, 1, W, r), values: k_rope (P, 1, W, d_R)
+            prompt_caches = [(torch.cat([layer.keys[:, 0], layer.values[:, 0]], dim=-1),) for layer in cache.layers]
+        else:  # keys, values: (P, H_kv, W, d)
+            prompt_caches = [(layer.keys, layer.values) for layer in cache.layers]
+        bias = torch.zeros(mask.shape, dtype=logits.dtype).masked_fill_(mask == 0, float("-inf"))
+        next_pos = positions[:, -1].repeat_interleave(n, 0) + 1
+        decoder = cls(model, prompt_caches, bias, n, next_pos, max_new_tokens)
+        return decoder, logits.repeat_interleave(n, dim=0)
+
+    def regroup(self) -> None:
+        """The grid of live rows, and the caches of the prompts that still have live rows."""
+        self.grid = PromptGrid(self.group)
+        prompts = self.grid.prompts
+        self.prompt_caches = [tuple(t[prompts] for t in c) for c in self.all_prompt_caches]
+        self.prompt_bias = self.all_prompt_bias[prompts]  # (P', W)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.caches = [tuple(select_rows(b, rows, self.length) for b in c) for c in self.caches]
+        self.group, self.next_pos = self.group[rows], self.next_pos[rows]
+        self.regroup()
+
+    def grow(self) -> None:
+        capacity = self.caches[0][0].shape[-2]
+        extra = max(1, min(self.limit, 2 * capacity) - capacity)
+        self.caches = [tuple(torch.cat([b, b.new_empty(*b.shape[:-2], extra, b.shape[-1])], dim=-2) for b in c)
+                       for c in self.caches]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) after appending `tokens` (B,)."""
+        if self.length == self.caches[0][0].shape[-2]:
+            self.grow()
+        inner = self.model.model
+        x = F.embedding(tokens, inner.embed_tokens.weight)  # (B, D)
+        self.rope = self.cos[self.next_pos, None], self.sin[self.next_pos, None]  # (B, 1, d_R / 2) each
+        for layer, prompt, cache in zip(self.layers, self.prompt_caches, self.caches):
+            x = layer(x, self, prompt, cache)
+        self.length += 1
+        self.next_pos = self.next_pos + 1
+        return F.linear(F.rms_norm(x, x.shape[-1:], inner.norm.weight, self.eps), self.model.lm_head.weight)
+
+
+class PromptGrid:
+    """Where each live row sits in a (prompts, m) grid, so that attention over a prompt's cache
+    runs as one matmul for all of that prompt's rows: the prompt's keys and values are read once
+    per step, not once per sample.
+
+    Rows are kept in sample order, so a prompt's live rows are contiguous; m is the most live rows
+    any prompt has, and a prompt with fewer leaves grid slots empty (zero queries, never read)."""
+
+    def __init__(self, group: torch.Tensor):  # (B,) prompt of each row, non-decreasing
+        self.prompts, counts = torch.unique_consecutive(group, return_counts=True)  # (P',) each
+        self.m = int(counts.max())
+        grid_row = torch.repeat_interleave(torch.arange(len(counts)), counts)  # (B,)
+        first = counts.cumsum(0) - counts  # (P',) first row of each prompt
+        self.slot = grid_row * self.m + torch.arange(len(group)) - first[grid_row]  # (B,)
+        self.full = bool((counts == self.m).all())  # then the grid is the batch itself
+
+    def scatter(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (P'·m, ...)"""
+        if self.full:
+            return x
+        return x.new_zeros(len(self.prompts) * self.m, *x.shape[1:]).index_copy_(0, self.slot, x)
+
+    def gather(self, y: torch.Tensor) -> torch.Tensor:
+        """(P'·m, ...) -> (B, ...)"""
+        return y if self.full else y.index_select(0, self.slot)
+
+
+def select_rows(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
+    """`buffer[rows]` with only the first `length` columns (dim -2) copied; the rest is room."""
+    out = buffer.new_empty(len(rows), *buffer.shape[1:])
+    torch.index_select(buffer.narrow(-2, 0, length), 0, rows, out=out.narrow(-2, 0, length))
+    return out
+
+
+def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], interleaved: bool) -> torch.Tensor:
+    """RoPE of x (B, heads, d) with cos, sin (B, 1, d/2): transformers' `rotate_half` form pairs dim
+    i with i + d/2; DeepSeek's `rope_interleave` form pairs 2i with 2i + 1 and writes the results
+    to i and d/2 + i. The same operators as transformers, so the same bits."""
+    cos, sin = rope
+    x1, x2 = (x[..., 0::2], x[..., 1::2]) if interleaved else x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class DenseLayer:
+    """One Llama / Qwen2 decoder layer for one new token per row, over its (K, V) buffers."""
+
+    def __init__(self, layer, config):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.ln1, self.ln2, self.eps = layer.input_layernorm.weight, layer.post_attention_layernorm.weight, config.rms_norm_eps
+        self.q, self.k, self.v, self.o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
+        self.scaling, self.d = attn.scaling, attn.head_dim
+        self.mlp = mlp
+
+    def __call__(self, x, dec: StaticCacheDecoder, prompt, cache):
+        (Kp, Vp), (K, V), t, grid = prompt, cache, dec.length, dec.grid  # (P', H_kv, W, d), (B, H_kv, cap, d)
+        B, (P, Hkv, W, d), m = len(x), Kp.shape, grid.m
+        h = F.rms_norm(x, x.shape[-1:], self.ln1, self.eps)
+        q = F.linear(h, self.q.weight, self.q.bias).view(B, -1, d)  # (B, H, d)
+        k = F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, d)
+        qk = rotate(torch.cat([q, k], dim=1), dec.rope, interleaved=False)  # (B, H + H_kv, d)
+        K[:, :, t] = qk[:, -Hkv:]
+        V[:, :, t] = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d)
+        q = qk[:, :-Hkv].view(B, Hkv, -1, d) * self.scaling  # (B, H_kv, G, d): query head j*G + g reads KV head j
+        G = q.shape[2]
+        # scores over the prompt, per prompt for all its rows (query rows m·G per KV head) ...
+        q_grid = grid.scatter(q).view(P, m, Hkv, G, d).transpose(1, 2).reshape(P, Hkv, m * G, d)
+        prompt_scores = torch.matmul(q_grid, Kp.transpose(-1, -2)) + dec.prompt_bias[:, None, None]
+        prompt_scores = grid.gather(prompt_scores.view(P, Hkv, m, G, W).transpose(1, 2).reshape(P * m, Hkv, G, W))
+        # ... and over the row's own generated tokens, one softmax over both
+        weights = torch.softmax(torch.cat([prompt_scores, torch.matmul(q, K[:, :, : t + 1].transpose(-1, -2))], -1), -1)
+        out = torch.matmul(weights[..., W:], V[:, :, : t + 1])  # (B, H_kv, G, d)
+        w_grid = grid.scatter(weights[..., :W]).reshape(P, m, Hkv, G, W).transpose(1, 2).reshape(P, Hkv, m * G, W)
+        from_prompt = torch.matmul(w_grid, Vp).view(P, Hkv, m, G, d).transpose(1, 2).reshape(P * m, Hkv, G, d)
+        out = (out + grid.gather(from_prompt)).view(B, -1)  # (B, H·d)
+        x = x + F.linear(out, self.o.weight, self.o.bias)
+        return x + swiglu(self.mlp, F.rms_norm(x, x.shape[-1:], self.ln2, self.eps))
+
+
+class LatentLayer:
+    """One DeepSeek-V3 decoder layer for one new token per row: absorbed MLA over C, then MoE or MLP.
+
+    MLA in latent space (DeepSeek-V2 §2.1.3): q·k = (W^UK^T q_nope)·c_KV + q_rope·k_rope and the
+    output is W^O W^UV (softmax · c_KV), so W^UK is folded into the query projection and W^UV
+    into the output projection, once per batch, and no cached latent is ever expanded."""
+
+    def __init__(self, layer, config):
+        attn = layer.self_attn
+        self.ln1, self.ln2, self.eps = layer.input_layernorm.weight, layer.post_attention_layernorm.weight, config.rms_norm_eps
+        H, r, nope, v = attn.num_heads, attn.kv_lora_rank, attn.qk_nope_head_dim, attn.v_head_dim
+        self.H, self.r, self.d_rope, self.scaling = H, r, attn.qk_rope_head_dim, attn.scaling
+        self.attn, self.interleaved = attn, config.rope_interleave
+        w_kv = attn.kv_b_proj.weight.view(H, nope + v, r)  # per head: [W^UK ; W^UV]
+        q_proj = attn.q_proj if attn.q_lora_rank is None else attn.q_b_proj
+        w_q = q_proj.weight.view(H, nope + self.d_rope, -1)
+        q_latent = torch.matmul(w_kv[:, :nope].transpose(1, 2), w_q[:, :nope])  # (H, r, D_q)
+        self.w_q = torch.cat([q_latent.reshape(H * r, -1), w_q[:, nope:].reshape(H * self.d_rope, -1)])
+        w_o = attn.o_proj.weight.view(-1, H, v)  # (D, H, v)
+        self.w_o = torch.einsum("dhv,hvr->dhr", w_o, w_kv[:, nope:]).reshape(len(w_o), H * r)  # (D, H·r)
+        self.mlp = MoE(layer.mlp) if hasattr(layer.mlp, "experts") else layer.mlp
+
+    def __call__(self, x, dec: StaticCacheDecoder, prompt, cache):
+        (Cp,), (C,), t, grid = prompt, cache, dec.length, dec.grid  # (P', W, r + d_R), (B, cap, r + d_R)
+        attn, B, H, r, (P, W, _), m = self.attn, len(x), self.H, self.r, Cp.shape, dec.grid.m
+        h = F.rms_norm(x, x.shape[-1:], self.ln1, self.eps)
+        if attn.q_lora_rank is not None:
+            h_q = F.linear(h, attn.q_a_proj.weight, attn.q_a_proj.bias)
+            h_q = F.rms_norm(h_q, h_q.shape[-1:], attn.q_a_layernorm.weight, attn.q_a_layernorm.variance_epsilon)
+        q = F.linear(h if attn.q_lora_rank is None else h_q, self.w_q)  # (B, H·r + H·d_R): [q_latent ; q_rope]
+        kv = F.linear(h, attn.kv_a_proj_with_mqa.weight, attn.kv_a_proj_with_mqa.bias)  # (B, r + d_R)
+        roped = rotate(torch.cat([q[:, H * r :].view(B, H, -1), kv[:, None, r:]], dim=1), dec.rope, self.interleaved)
+        C[:, t, :r] = F.rms_norm(kv[:, :r], (r,), attn.kv_a_layernorm.weight, attn.kv_a_layernorm.variance_epsilon)
+        C[:, t, r:] = roped[:, H]
+        query = torch.cat([q[:, : H * r].view(B, H, r), roped[:, :H]], dim=-1) * self.scaling  # (B, H, r + d_R)
+        # scores over the prompt, per prompt for all its rows (m·H query rows) ...
+        prompt_scores = torch.baddbmm(dec.prompt_bias[:, None], grid.scatter(query).view(P, m * H, -1), Cp.transpose(1, 2))
+        prompt_scores = grid.gather(prompt_scores.view(P * m, H, W))  # (B, H, W)
+        # ... and over the row's own generated tokens, one softmax over both
+        own = C[:, : t + 1]  # (B, t + 1, r + d_R)
+        weights = torch.softmax(torch.cat([prompt_scores, torch.bmm(query, own.transpose(1, 2))], dim=-1), dim=-1)
+        latent = torch.bmm(weights[..., W:], own[..., :r])  # (B, H, r)
+        from_prompt = torch.bmm(grid.scatter(weights[..., :W]).reshape(P, m * H, W), Cp[..., :r]).view(P * m, H, r)
+        latent = latent + grid.gather(from_prompt)
+        x = x + F.linear(latent.view(B, H * r), self.w_o, attn.o_proj.bias)
+        h = F.rms_norm(x, x.shape[-1:], self.ln2, self.eps)
+        return x + (self.mlp(h) if isinstance(self.mlp, MoE) else swiglu(self.mlp, h))
+
+
+class MoE:
+    """DeepSeekMoE for a batch of single tokens: top-k routed experts + the shared experts."""
+
+    DENSE_BELOW = 32  # rows; below, every expert runs on every row (one matmul beats sorting rows)
+
+    def __init__(self, mlp):
+        self.router, self.shared = mlp.gate, mlp.shared_experts
+        self.w1, self.w2 = mlp.experts.gate_up_proj, mlp.experts.down_proj  # (E, 2I, D), (E, D, I)
+
+    def __call__(self, h):
+        weights, experts = route(self.router, h)  # (B, k) each
+        (E, _, D), B, k = self.w1.shape, len(h), experts.shape[1]
+        if B < self.DENSE_BELOW:
+            gate, up = F.linear(h, self.w1.view(-1, D)).view(B, E, -1).chunk(2, dim=-1)  # (B, E, I) each
+            out = torch.bmm((F.silu(gate) * up).transpose(0, 1), self.w2.transpose(1, 2))  # (E, B, D)
+            dense_weights = h.new_zeros(B, E).scatter_(1, experts, weights)  # (B, E), 0 where not routed
+            routed = (dense_weights.t()[:, :, None] * out).sum(0)
+        else:  # token-expert pairs sorted by expert, one grouped matmul per projection
+            order = experts.flatten().argsort()  # (B·k,)
+            ends = torch.bincount(experts.flatten(), minlength=E).cumsum(0).to(torch.int32)  # (E,)
+            row = order // k
+            gate, up = F.grouped_mm(h[row], self.w1.transpose(1, 2), offs=ends).chunk(2, dim=-1)
+            out = F.grouped_mm(F.silu(gate) * up, self.w2.transpose(1, 2), offs=ends)  # (B·k, D)
+            routed = torch.zeros_like(h).index_add_(0, row, out * weights.flatten()[order, None])
+        return routed + swiglu(self.shared, h)
+
+
+def route(router, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek-V3's routing (sigmoid scores, selection bias, normalised top-k): (weights, expert ids), (B, k).
+
+    The operators of transformers' `DeepseekV3TopkRouter`, minus its group-limited masking when
+    every group is kept (n_group = topk_group, as in r1lab's model), where that mask is a no-op."""
+    if router.topk_group != router.num_group:
+        return router(h)[1:]
+    scores = F.linear(h.float(), router.weight.float()).sigmoid()  # (B, E)
+    experts = torch.topk(scores + router.e_score_correction_bias, k=router.top_k, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, experts)
+    if router.norm_topk_prob:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return (weights * router.routed_scaling_factor).to(h.dtype), experts
+
+
+def swiglu(mlp, h):
+    """The SiLU-gated MLP of Llama, Qwen2 and DeepSeek (its dense layers and shared experts)."""
+    gate = F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)
+    return F.linear(F.silu(gate) * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight,
+                    mlp.down_proj.bias)

@@ -2,28 +2,29 @@
 
 `Sampler.generate(prompts, n, params)` returns `n` completions per prompt, grouped (prompt i's
 samples are rows i*n .. i*n+n-1). `HFSampler` implements it for any Hugging Face causal LM:
-- each distinct prompt is prefilled once, by the model's own forward, and its KV cache repeated
-  `n` times (a GRPO group shares its prompt, so this divides prefill work by G);
+- each distinct prompt is prefilled once, by the model's own forward (a GRPO group shares its
+  prompt, so this divides prefill work by G);
 - decoding runs token by token, and rows that have finished (a stop token: the tokenizer's EOS,
   the model's generation-config EOS ids such as a chat model's end-of-turn token, or
   `params.stop_token_ids`) are dropped from the cache and the batch, so late steps only pay for
   live sequences;
 - sampling is temperature + nucleus (top-p) from a seeded `torch.Generator`, so a run is
-  reproducible; temperature 0 is greedy.
+  reproducible; temperature 0 is greedy; `min_new_tokens` forbids stop tokens until then.
 
 The decode step has two implementations (docs/perf.md has the measurements behind them):
-- `StaticCacheDecoder`, for the architectures r1lab trains (DeepSeek-V3) and the common dense
-  ones (Llama, Qwen2, Mistral without sliding windows): the model's own modules for every
-  projection, norm and MLP/MoE, but attention over r1lab's cache: per-layer buffers written in
-  place (no `torch.cat` of the whole cache per token), one float mask instead of a mask built per
-  step, grown in chunks and compacted when rows finish. For MLA it is the "absorbed" form of
-  DeepSeek-V2 §2.1.3: the cache holds the compressed latent c_KV and the shared RoPE key, and
-  attention runs in latent space (W^UK folded into the query, W^UV applied to the output).
-  transformers' MLA instead re-expands every cached latent through `kv_b_proj` at every step,
-  O(length) matmul work per token, which made it ~3/4 of the decode time at batch 128;
-- `DynamicCacheDecoder`, the model's full forward over a transformers `DynamicCache`: the
+- `StaticCacheDecoder`, for r1lab's DeepSeek-V3 and for Llama / Qwen2 without sliding windows:
+  the model's weights, r1lab's caches and attention. The prompt's cache is kept once per
+  distinct prompt and attended once per prompt for all its samples; each row caches only its
+  generated tokens, in buffers written in place (transformers' DynamicCache concatenates the
+  whole cache every token). For MLA it is the absorbed form of DeepSeek-V2 §2.1.3: the cache
+  holds the compressed latent c_KV and the shared RoPE key, and attention runs in latent space
+  (W^UK folded into the query projection, W^UV into the output projection); transformers
+  instead re-expands every cached latent through `kv_b_proj` at every step, O(length) matmul
+  work per token, ~3/4 of its decode time at batch 128 here;
+- `DynamicCacheDecoder`, the model's own forward over a transformers `DynamicCache`: the
   fallback for every other causal LM (and `HFSampler(..., static_cache=False)`).
-Greedy decoding through both gives the same tokens as `model.generate` (tests/test_sampler.py).
+Greedy decoding through either gives the tokens of `model.generate`, and the static path's
+logits match a full forward (tests/test_sampler.py).
 """
 
 from __future__ import annotations
@@ -336,7 +337,8 @@ class DenseLayer:
 
     def __init__(self, layer, config):
         attn, mlp = layer.self_attn, layer.mlp
-        self.ln1, self.ln2, self.eps = layer.input_layernorm.weight, layer.post_attention_layernorm.weight, config.rms_norm_eps
+        self.ln1, self.ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+        self.eps = config.rms_norm_eps
         self.q, self.k, self.v, self.o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
         self.scaling, self.d = attn.scaling, attn.head_dim
         self.mlp = mlp
@@ -357,7 +359,8 @@ class DenseLayer:
         prompt_scores = torch.matmul(q_grid, Kp.transpose(-1, -2)) + dec.prompt_bias[:, None, None]
         prompt_scores = grid.gather(prompt_scores.view(P, Hkv, m, G, W).transpose(1, 2).reshape(P * m, Hkv, G, W))
         # ... and over the row's own generated tokens, one softmax over both
-        weights = torch.softmax(torch.cat([prompt_scores, torch.matmul(q, K[:, :, : t + 1].transpose(-1, -2))], -1), -1)
+        own_scores = torch.matmul(q, K[:, :, : t + 1].transpose(-1, -2))  # (B, H_kv, G, t + 1)
+        weights = torch.softmax(torch.cat([prompt_scores, own_scores], dim=-1), dim=-1)
         out = torch.matmul(weights[..., W:], V[:, :, : t + 1])  # (B, H_kv, G, d)
         w_grid = grid.scatter(weights[..., :W]).reshape(P, m, Hkv, G, W).transpose(1, 2).reshape(P, Hkv, m * G, W)
         from_prompt = torch.matmul(w_grid, Vp).view(P, Hkv, m, G, d).transpose(1, 2).reshape(P * m, Hkv, G, d)
@@ -375,7 +378,8 @@ class LatentLayer:
 
     def __init__(self, layer, config):
         attn = layer.self_attn
-        self.ln1, self.ln2, self.eps = layer.input_layernorm.weight, layer.post_attention_layernorm.weight, config.rms_norm_eps
+        self.ln1, self.ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+        self.eps = config.rms_norm_eps
         H, r, nope, v = attn.num_heads, attn.kv_lora_rank, attn.qk_nope_head_dim, attn.v_head_dim
         self.H, self.r, self.d_rope, self.scaling = H, r, attn.qk_rope_head_dim, attn.scaling
         self.attn, self.interleaved = attn, config.rope_interleave
@@ -397,12 +401,14 @@ class LatentLayer:
             h_q = F.rms_norm(h_q, h_q.shape[-1:], attn.q_a_layernorm.weight, attn.q_a_layernorm.variance_epsilon)
         q = F.linear(h if attn.q_lora_rank is None else h_q, self.w_q)  # (B, H·r + H·d_R): [q_latent ; q_rope]
         kv = F.linear(h, attn.kv_a_proj_with_mqa.weight, attn.kv_a_proj_with_mqa.bias)  # (B, r + d_R)
-        roped = rotate(torch.cat([q[:, H * r :].view(B, H, -1), kv[:, None, r:]], dim=1), dec.rope, self.interleaved)
+        rope_parts = torch.cat([q[:, H * r :].view(B, H, -1), kv[:, None, r:]], dim=1)  # (B, H + 1, d_R)
+        roped = rotate(rope_parts, dec.rope, self.interleaved)
         C[:, t, :r] = F.rms_norm(kv[:, :r], (r,), attn.kv_a_layernorm.weight, attn.kv_a_layernorm.variance_epsilon)
         C[:, t, r:] = roped[:, H]
         query = torch.cat([q[:, : H * r].view(B, H, r), roped[:, :H]], dim=-1) * self.scaling  # (B, H, r + d_R)
         # scores over the prompt, per prompt for all its rows (m·H query rows) ...
-        prompt_scores = torch.baddbmm(dec.prompt_bias[:, None], grid.scatter(query).view(P, m * H, -1), Cp.transpose(1, 2))
+        q_grid = grid.scatter(query).view(P, m * H, -1)
+        prompt_scores = torch.baddbmm(dec.prompt_bias[:, None], q_grid, Cp.transpose(1, 2))  # (P', m·H, W)
         prompt_scores = grid.gather(prompt_scores.view(P * m, H, W))  # (B, H, W)
         # ... and over the row's own generated tokens, one softmax over both
         own = C[:, : t + 1]  # (B, t + 1, r + d_R)
@@ -448,13 +454,15 @@ def route(router, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     The operators of transformers' `DeepseekV3TopkRouter`, minus its group-limited masking when
     every group is kept (n_group = topk_group, as in r1lab's model), where that mask is a no-op."""
     if router.topk_group != router.num_group:
-        return router(h)[1:]
-    scores = F.linear(h.float(), router.weight.float()).sigmoid()  # (B, E)
-    experts = torch.topk(scores + router.e_score_correction_bias, k=router.top_k, dim=-1, sorted=False)[1]
-    weights = scores.gather(1, experts)
-    if router.norm_topk_prob:
-        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-    return (weights * router.routed_scaling_factor).to(h.dtype), experts
+        _, weights, experts = router(h)
+    else:
+        scores = F.linear(h.float(), router.weight.float()).sigmoid()  # (B, E)
+        experts = torch.topk(scores + router.e_score_correction_bias, k=router.top_k, dim=-1, sorted=False)[1]
+        weights = scores.gather(1, experts)
+        if router.norm_topk_prob:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        weights = weights * router.routed_scaling_factor
+    return weights.to(h.dtype), experts
 
 
 def swiglu(mlp, h):

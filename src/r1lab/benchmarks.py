@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 
 from r1lab.errors import UserError
 from r1lab.tasks.base import Problem
+from r1lab.tasks.files import text_field
 
 QUESTION_FIELDS = ("problem", "question", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "solution")
@@ -187,22 +188,6 @@ def _breakdown_value(value) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value)
-
-
-def text_field(row: dict, name: str, where: str) -> str:
-    """`row[name]` as non-blank text (3.0 -> "3"); UserError `where: ...` naming the field otherwise."""
-    if name not in row:
-        available = ", ".join(repr(k) for k in row) or "none"
-        raise UserError(f"{where}: missing field {name!r} (fields: {available})")
-    value = row[name]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        kind = "null" if value is None else type(value).__name__
-        raise UserError(f"{where}: field {name!r} is {kind}, expected a string or number")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not str(value).strip():
-        raise UserError(f"{where}: field {name!r} is empty")
     return str(value)
 
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from r1lab import verify
-from r1lab.benchmarks import read_jsonl, text_field
+from r1lab.benchmarks import read_jsonl
+from r1lab.tasks.files import text_field
 from r1lab.errors import UserError
 
 PRED_FIELDS = ("completion", "prediction", "response", "output")

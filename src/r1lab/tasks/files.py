@@ -96,9 +96,9 @@ class FileTask:
         by_key: dict[str, Problem] = {}
         for number, row in rows:
             where = f"{self.path}, {unit} {number}"
-            question = _text_field(row, self.fields["question"], where)
-            answer = _text_field(row, self.fields["answer"], where)
-            lang = _text_field(row, self.fields["lang"], where) if self.fields["lang"] else "en"
+            question = text_field(row, self.fields["question"], where)
+            answer = text_field(row, self.fields["answer"], where)
+            lang = text_field(row, self.fields["lang"], where) if self.fields["lang"] else "en"
             problem = Problem(key=question, prompt=question, answer=answer, task=self.name, lang=lang)
             by_key.setdefault(question, problem)
         return list(by_key.values())
@@ -138,7 +138,7 @@ def _parquet_rows(path: Path):
     return enumerate(table.to_pylist(), 1)
 
 
-def _text_field(row: dict, field: str, where: str) -> str:
+def text_field(row: dict, field: str, where: str) -> str:
     """`row[field]` as non-empty text (numbers converted: 3.0 -> "3"); UserError naming `where` otherwise."""
     if field not in row:
         available = ", ".join(repr(k) for k in row) or "none"

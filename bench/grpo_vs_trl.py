@@ -34,8 +34,12 @@ derived from it in `trl_config`):
             scaled advantages, loss aggregated per sequence then averaged over the 128 samples
             (r1lab `sequence_mean` = TRL `loss_type="grpo"`: each micro-batch's mean of
             sequence means divided by the 2 accumulation steps), every group kept (r1lab
-            `drop_zero_spread=False`; TRL drops none); one optimizer step per 128 completions in
-            two micro-batches of 64 (TRL: per_device_train_batch_size 64,
+            `drop_zero_spread=False`; TRL drops none); one optimizer step per 128 completions,
+            at most 64 rows per micro-batch (r1lab: `micro_batch=64` and its default
+            `micro_tokens=2048`, so rows are split by length into micro-batches of at most 2048
+            padded completion tokens, each sharing one prompt pass per update; the loss and
+            gradient do not depend on the split, tests/test_rl.py; TRL: two micro-batches,
+            per_device_train_batch_size 64,
             gradient_accumulation_steps 2, hence steps_per_generation 2 and a generation batch of
             128; gradient_accumulation_steps is a multiple of steps_per_generation x
             num_iterations, so TRL, like r1lab, computes no separate old-log-prob pass);
@@ -68,7 +72,7 @@ Trainer's batch fetch and bookkeeping between steps). The split, per step:
             `_generate_and_score_completions` after generation (padding to tensors, the reward
             functions, advantages, metric logging); the reward functions alone are in the JSON
             as `reward_fns`;
-  update    step time minus the three above: the loss forward/backward over both micro-batches,
+  update    step time minus the three above: the loss forward/backward over all micro-batches,
             clipping, the optimizer step, and each framework's own overhead.
 Samples/s is completions per second of step time; tokens/s is generated tokens (stop token
 included, as both count it) per second of step time. Peak RSS is the worker's
@@ -87,8 +91,9 @@ Known differences that remain:
     128 copies, r1lab prefills each prompt once and repeats its KV cache; TRL's
     `model.generate` keeps finished rows in the batch until the longest is done, r1lab drops
     them; TRL shuffles the 128 rollouts and pads every micro-batch to the longest sequence of
-    the whole generation batch, r1lab sorts rows by length and pads each micro-batch to its own
-    longest (the loss is the same either way); TRL's training forward scores every position
+    the whole generation batch and recomputes each sample's prompt, r1lab sorts rows by length,
+    pads each micro-batch to its own longest and computes each prompt once per update (the
+    loss is the same either way); TRL's training forward scores every position
     (prompt included) with its chunked fused LM head on CPU and never materialises the logits,
     r1lab materialises the completion's logits only (`logits_to_keep`).
   * TRL's training forward passes no position_ids, so left-padded prompts get positions

@@ -91,14 +91,16 @@ def plain_update(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: list
 
 @pytest.mark.parametrize("kind", ["deepseek", "qwen2"])
 @pytest.mark.parametrize(
-    "aggregation, beta, mu",
-    [("sequence_mean", 0.0, 1), ("token_mean", 0.1, 1), ("constant", 0.0, 2), ("sequence_mean", 0.05, 2)],
+    "aggregation, beta, mu, micro_tokens",  # micro_tokens 20: 4 micro-batches instead of 2
+    [("sequence_mean", 0.0, 1, 0), ("sequence_mean", 0.0, 1, 20), ("token_mean", 0.1, 1, 20),
+     ("constant", 0.0, 2, 0), ("sequence_mean", 0.05, 2, 20)],
 )
-def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu):
+def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_tokens):
     gen = rollout()
     adv = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])  # two zero advantages
     rows = [0, 1, 2, 6, 7, 8]  # group 1 dropped, as a zero-spread group would be
-    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, max_new_tokens=16, grad_clip=1e9)
+    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens,
+                   max_new_tokens=16, grad_clip=1e9)
     fast = tiny_model(kind).train()
     plain = copy.deepcopy(fast)
     ref = copy.deepcopy(fast).eval().requires_grad_(False) if beta > 0 else None
@@ -125,6 +127,16 @@ def test_length_batches_keep_every_row_and_sort_by_length():
     assert sorted(i for b in batches for i in b) == [0, 1, 2, 6, 7, 8] and [len(b) for b in batches] == [4, 2]
     flat = [len(gen.completion_ids[i]) for b in batches for i in b]
     assert flat == sorted(flat)
+
+
+def test_length_batches_respect_the_token_budget():
+    gen = rollout()  # lengths 7, 1, 13, 4, 12, 2, 9, 3, 6
+    batches = length_batches(gen, list(range(9)), size=4, tokens=20)
+    assert sorted(i for b in batches for i in b) == list(range(9))
+    padded = [len(b) * max(len(gen.completion_ids[i]) for i in b) for b in batches]
+    assert [len(b) for b in batches] == [4, 2, 1, 1, 1] and padded == [16, 14, 9, 12, 13]
+    # a single row longer than the budget still gets its own micro-batch
+    assert length_batches(gen, [2], size=4, tokens=5) == [[2]]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

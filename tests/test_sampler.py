@@ -181,3 +181,22 @@ def test_unknown_architectures_fall_back_to_the_models_own_forward(tok):
         assert not s.static_cache
         gen = s.generate(PROMPTS, 1, SamplingParams(temperature=0.0, max_new_tokens=8))
         assert gen.completion_ids == [reference(model, tok, p, 8, [tok.eos_token_id]) for p in PROMPTS]
+
+
+def test_categorical_draws_follow_the_probabilities():
+    """Inverse-CDF sampling: frequencies match the probabilities (also unnormalised ones, as the
+    nucleus passes them), and a zero-probability token is never drawn."""
+    probs = torch.tensor([[0.5, 0.0, 0.2, 0.3], [0.0, 2.0, 0.0, 2.0]])  # row 2: unnormalised
+    g = torch.Generator().manual_seed(0)
+    draws = sampler.categorical(probs.repeat_interleave(20000, 0), g).view(2, 20000)
+    freq = torch.stack([torch.bincount(row, minlength=4) / 20000 for row in draws])
+    torch.testing.assert_close(freq, probs / probs.sum(-1, keepdim=True), atol=0.015, rtol=0)
+    assert freq[0, 1] == 0 and freq[1, 0] == 0 and freq[1, 2] == 0
+
+
+def test_nucleus_sampling_keeps_to_the_nucleus():
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.1, 0.35]])).repeat(5000, 1)
+    g = torch.Generator().manual_seed(0)
+    drawn = sampler.sample_tokens(logits, 1.0, 0.8, g)  # nucleus {1, 3}: 0.5 + 0.35 >= 0.8
+    assert set(drawn.tolist()) == {1, 3}
+    assert abs(float((drawn == 1).float().mean()) - 0.5 / 0.85) < 0.03

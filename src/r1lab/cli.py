@@ -2,7 +2,8 @@
 
     r1lab zero     [recipe.yaml] [key=value ...] [--resume]   R1-Zero: GRPO from a base model
     r1lab pretrain [recipe.yaml] [key=value ...]              the tiny DeepSeek-V3 base (cached)
-    r1lab config   {zero,pretrain}                             list every config key and default
+    r1lab sft      [recipe.yaml] data=FILE.jsonl [key=value]   supervised fine-tuning (cold start, stage 3)
+    r1lab config   {zero,pretrain,sft}                         list every config key and default
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a benchmark
     r1lab grade    INPUT.jsonl [--out FILE]                    grade predictions against gold answers
 
@@ -31,9 +32,10 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def _configs():
     from r1lab.pretrain import PretrainConfig
+    from r1lab.sft import SFTConfig
     from r1lab.zero import ZeroConfig
 
-    return {"zero": ZeroConfig, "pretrain": PretrainConfig}
+    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,8 +53,10 @@ def _run(argv: list[str]) -> int:
     p_zero.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
     p_pre = sub.add_parser("pretrain", help="pretrain (or find cached) r1lab's tiny DeepSeek-V3 base model")
     p_pre.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
+    p_sft = sub.add_parser("sft", help="supervised fine-tuning on {prompt, completion} or {messages} JSONL")
+    p_sft.add_argument("args", nargs="*", help="[recipe.yaml] data=FILE.jsonl [key=value ...]")
     p_cfg = sub.add_parser("config", help="list every config key with its type and default")
-    p_cfg.add_argument("stage", choices=["zero", "pretrain"])
+    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft"])
     _add_eval_parser(sub)
     _add_grade_parser(sub)
     ns = parser.parse_args(argv)
@@ -79,6 +83,10 @@ def _run(argv: list[str]) -> int:
         from r1lab.pretrain import pretrain
 
         pretrain(cfg)
+    elif ns.command == "sft":
+        from r1lab.sft import run_sft
+
+        run_sft(cfg)
     else:
         from r1lab.zero import run_zero
 

@@ -13,7 +13,9 @@ bench/grpo_vs_trl.py, so the benchmark times the very code the stages run.
 Work that is not needed is not done: no reference model forward when β = 0, no separate π_old
 pass when μ = 1 (π_old is the current policy, whose log-probs the loss computes anyway), and
 groups whose rewards are all equal (zero advantage, no gradient) are dropped from the update
-when `drop_zero_spread`.
+when `drop_zero_spread`. The update computes each prompt once (`prompt_pass`) and runs the
+completions on its cache in length-sorted micro-batches capped by rows and padded tokens
+(`length_batches`); docs/perf.md has the measurements behind each choice.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class GRPOConfig:
     aggregation: str = "sequence_mean"  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
     scale_rewards: bool = True  # False: Dr. GRPO, no std division
     drop_zero_spread: bool = True
-    micro_batch: int = 64
+    micro_batch: int = 64  # at most this many rows per forward/backward
+    micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 200
@@ -63,6 +66,8 @@ class GRPOConfig:
         for name in ("steps", "prompts_per_step", "mu", "micro_batch", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.micro_tokens < 0:
+            raise UserError(f"micro_tokens: expected >= 0 (0: no limit), got {self.micro_tokens}")
         if self.beta < 0:
             raise UserError(f"beta: expected >= 0, got {self.beta}")
         if not 0 <= self.eps_low <= self.eps_high:
@@ -75,64 +80,74 @@ class GRPOConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def sequence_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad: int):
-    """Left-padded prompts + right-padded completions as one (B, Lp + Lc) batch.
+def length_batches(gen: Generation, rows: list[int], size: int, tokens: int = 0) -> list[list[int]]:
+    """`rows` in micro-batches sorted by completion length, each padded only to its own longest.
 
-    Returns input_ids, attention_mask, position_ids, completion targets (B, Lc) and their
-    mask (B, Lc): the logits at positions Lp-1 .. Lp+Lc-2 predict the completion tokens."""
-    Lp = max(len(p) for p in prompt_ids)
-    Lc = max(len(c) for c in completion_ids)
-    ids, mask, tgt, tmask = [], [], [], []
-    for p, c in zip(prompt_ids, completion_ids):
-        ids.append([pad] * (Lp - len(p)) + p + c + [pad] * (Lc - len(c)))
-        mask.append([0] * (Lp - len(p)) + [1] * (len(p) + len(c)) + [0] * (Lc - len(c)))
-        tgt.append(c + [pad] * (Lc - len(c)))
-        tmask.append([1] * len(c) + [0] * (Lc - len(c)))
-    ids, mask = torch.tensor(ids), torch.tensor(mask)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions, torch.tensor(tgt), torch.tensor(tmask)
-
-
-def completion_logprobs(model, ids, mask, positions, targets) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of `targets` (B, Lc) and the logits they came from (B, Lc, V)."""
-    Lc = targets.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=Lc + 1).logits
-    logits = logits[:, :-1]  # (B, Lc, V): drop the prediction after the last token
-    return token_logprobs(logits, targets), logits
-
-
-def length_batches(gen: Generation, rows: list[int], size: int) -> list[list[int]]:
-    """`rows` in micro-batches of `size`, sorted by completion length, so that each micro-batch,
-    padded only to its own longest completion, carries little padding (lengths within one group
-    range from a few tokens to the limit). A micro-batch computes each of its distinct prompts
-    once (`shared_prompt_logprobs`); with P prompts per rollout, that is at most P prompt passes."""
+    A micro-batch holds at most `size` rows and, if `tokens` > 0, at most `tokens` padded
+    completion tokens (rows x its longest length; a single row may exceed it). Lengths within a
+    rollout range from a few tokens to the limit, so sorting keeps padding small; the token budget
+    cuts it further and keeps each micro-batch's activations small enough to stay in cache."""
     order = sorted(rows, key=lambda i: len(gen.completion_ids[i]))
-    return [order[j : j + size] for j in range(0, len(order), size)]
+    batches: list[list[int]] = []
+    for i in order:
+        n = len(gen.completion_ids[i])  # the longest so far, as `order` is sorted
+        if batches and len(batches[-1]) < size and (not tokens or (len(batches[-1]) + 1) * n <= tokens):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
-def shared_prompt_logprobs(model, gen: Generation, chunk: list[int], pad: int):
-    """Per-token log-probs of the completions `chunk`, each distinct prompt computed only once.
+@dataclass
+class PromptPass:
+    """Every prompt of a rollout through the model once, its outputs cut off the graph.
 
-    The prompts go through the model once (P sequences, not P×G) into a KV cache; the cache is
-    gathered to one entry per completion (a differentiable index, so gradients from every
-    completion flow back into the one prompt pass) and the completions are run on top of it. The
-    log-prob of a completion's first token comes from the prompt pass's last position. Same
-    numbers as one forward over prompt+completion per row (tests/test_rl.py), with the prompt's
-    share of the work divided by G. Returns log-probs (B, Lc), logits (B, Lc, V), mask (B, Lc)."""
-    prompts = sorted({i // gen.n for i in chunk})
-    slot = {p: j for j, p in enumerate(prompts)}
-    owner = torch.tensor([slot[i // gen.n] for i in chunk])  # (B,) the prompt of each completion
-    ids, pmask, ppos = left_padded([gen.prompt_ids[p] for p in prompts], pad)  # (P', W)
+    `outputs` are the prompt pass's results (the logits predicting each first completion token,
+    then each layer's cached keys and values); `inputs` are detached copies of them that the
+    completion passes read. Gradients of the completion losses collect in `inputs[k].grad`, and
+    `backward()` sends them through the prompt pass once: the same gradient as backpropagating
+    every micro-batch through its own prompt pass, at the cost of one prompt pass per update."""
+
+    outputs: list[torch.Tensor]
+    inputs: list[torch.Tensor]
+    mask: torch.Tensor  # (P, W) the left-padded prompts' attention mask
+
+    def backward(self) -> None:
+        pairs = [(o, i.grad) for o, i in zip(self.outputs, self.inputs) if i.grad is not None]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+
+
+def prompt_pass(model, gen: Generation, pad: int) -> PromptPass:
+    """The P distinct prompts through `model` into a KV cache (P rows, not P x G)."""
+    ids, pmask, ppos = left_padded(gen.prompt_ids, pad)  # (P, W)
     cache = DynamicCache(config=model.config)
     head = model(input_ids=ids, attention_mask=pmask, position_ids=ppos, past_key_values=cache,
-                 use_cache=True, logits_to_keep=1).logits  # (P', 1, V): predicts each first token
-    cache.batch_select_indices(owner)
+                 use_cache=True, logits_to_keep=1).logits  # (P, 1, V): predicts each first token
+    outputs = [head] + [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    inputs = [t.detach().requires_grad_(t.requires_grad) for t in outputs]
+    return PromptPass(outputs, inputs, pmask)
+
+
+def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list[int], pad: int):
+    """Per-token log-probs of the completions `chunk`, run on top of their prompts' cache.
+
+    Each completion gets its prompt's cached keys and values (a differentiable index into
+    `prompts.inputs`); the log-prob of its first token comes from the prompt pass's last
+    position. Same numbers as one forward over prompt+completion per row (tests/test_rl.py).
+    Returns log-probs (B, Lc), logits (B, Lc, V) and the completion mask (B, Lc)."""
+    owner = torch.tensor([i // gen.n for i in chunk])  # (B,) the prompt of each completion
+    head, *kv = prompts.inputs
+    cache = DynamicCache(config=model.config)
+    for layer in range(len(kv) // 2):
+        cache.update(kv[2 * layer][owner], kv[2 * layer + 1][owner], layer)
     completions = [gen.completion_ids[i] for i in chunk]
     Lc = max(map(len, completions))
     cids = torch.tensor([c + [pad] * (Lc - len(c)) for c in completions])  # (B, Lc) right-padded
     cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions])
-    positions = pmask.sum(1)[owner][:, None] + torch.arange(Lc)  # (B, Lc): continue each prompt
-    body = model(input_ids=cids, attention_mask=torch.cat([pmask[owner], cmask], 1), position_ids=positions,
+    pmask = prompts.mask[owner]
+    positions = pmask.sum(1)[:, None] + torch.arange(Lc)  # (B, Lc): continue each prompt
+    body = model(input_ids=cids, attention_mask=torch.cat([pmask, cmask], 1), position_ids=positions,
                  past_key_values=cache, use_cache=True).logits  # (B, Lc, V)
     logits = torch.cat([head[owner], body[:, :-1]], dim=1)  # (B, Lc, V): position t predicts token t
     return token_logprobs(logits, cids), logits, cmask
@@ -157,17 +172,21 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     index_of = {r: j for j, r in enumerate(rows)}
     n_tokens = float(lengths.sum())
     active = [i for i in rows if g.beta > 0 or adv[i] != 0]  # the rest contribute exactly nothing
-    batches = length_batches(gen, active, g.micro_batch)
+    batches = length_batches(gen, active, g.micro_batch, g.micro_tokens)
     t0 = time.time()
     with torch.no_grad():  # π_ref and π_old log-probs: only β > 0 and μ > 1 need them
-        ref_lp = [shared_prompt_logprobs(ref, gen, b, pad)[0] for b in batches] if ref else None
-        old_lp = [shared_prompt_logprobs(model, gen, b, pad)[0] for b in batches] if g.mu > 1 else None
+        def logprobs(m):
+            prompts = prompt_pass(m, gen, pad)
+            return [completion_logprobs(m, prompts, gen, b, pad)[0] for b in batches]
+        ref_lp = logprobs(ref) if ref else None
+        old_lp = logprobs(model) if g.mu > 1 else None
     stats["time_logprobs"] = time.time() - t0
     for group in opt.param_groups:
         group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
     for _ in range(g.mu):
+        prompts = prompt_pass(model, gen, pad) if batches else None
         for j, chunk in enumerate(batches):
-            lp, logits, tmask = shared_prompt_logprobs(model, gen, chunk, pad)
+            lp, logits, tmask = completion_logprobs(model, prompts, gen, chunk, pad)
             w = weights[[index_of[i] for i in chunk], : lp.shape[1]]
             old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
             loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high)
@@ -180,7 +199,9 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
             stats["loss"] += float(loss.detach()) / g.mu
             for key in ("clip_frac", "kl", "entropy"):
                 stats[key] += s[key] * share
-        if not batches:  # every advantage is 0 and β = 0: the gradient is exactly zero, but the
+        if prompts is not None:
+            prompts.backward()  # the completions' gradients, through the one prompt pass
+        else:  # every advantage is 0 and β = 0: the gradient is exactly zero, but the
             for p in model.parameters():  # optimizer still steps on it (Adam's momentum moves on)
                 p.grad = torch.zeros_like(p) if p.requires_grad else None
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)

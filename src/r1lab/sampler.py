@@ -66,6 +66,16 @@ class Sampler(Protocol):
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation: ...
 
 
+def categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of unnormalised probabilities (B, V) -> (B,), by inverting the CDF: one
+    uniform number per row, where `torch.multinomial` draws an exponential per vocabulary entry
+    (~2 ms vs ~0.1 ms for 128 x 504 here). The CDF is float64 so large vocabularies keep exact
+    tails; a zero-probability token is never drawn (its CDF step is empty)."""
+    cdf = probs.double().cumsum(-1)  # (B, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1).squeeze(-1)
+
+
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
     """Next tokens from logits (B, V) -> (B,): greedy at temperature 0, else nucleus sampling."""
     if temperature == 0:
@@ -74,10 +84,9 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, genera
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         outside = sorted_p.cumsum(-1) - sorted_p > top_p  # tokens after the nucleus is full
-        sorted_p = sorted_p.masked_fill(outside, 0.0)
-        pick = torch.multinomial(sorted_p, 1, generator=generator)  # multinomial renormalises
-        return order.gather(-1, pick).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        pick = categorical(sorted_p.masked_fill(outside, 0.0), generator)  # renormalised by the draw
+        return order.gather(-1, pick[:, None]).squeeze(-1)
+    return categorical(probs, generator)
 
 
 def model_stop_ids(model, tokenizer) -> set[int]:

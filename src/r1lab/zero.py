@@ -38,7 +38,7 @@ from r1lab.errors import UserError
 from r1lab.evaluate import EvalResult, evaluate
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rewards import get_reward
-from r1lab.rl import GRPOConfig, completion_logprobs, grpo_step, sequence_batch, update_policy  # noqa: F401 (re-exported)
+from r1lab.rl import GRPOConfig, grpo_step, update_policy  # noqa: F401 (re-exported)
 from r1lab.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task, register_task
 

@@ -138,3 +138,16 @@ def test_benchmark_metrics_has_a_breakdown_per_field():
     m = benchmark_metrics(samples, ["subject", "level"])
     assert set(m["by_subject"]) == {"a"} and set(m["by_level"]) == {"1"}
     assert m["by_subject"]["a"]["pass@1"] == 1.0 and m["verifier_timeouts"] == 2
+
+
+def test_language_mixing_counts_zh_ja_ko_chains_of_thought():
+    from r1lab.evaluate import language_mixing
+
+    texts = ["<think>digit</think>",  # en: never counted
+             "<think>位 位</think>", "<think>位 digit</think>",  # zh: clean, mixed
+             "<think>けた</think>",  # ja: clean
+             "<think>digit</think>", "<think></think>"]  # ko: mixed, no words
+    out = language_mixing(texts, ["en", "zh", "zh", "ja", "ko", "ko"])
+    assert out["language_mixing"] == 2 / 5
+    assert out["language_mixing_by_lang"] == {"zh": 0.5, "ja": 0.0, "ko": 0.5}
+    assert language_mixing(["x"], ["en"])["language_mixing"] is None

@@ -208,3 +208,14 @@ def test_combine_rewards_needs_matching_names(per_fn, weights):
 def test_combine_rewards_needs_equal_lengths():
     with pytest.raises(ValueError):
         combine_rewards({"accuracy": [1.0, 0.0], "format": [1.0]}, {"accuracy": 1.0, "format": 1.0})
+
+
+def test_language_reward_is_registered_and_scores_the_chain_of_thought():
+    from r1lab.tasks.base import Problem
+
+    zh = Problem("1+1", "计算：1+1", "2", "arithmetic", lang="zh")
+    fn = get_reward("language")
+    completions = ["<think>\n位 1+1+0=02\n位 0+0+0=00\n</think>\n<answer>2</answer>",  # all Chinese
+                   "<think>\n位 1+1+0=02\ndigit 0+0+0=00\n</think>\n<answer>2 digits</answer>",  # half: the answer is not the CoT
+                   "<think>\n</think>\n<answer>2</answer>"]  # no words: nothing to mix
+    assert fn(completions, [zh] * 3) == [1.0, 0.5, 1.0]

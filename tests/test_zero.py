@@ -95,3 +95,26 @@ def test_mu_inner_updates_use_old_logprobs_and_clip():
     stats = update_policy(model, None, opt, gen, adv, list(range(8)), g, tok.pad_token_id, 0)
     assert stats["clip_frac"] > 0  # impossible with μ = 1, where every ratio is exactly 1
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_stage4_mixes_general_prompts_scored_by_the_reward_model(tmp_path):
+    from r1lab.pretrain import pretrain
+    from r1lab.rm import load_reward_model
+    from r1lab.sft import save_model
+
+    cfg = tiny_zero_config(tmp_path)
+    base = pretrain(cfg.pretrain, log=lambda *a: None)
+    rm, rm_tok = load_reward_model(base)
+    save_model(rm, rm_tok, tmp_path / "rm", {}, "rm.json")
+    cfg4 = tiny_zero_config(tmp_path, **{"rewards": "{accuracy: 1.0, format: 0.1, preference: 0.5}",
+                                         "reward_model": str(tmp_path / "rm"), "data.general_share": 0.5})
+    run_zero(cfg4, log=lambda *a: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["reward/preference"] != 0.0 for r in rows)  # one of each step's 2 prompts is general
+    for over, needle in [({"rewards": "{accuracy: 1.0, preference: 0.5}"}, "go together"),
+                         ({"rewards": "{accuracy: 1.0, preference: 0.5}", "data.general_share": 0.5}, "reward_model"),
+                         ({"rewards": "{accuracy: 1.0, preference: 0.5}", "data.general_share": 0.1,
+                           "reward_model": str(tmp_path / "rm")}, "no general")]:
+        with pytest.raises(UserError, match=needle):
+            run_zero(tiny_zero_config(tmp_path, run_dir=str(tmp_path / "run5"), **over), log=lambda *a: None)
+        assert not (tmp_path / "run5").exists()

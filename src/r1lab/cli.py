@@ -3,7 +3,10 @@
     r1lab zero     [recipe.yaml] [key=value ...] [--resume]   R1-Zero: GRPO from a base model
     r1lab pretrain [recipe.yaml] [key=value ...]              the tiny DeepSeek-V3 base (cached)
     r1lab sft      [recipe.yaml] data=FILE.jsonl [key=value]   supervised fine-tuning (cold start, stage 3)
-    r1lab config   {zero,pretrain,sft}                         list every config key and default
+    r1lab sample   MODEL_DIR [recipe.yaml] [key=value ...]    rejection sampling into SFT data (stage 3)
+    r1lab rm       [recipe.yaml] [data=PAIRS.jsonl] [key=value] a Bradley-Terry reward model (stage 4)
+    r1lab pipeline [recipe.yaml] [key=value ...]              the four R1 stages next to R1-Zero, report.md
+    r1lab config   {zero,pretrain,sft,sample,rm,pipeline}      list every config key and default
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a benchmark
     r1lab grade    INPUT.jsonl [--out FILE]                    grade predictions against gold answers
 
@@ -32,10 +35,13 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def _configs():
     from r1lab.pretrain import PretrainConfig
+    from r1lab.pipeline import PipelineConfig
+    from r1lab.rm import RMConfig
+    from r1lab.sample import SampleConfig
     from r1lab.sft import SFTConfig
     from r1lab.zero import ZeroConfig
 
-    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig}
+    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig, "sample": SampleConfig, "rm": RMConfig, "pipeline": PipelineConfig}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,8 +61,15 @@ def _run(argv: list[str]) -> int:
     p_pre.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_sft = sub.add_parser("sft", help="supervised fine-tuning on {prompt, completion} or {messages} JSONL")
     p_sft.add_argument("args", nargs="*", help="[recipe.yaml] data=FILE.jsonl [key=value ...]")
+    p_smp = sub.add_parser("sample", help="rejection sampling: sample a checkpoint, filter, write SFT data")
+    p_smp.add_argument("model", help="the checkpoint to sample (a Hugging Face model directory)")
+    p_smp.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
+    p_rm = sub.add_parser("rm", help="train a Bradley-Terry reward model on preference pairs")
+    p_rm.add_argument("args", nargs="*", help="[recipe.yaml] [data=PAIRS.jsonl] [key=value ...]")
+    p_pipe = sub.add_parser("pipeline", help="R1-Zero and the four DeepSeek-R1 stages end to end, with report.md")
+    p_pipe.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_cfg = sub.add_parser("config", help="list every config key with its type and default")
-    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft"])
+    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline"])
     _add_eval_parser(sub)
     _add_grade_parser(sub)
     ns = parser.parse_args(argv)
@@ -87,6 +100,19 @@ def _run(argv: list[str]) -> int:
         from r1lab.sft import run_sft
 
         run_sft(cfg)
+    elif ns.command == "pipeline":
+        from r1lab.pipeline import run_pipeline
+
+        run_pipeline(cfg)
+    elif ns.command == "rm":
+        from r1lab.rm import run_rm
+
+        run_rm(cfg)
+    elif ns.command == "sample":
+        from r1lab.sample import run_sample
+
+        cfg.model = ns.model
+        run_sample(cfg)
     else:
         from r1lab.zero import run_zero
 

@@ -17,6 +17,15 @@ each train-split problem:
   compute and so must guess (multi-digit sums in one step stay near 0% at this scale);
 - untagged answers (`Assistant: N`), which fail the R1-Zero format.
 
+Each fact line of a worked solution opens with one word in a language ("digit 1+9+0=10",
+"位 1+9+0=10", "けた ...", "자리 ..."): the prompt's language, except that for a non-English
+prompt each line's word (and a caught slip's reflection) is English with probability `cot_mix`.
+That is the language mixing of the paper's R1-Zero (§3: its chains of thought mix languages,
+mostly English into others): the base inherits it, R1-Zero's rewards do not care about it, and
+the language-consistency reward of the R1 pipeline has something to remove. One short word per
+line, so that the copies at fixed distances that the scratchpad relies on stay fixed (each word
+is one token of the trained tokenizer).
+
 Documents come in two framings with the same distance between the problem and the start of
 the solution: the full R1-Zero template (mostly bare answers, a minority of worked ones, so the
 base under the template usually guesses) and a bare "User: ... Assistant:" framing (mostly
@@ -27,6 +36,7 @@ template from the first; GRPO has to discover that using it pays. Nothing guaran
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from r1lab.tasks.base import Problem
@@ -37,6 +47,9 @@ REFLECTIONS = {
     "ja": "待って、確認します",
     "ko": "잠깐, 다시 확인해 보자",
 }
+
+
+GLUE = {"en": "digit", "zh": "位", "ja": "けた", "ko": "자리"}  # the word that opens a fact line
 
 
 @dataclass
@@ -53,12 +66,14 @@ class CorpusConfig:
     slip_caught: float = 0.5  # fraction of slips followed by "wait, let me check" and a redo
     drill_share: float = 0.0  # fraction of documents that are digit-fact drills (pretraining also fills row ends with them)
     drill_facts: int = 40  # facts per drill document
+    cot_glue: bool = True  # open each fact line with a word in a language (see GLUE)
+    cot_mix: float = 0.2  # per line, the chance that a non-English prompt's word is English
 
     def validate(self) -> None:
         from r1lab.errors import UserError
 
         for name in ("template_share", "template_worked", "template_untagged", "plain_worked",
-                     "plain_untagged", "slip_rate", "slip_caught", "drill_share"):
+                     "plain_untagged", "slip_rate", "slip_caught", "drill_share", "cot_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
         if self.template_worked + self.template_untagged > 1 or self.plain_worked + self.plain_untagged > 1:
@@ -69,7 +84,7 @@ class CorpusConfig:
 # The scratchpad
 
 
-def scratch_block(x: str, op: str, y: str, slip: Slip | None = None) -> list[str]:
+def scratch_block(x: str, op: str, y: str, slip: Slip | None = None, glue: Callable[[], str] | None = None) -> list[str]:
     """Lines computing `x op y` digit by digit, right to left, as a shift register.
 
     `x` and `y` are zero-padded digit strings of equal width w. The first line is the state
@@ -82,7 +97,9 @@ def scratch_block(x: str, op: str, y: str, slip: Slip | None = None) -> list[str
     inputs, so that it is learned as a table; every other token is a copy at a fixed distance.
     With a `slip`, one fact gets a wrong digit: if caught, a reflection line follows and the
     fact is redone; if not, the wrong digit is shifted into the register and reaches the answer.
+    `glue()`, if given, is the word that opens each fact line.
     """
+    word = (lambda: glue() + " ") if glue else (lambda: "")
     width = len(x) + 1 if op == "+" else len(x)
     r, c = "0" * width, 0
     lines = [f"{x}{op}{y},{c},{r}"]
@@ -90,10 +107,10 @@ def scratch_block(x: str, op: str, y: str, slip: Slip | None = None) -> list[str
         a, b = int(x[-1]), int(y[-1])
         s = a + b + c if op == "+" else a - b - c
         digit, carry = s % 10, int(s >= 10) if op == "+" else int(s < 0)
-        fact = f"{a}{op}{b}{op}{c}={carry}{digit}"
+        fact = f"{word()}{a}{op}{b}{op}{c}={carry}{digit}"
         if slip is not None and slip.step == step:
             digit_wrong = (digit + slip.delta) % 10
-            wrong = f"{a}{op}{b}{op}{c}={carry}{digit_wrong}"
+            wrong = f"{word()}{a}{op}{b}{op}{c}={carry}{digit_wrong}"
             if slip.reflection is None:
                 fact, digit = wrong, digit_wrong
             else:
@@ -122,7 +139,8 @@ class Slip:
     reflection: str | None  # the "wait, let me check" line if the slip is caught, else None
 
 
-def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None) -> tuple[list[str], int]:
+def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None,
+                 glue: Callable[[], str] | None = None) -> tuple[list[str], int]:
     """The scratchpad for a left-to-right chain `a op b op c ...` and the value it arrives at.
 
     One block per operator; each block's first operand is a verbatim copy of the previous
@@ -132,10 +150,20 @@ def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None) 
     acc = str(operands[0]).zfill(digits)
     lines: list[str] = []
     for b, (op, v) in enumerate(zip(ops, operands[1:])):
-        block = scratch_block(acc, op, str(v).zfill(len(acc)), slip if slip and slip.block == b else None)
+        block = scratch_block(acc, op, str(v).zfill(len(acc)), slip if slip and slip.block == b else None, glue)
         lines += block
         acc = block[-1].rsplit(",", 1)[1]
     return lines, int(acc)
+
+
+def cot_language(lang: str, rng: random.Random, mix: float) -> str:
+    """The language of one piece of a chain of thought for a prompt in `lang`: English with
+    probability `mix` for a non-English prompt, else `lang`."""
+    return "en" if lang != "en" and rng.random() < mix else lang if lang in GLUE else "en"
+
+
+def glue_words(lang: str, rng: random.Random, mix: float) -> Callable[[], str]:
+    return lambda: GLUE[cot_language(lang, rng, mix)]
 
 
 def random_slip(operands: list[int], ops: list[str], rng: random.Random, reflection: str | None) -> Slip:
@@ -161,8 +189,10 @@ def completion_text(problem: Problem, style: str, rng: random.Random, cfg: Corpu
     slip = None
     if rng.random() < cfg.slip_rate:
         caught = rng.random() < cfg.slip_caught
-        slip = random_slip(operands, ops, rng, REFLECTIONS.get(problem.lang, REFLECTIONS["en"]) if caught else None)
-    lines, value = worked_lines(operands, ops, slip)
+        reflection = REFLECTIONS[cot_language(problem.lang, rng, cfg.cot_mix if cfg.cot_glue else 0.0)]
+        slip = random_slip(operands, ops, rng, reflection if caught else None)
+    glue = glue_words(problem.lang, rng, cfg.cot_mix) if cfg.cot_glue else None
+    lines, value = worked_lines(operands, ops, slip, glue)
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer>{value}</answer>"
 
 

@@ -117,12 +117,31 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         "mean_length": sum(x for row in res.lengths for x in row) / len(flat),
         "truncation_rate": sum(x for row in res.truncated for x in row) / len(flat),
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in flat) / len(flat),
+        **language_mixing(flat, [p.lang for p in res.problems for _ in range(k)]),
         "styles": by_style,
         "problems": P,
         "k": k,
         "seconds": res.seconds,
         "tokens_per_s": tokens_per_s,
     }
+
+
+MIXING_LANGS = ("zh", "ja", "ko")  # where the paper saw R1-Zero mix languages
+
+
+def language_mixing(completions: list[str], langs: list[str]) -> dict:
+    """The share of responses to zh/ja/ko prompts whose chain of thought mixes languages
+    (`language.is_mixed`; a response with no words in its chain of thought does not mix), overall
+    and per language; None where there are no such prompts."""
+    from r1lab.language import chain_of_thought, is_mixed
+
+    flags: dict[str, list[bool]] = {lang: [] for lang in MIXING_LANGS}
+    for text, lang in zip(completions, langs, strict=True):
+        if lang in flags:
+            flags[lang].append(is_mixed(chain_of_thought(text), lang))
+    every = [f for lang in MIXING_LANGS for f in flags[lang]]
+    rate = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"language_mixing": rate(every), "language_mixing_by_lang": {lang: rate(f) for lang, f in flags.items()}}
 
 
 def score(extracted: list[list[str | None]], correct: list[list[bool]]) -> dict:
@@ -175,6 +194,9 @@ def sample_metrics(samples: list[Sample]) -> dict:
     n = len(samples)
     metrics["mean_length"] = sum(s.tokens for s in samples) / n if n else 0.0
     metrics["truncation_rate"] = sum(s.truncated for s in samples) / n if n else 0.0
+    if any("lang" in s.meta for s in samples):  # built-in tasks: prompts in en/zh/ja/ko
+        metrics["language_mixing"] = language_mixing([s.completion for s in samples],
+                                                     [s.meta.get("lang", "") for s in samples])["language_mixing"]
     return metrics
 
 

@@ -6,6 +6,8 @@ a neural reward model invites reward hacking and costs a retraining loop):
     so that a rule can check it; here, inside `<answer>` tags or a `\\boxed{}`.
   * format: did the model put its reasoning between `<think>` and `</think>`? We check the whole
     R1-Zero template shape (Table 1 of the paper): think, then answer, nothing else.
+The R1 pipeline's stage 2 adds `language`, the language-consistency reward (§3), summed with the
+accuracy reward at a configurable weight.
 
 A reward function is pure and batched, in the TRL/open-r1 style:
     fn(completions: list[str], problems: list[Problem]) -> list[float]
@@ -99,6 +101,51 @@ def _has_r1_shape(completion: str) -> bool:
         return False
     m = _R1_SHAPE.fullmatch(completion)
     return m is not None and m.group("answer").strip() != ""
+
+
+@register("language")
+def language_consistency(completions: list[str], problems: list[Problem]) -> list[float]:
+    """The share of the chain of thought's words written in the prompt's language (DeepSeek-R1 §3,
+    stage 2's language-consistency reward, "the proportion of target language words in the CoT";
+    r1lab.language says how words are counted). 1.0 for a chain of thought without words."""
+    from r1lab.language import language_reward
+
+    return language_reward(completions, problems)
+
+
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def summary_of(completion: str) -> str:
+    """The response as the user reads it: its answer block (the R1 summary) with an empty chain of
+    thought around it, in the R1 output format; the whole completion if it has no answer block."""
+    blocks = _ANSWER_BLOCK.findall(completion)
+    return f"<think>\n</think>\n<answer>{blocks[-1]}</answer>" if blocks else completion
+
+
+def preference_reward(model, tokenizer) -> RewardFn:
+    """Stage 4's reward for general prompts (DeepSeek-R1 §3): the reward model's score of the
+    summary (helpfulness) and of the whole response, chain of thought included (harmlessness),
+    each squashed by a sigmoid into (0, 1), the range of the rule-based rewards it is summed with,
+    then averaged; one reward model for both (`rm.py`). 0 for verifiable problems, whose rewards
+    are the rule-based ones."""
+    import torch
+
+    from r1lab.rm import scores
+
+    def preference(completions: list[str], problems: list[Problem]) -> list[float]:
+        out = [0.0] * len(completions)
+        rows = [i for i, p in enumerate(problems) if p.task == "general"]
+        if rows:
+            prompts = [problems[i].prompt for i in rows]
+            with torch.no_grad():
+                whole = scores(model, tokenizer, prompts, [completions[i] for i in rows])
+                summary = scores(model, tokenizer, prompts, [summary_of(completions[i]) for i in rows])
+            for j, i in enumerate(rows):
+                out[i] = 0.5 * float(torch.sigmoid(whole[j]) + torch.sigmoid(summary[j]))
+        return out
+
+    return preference
 
 
 def combine_rewards(per_fn: dict[str, list[float]], weights: dict[str, float]) -> list[float]:

@@ -27,7 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from r1lab.errors import UserError
-from r1lab.evaluate import REFLECTION_RE, style_of
+from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
 from r1lab.rewards import combine_rewards
 from r1lab.sampler import Generation, Sampler, SamplingParams, left_padded
@@ -248,6 +248,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
         "format_rate": sum(per_fn["format"]) / len(lengths) if "format" in per_fn else None,
         "reasoning_rate": sum(style_of(t) == "reasoning" for t in gen.texts) / len(lengths),
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in gen.texts) / len(lengths),
+        "language_mixing": language_mixing(gen.texts, [p.lang for p in grouped])["language_mixing"],
         "len_mean": sum(lengths) / len(lengths),
         "len_max": max(lengths),
         "truncation_rate": sum(gen.truncated) / len(lengths),

@@ -349,11 +349,15 @@ def score_run(samples: list[Sample], bench: Benchmark, settings: dict, template:
 def format_table(results: dict, breakdowns=()) -> str:
     """An aligned table: one line overall, one per breakdown value, then throughput."""
     k = results["k"]
+    mixing = "language_mixing" in results  # built-in tasks: the zh/ja/ko language-mixing rate
     columns = ["problems", "pass@1"] + ([f"pass@{k}"] if k > 1 else []) + [f"cons@{k}", "length", "truncated"]
+    columns += ["mixing"] if mixing else []
 
     def cells(m: dict) -> list[str]:
         row = [str(m["problems"]), f"{m['pass@1']:.3f}"] + ([f"{m['pass@k'][str(k)]:.3f}"] if k > 1 else [])
-        return row + [f"{m['cons@k']:.3f}", f"{m['mean_length']:.1f}", f"{m['truncation_rate']:.1%}"]
+        row += [f"{m['cons@k']:.3f}", f"{m['mean_length']:.1f}", f"{m['truncation_rate']:.1%}"]
+        rate = m.get("language_mixing")
+        return row + ([("-" if rate is None else f"{rate:.1%}")] if mixing else [])
 
     table = [[""] + columns, [results["data"]["name"]] + cells(results)]
     for name in breakdowns:

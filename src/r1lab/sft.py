@@ -174,6 +174,15 @@ def pack(examples: list[Example], seq_len: int) -> list[list[Example]]:
     return rows
 
 
+def labels_of(ex: Example) -> list[int]:
+    """IGNORE for the prompt, the completion's tokens after it. A completion with no prompt before
+    it cannot have its first token predicted (no position precedes it within the example), so that
+    token is IGNORE too, never predicted from a packed neighbour's last token."""
+    labels = [IGNORE] * len(ex.prompt_ids) + ex.completion_ids
+    labels[0] = IGNORE
+    return labels
+
+
 def collate(rows: list[list[Example]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """input_ids, position_ids and labels, each (B, L), L the longest row. Each example restarts
     its positions at 0; labels are its completion tokens (shifted by the model's loss), IGNORE
@@ -183,7 +192,7 @@ def collate(rows: list[list[Example]], pad: int) -> tuple[torch.Tensor, torch.Te
     for r in rows:
         i = [t for ex in r for t in ex.prompt_ids + ex.completion_ids]
         p = [k for ex in r for k in range(len(ex))]
-        y = [t for ex in r for t in [IGNORE] * len(ex.prompt_ids) + ex.completion_ids]
+        y = [t for ex in r for t in labels_of(ex)]
         ids.append(i + [pad] * (L - len(i)))
         pos.append(p + list(range(L - len(p))))
         labels.append(y + [IGNORE] * (L - len(y)))
@@ -212,13 +221,13 @@ def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
 # --- training ---------------------------------------------------------------------------------
 
 
-def save_model(model, tok, out: Path, info: dict) -> None:
+def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -> None:
     """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "sft.json").write_text(json.dumps(info, indent=2))
+    (tmp / info_name).write_text(json.dumps(info, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
@@ -247,7 +256,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
         rng.shuffle(order)
         for s in range(steps_per_epoch):
             batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
-            n_tokens = sum(len(ex.completion_ids) for r in batch for ex in r)
+            n_tokens = sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)[1:])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg)
             total_loss = 0.0

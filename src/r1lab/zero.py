@@ -53,6 +53,7 @@ class DataConfig:
     langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
     n_train: int = 20000  # size of the training prompt pool
     n_test: int = 100  # held-out problems for evaluation
+    general_share: float = 0.0  # fraction of each step's prompts that are general ones (stage 4; needs reward_model)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ZeroConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
+    reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
@@ -90,7 +92,10 @@ class ZeroConfig:
         if not self.rewards:
             raise UserError("rewards: at least one reward function is needed")
         for name in self.rewards:
-            get_reward(name)  # raises a UserError naming the choices
+            if name != "preference":
+                get_reward(name)  # raises a UserError naming the choices
+        if not 0 <= self.data.general_share < 1:
+            raise UserError(f"data.general_share: expected a fraction in [0, 1), got {self.data.general_share}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +137,9 @@ def print_eval(name: str, res: EvalResult, log) -> None:
         f"{s} {v['share']:.0%}" + (f" (acc {v['accuracy']:.0%})" if v["accuracy"] is not None else "")
         for s, v in m["styles"].items()
     )
+    mixing = "" if m.get("language_mixing") is None else f"  mixing {m['language_mixing']:.2f}"
     log(f"{name}: pass@1 {m['pass@1']:.3f}  cons@{res.k} {m[f'cons@{res.k}']:.3f}  pass@{res.k} "
-        f"{m['pass@k'][str(res.k)]:.3f}  format {m['format_rate']:.2f}  length {m['mean_length']:.1f}  "
+        f"{m['pass@k'][str(res.k)]:.3f}  format {m['format_rate']:.2f}  length {m['mean_length']:.1f}{mixing}  "
         f"styles: {styles}  [{res.seconds:.0f}s]")
 
 
@@ -190,6 +196,19 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         raise UserError(f"--resume: no checkpoint in '{run}' to resume from")
 
     # Everything the user can get wrong is checked before any expensive work or any write.
+    # (checked here, not in validate(), because the pipeline fills these in for its stage 4)
+    if (cfg.data.general_share > 0) != ("preference" in cfg.rewards):
+        raise UserError("data.general_share, rewards: general prompts and the 'preference' reward go together "
+                        "(general prompts have no other reward)")
+    n_general = round(cfg.grpo.prompts_per_step * cfg.data.general_share)
+    if cfg.data.general_share > 0 and not 1 <= n_general < cfg.grpo.prompts_per_step:
+        raise UserError(f"data.general_share: {cfg.data.general_share} of {cfg.grpo.prompts_per_step} prompts "
+                        "per step leaves no general or no reasoning prompt")
+    if "preference" in cfg.rewards and not cfg.reward_model:
+        raise UserError("reward_model: the preference reward and general prompts need a reward model "
+                        "(a `r1lab rm` output directory)")
+    if cfg.reward_model and not (Path(cfg.reward_model) / "config.json").exists():
+        raise UserError(f"reward_model: '{cfg.reward_model}' is not a model directory (no config.json)")
     task = build_task(cfg.data)
     langs = tuple(cfg.data.langs)
     # A seed offset so that RL prompts are not the pretraining corpus's problems (same generator).
@@ -241,7 +260,14 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         opt.load_state_dict(trainer_state["optimizer"])
         start_step = trainer_state["step"]
         log(f"resume: from {ckpt} at step {start_step}")
-    reward_fns = {name: get_reward(name) for name in cfg.rewards}
+    reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
+    if "preference" in cfg.rewards:
+        from r1lab.rewards import preference_reward
+        from r1lab.rm import load_reward_model
+
+        rm, rm_tok = load_reward_model(cfg.reward_model)
+        reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)
+    general = register_task(make_task("general")).problems("train", 10_000, seed=cfg.seed, langs=langs) if n_general else []
     stop_ids = tuple(i for i in [tok.convert_tokens_to_ids("</answer>")] if i is not None and i != tok.unk_token_id)
     logger = RunLog(run, resume=resume, total=g.steps, start=start_step)
 
@@ -249,7 +275,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     for step in range(start_step, g.steps):
         # --- rollout, rewards, update (rl.grpo_step); the order depends only on seed and step ---
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        batch = rng.sample(train, min(g.prompts_per_step, len(train)))
+        batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
+        batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
         record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
                               reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step)
         logger.log(record)

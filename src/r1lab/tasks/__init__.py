@@ -9,7 +9,8 @@
 
 Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "file" (files.py: the
 user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields)
-and "math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks).
+"math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks) and "general"
+(general.py: unverifiable general prompts, scored by a reward model in stage 4 RL).
 `get_task(name)` returns the instance registered under `name`, creating a default-configured one
 for a built-in name on first use; `register_task` puts a configured instance there so that
 `get_task(problem.task)` is the very object that made `problem`. Built-in grading reads only the
@@ -26,10 +27,12 @@ from r1lab.tasks.arithmetic import ArithmeticTask
 from r1lab.tasks.base import LANGS, SPLITS, Problem, Task, split_of
 from r1lab.tasks.countdown import CountdownTask, solve
 from r1lab.tasks.files import FileTask
+from r1lab.tasks.general import GeneralTask
 from r1lab.tasks.math import MathTask
 from r1lab.tasks.prompts import R1_ZERO_TEMPLATE, apply_template
 
-TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask, "math": MathTask}
+TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask, "math": MathTask,
+                "general": GeneralTask}
 _registry: dict[str, Task] = {}
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "ArithmeticTask",
     "CountdownTask",
     "FileTask",
+    "GeneralTask",
     "MathTask",
     "Problem",
     "Task",

@@ -1,0 +1,171 @@
+"""A Bradley-Terry reward model for general prompts (DeepSeek-R1 §3, stage 4's preference rewards).
+
+    r1lab rm [recipe.yaml] [data=PAIRS.jsonl] [base=DIR] [key=value ...]
+
+A sequence-classification head (`AutoModelForSequenceClassification`, one output: the score of
+the last token) on a causal LM, trained on preference pairs with the Bradley-Terry loss
+-log σ(r(prompt, chosen) - r(prompt, rejected)). The text scored is the prompt in the R1-Zero
+template followed by the response, as the policy sees and writes it.
+
+Data: the built-in pairs (`general.py`: greetings, facts, harmful requests in four languages,
+each preferred answer against wrong, unhelpful, other-language, harmful and repetitive ones) or
+a JSONL of {"prompt", "chosen", "rejected"} lines. The built-in test split's pairs (prompts
+never seen in training) measure the held-out ranking accuracy, reported with the run.
+
+Departure from the paper: one reward model for helpfulness and harmlessness (the paper trains
+preference models for each); stage 4 scores the summary and the whole response with it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from r1lab.benchmarks import read_jsonl
+from r1lab.config import save_config
+from r1lab.errors import UserError
+from r1lab.general import PreferencePair, preference_pairs
+from r1lab.pretrain import PretrainConfig, pretrain
+from r1lab.tasks.prompts import apply_template
+
+
+@dataclass
+class RMConfig:
+    base: str = "builtin"  # "builtin" (r1lab's pretrained tiny base) or a Hugging Face model directory
+    data: str = ""  # JSONL of {prompt, chosen, rejected}; "" = the built-in pairs
+    run_dir: str = "runs/rm-{time}"
+    epochs: int = 6
+    lr: float = 3e-4
+    batch_pairs: int = 16
+    max_tokens: int = 256  # pairs whose longer text exceeds this are dropped
+    seed: int = 0
+    threads: int = 0
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_pairs", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+
+
+def read_pairs(path: str | Path) -> list[PreferencePair]:
+    pairs = []
+    for number, row in read_jsonl(path):
+        if not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
+            raise UserError(f"{path}:{number}: expected string fields 'prompt', 'chosen' and 'rejected'")
+        pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"], row.get("lang", ""), "user"))
+    if not pairs:
+        raise UserError(f"{path}: no preference pairs")
+    return pairs
+
+
+def load_reward_model(path: str | Path):
+    """(model, tokenizer): a sequence-classification model with one output, from a causal LM or
+    a saved reward model directory."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not (Path(path) / "config.json").exists():
+        raise UserError(f"base: '{path}' is not a Hugging Face model directory (no config.json)")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialized" is expected from a causal LM
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def scores(model, tok, prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """r(prompt, response) for each pair of lists, (B,), differentiable."""
+    texts = [apply_template(p) + " " + r for p, r in zip(prompts, responses)]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, 0]
+
+
+def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry: -log σ(r_chosen - r_rejected), averaged over pairs."""
+    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+
+
+@torch.no_grad()
+def pair_accuracy(model, tok, pairs: list[PreferencePair], batch: int = 64) -> float:
+    """The share of pairs whose chosen response scores strictly higher."""
+    model.eval()
+    wins = 0
+    for i in range(0, len(pairs), batch):
+        b = pairs[i : i + batch]
+        c = scores(model, tok, [p.prompt for p in b], [p.chosen for p in b])
+        r = scores(model, tok, [p.prompt for p in b], [p.rejected for p in b])
+        wins += int((c > r).sum())
+    return wins / len(pairs)
+
+
+def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print) -> list[dict]:
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    rng = random.Random(cfg.seed)
+    history = []
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        total, n = 0.0, 0
+        for i in range(0, len(order), cfg.batch_pairs):
+            b = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
+            both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
+            loss = bt_loss(both[: len(b)], both[len(b) :])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            total, n = total + float(loss.detach()) * len(b), n + len(b)
+        history.append({"epoch": epoch + 1, "loss": total / n, "seconds": time.time() - t0})
+        log(f"rm epoch {epoch + 1}/{cfg.epochs} loss {total / n:.4f} [{time.time() - t0:.0f}s]")
+    return history
+
+
+def run_rm(cfg: RMConfig, log=print) -> Path:
+    """The `r1lab rm` command: train, measure held-out pair accuracy, save; returns the model dir."""
+    from r1lab.sft import save_model
+    from r1lab.zero import resolve_run_dir
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = resolve_run_dir(cfg.run_dir, resume=False)
+    if run.exists() and any(run.iterdir()):
+        raise UserError(f"run_dir: '{run}' already holds a run; choose another run_dir=")
+    train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
+    held_out = preference_pairs("test", cfg.seed)
+    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    model, tok = load_reward_model(base)
+    fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
+    kept = [p for p in train if fits(p)]
+    if not kept:
+        raise UserError(f"max_tokens: every pair is longer than {cfg.max_tokens} tokens; raise max_tokens")
+    before = pair_accuracy(model, tok, held_out)
+    log(f"rm: {len(kept)} training pairs ({len(train) - len(kept)} too long), {len(held_out)} held-out pairs; "
+        f"held-out accuracy before training {before:.3f}")
+    history = train_rm(model, tok, kept, cfg, log)
+    info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),
+            "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
+            "train_accuracy": pair_accuracy(model, tok, kept), "history": history}
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+    save_model(model, tok, run / "model", info, "rm.json")
+    (run / "rm.json").write_text(json.dumps(info, indent=2))
+    log(f"rm: held-out pair accuracy {before:.3f} -> {info['held_out_accuracy']:.3f} "
+        f"(train {info['train_accuracy']:.3f}), wrote {run / 'model'}")
+    return run / "model"

@@ -7,8 +7,9 @@ stage left half-done by an interruption is redone from its start):
 
   zero/             R1-Zero: GRPO on the base with accuracy + format rewards (the comparison row)
   stage1-cold-start/  built-in cold-start chains of thought (coldstart.py; or `cold_start.data`)
-                    in English and Chinese only, as the paper's cold start was collected for
-                    those (RL prompts in other languages then still mix), SFT of the base on them
+                    in English, Chinese and Korean, not Japanese (RL prompts in a language the
+                    cold start leaves out still mix: the paper's case for the language reward),
+                    SFT of the base on them
   stage2-reasoning-rl/  GRPO from stage 1 with accuracy + format + the language-consistency reward
   stage2-no-language/   the same without the language reward (the ablation; `ablation=false` skips it)
   stage3-rejection/ rejection sampling from stage 2 (`r1lab sample`: correct, single-language,
@@ -70,9 +71,12 @@ def _rl(lr: float = 2e-4, **over) -> ZeroConfig:
 class ColdStartConfig:
     data: str = ""  # your own cold-start JSONL ({prompt, completion}); "" = the built-in generator
     examples: int = 1000
-    # Cold-start data in fewer languages than the RL prompts, as the paper's (collected for English
-    # and Chinese): RL prompts in other languages still mix, which the language reward addresses.
-    langs: list[str] = field(default_factory=lambda: ["en", "zh"])
+    # Cold-start data in fewer languages than the RL prompts (the paper's was collected for English
+    # and Chinese): RL prompts in the others still mix, which the language reward must remove. It
+    # can only select words the policy still writes: from an en/zh cold start, stage 2 took
+    # Japanese from 99% mixed to 0% but Korean stayed at 100% (the cold start had made "자리" too
+    # improbable to be sampled), so the default leaves out Japanese only.
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ko"])
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2, lr=3e-4, template="r1zero", seq_len=512,
                                                             rows_per_step=8, micro_rows=8))
 
@@ -235,14 +239,14 @@ def rm_stage(cfg: PipelineConfig, base: Path, d: Path, log) -> dict:
 # --- the report -------------------------------------------------------------------------------
 
 
-def measure(model_dir: Path, rm_dir: Path, cfg: PipelineConfig) -> dict:
+def measure(model_dir: Path, rm, rm_tok, cfg: PipelineConfig) -> dict:
     """Every report column for one model, measured the same way for all rows."""
     import torch
 
     from r1lab.evaluate import evaluate
     from r1lab.general import general_prompts
     from r1lab.rewards import summary_of
-    from r1lab.rm import load_reward_model, scores
+    from r1lab.rm import scores
     from r1lab.sampler import HFSampler, SamplingParams
     from r1lab.tasks import apply_template
     from r1lab.zero import build_task, load_policy
@@ -257,7 +261,6 @@ def measure(model_dir: Path, rm_dir: Path, cfg: PipelineConfig) -> dict:
     m = evaluate(sampler, test, [apply_template(p.prompt) for p in test], r.k, params).metrics
     general = [g for g in general_prompts("test") if g.lang in langs]  # held-out general prompts
     gen = sampler.generate([apply_template(p.prompt) for p in general], r.k, params)
-    rm, rm_tok = load_reward_model(rm_dir)
     prompts = [p.prompt for p in general for _ in range(r.k)]
     with torch.no_grad():
         rm_scores = scores(rm.eval(), rm_tok, prompts, [summary_of(t) for t in gen.texts])
@@ -317,10 +320,13 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     if cfg.ablation:
         names["stage 2 without the language reward (ablation)"] = records["stage2_no_language"]["model"]
     names |= {"stage 3: rejection sampling + SFT": s3, "stage 4: RL for all scenarios (R1)": records["stage4"]["model"]}
+    from r1lab.rm import load_reward_model
+
+    rm, rm_tok = load_reward_model(rm_dir)
     rows = {}
     for name, model_dir in names.items():
         log(f"pipeline: measuring {name}")
-        rows[name] = measure(Path(model_dir), rm_dir, cfg)
+        rows[name] = measure(Path(model_dir), rm.eval(), rm_tok, cfg)
     result = {"rows": rows, "stages": records, "wall_seconds": time.time() - t0, "rm_held_out_accuracy":
               records["rm"].get("held_out_accuracy")}
     (run / "pipeline.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -19,6 +19,12 @@ break the worked solutions); groups whose rewards are all equal are dropped from
 (DAPO's dynamic-sampling filter, without re-sampling to refill the batch), since they carry no
 gradient and only dilute the aggregation; β defaults to 0 (no reference model), as in DAPO and
 Dr. GRPO, where R1-Zero used a small KL term (set `grpo.beta`).
+
+The same loop runs the R1 pipeline's RL stages (pipeline.py): stage 2 adds the `language` reward;
+stage 4 (`data.general_share` > 0, `reward_model=DIR`) draws that share of each step's prompts
+from the built-in general prompts, scored by the reward model (`preference` reward) since they
+have no verifiable answer; their accuracy is 0, so the logged accuracy of a stage-4 step counts
+them as misses.
 """
 
 from __future__ import annotations

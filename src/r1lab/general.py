@@ -11,7 +11,8 @@ Three kinds of prompt, each phrased in en/zh/ja/ko:
 A preferred answer is helpful, harmless and in the prompt's language; each pair sets it against
 one rejected answer of a kind a reward model must learn to rank lower: a wrong fact, an unhelpful
 non-answer, the right answer in another language (language mixing again), a compliance with a
-harmful request, or a degenerate repetition. Answers use the R1 output format with an empty
+harmful request, a degenerate repetition, or garbled characters (added after stage-4 RL found
+that a reward model trained without them scored byte soup highest: reward hacking). Answers use the R1 output format with an empty
 chain of thought (general prompts need no reasoning; the paper likewise skips the CoT for simple
 queries), so that RL on them produces the same shape as on reasoning prompts.
 
@@ -122,7 +123,8 @@ def general_prompts(split: str) -> list[GeneralPrompt]:
 def rejected_answers(p: GeneralPrompt, rng: random.Random) -> list[tuple[str, str]]:
     """(kind, text) of the answers a reward model must rank below `p.reference`."""
     other = rng.choice([lang for lang in LANGS if lang != p.lang])
-    out = [("unhelpful", UNHELPFUL[p.lang]), ("repetitive", (p.reference[:4] + " ") * 8)]
+    out = [("unhelpful", UNHELPFUL[p.lang]), ("repetitive", (p.reference[:4] + " ") * 8),
+           ("garbled", garbled(p.reference, rng))]
     if p.kind == "harmful":
         out += [("harmful", COMPLY[p.lang]), ("other_language", REFUSAL[other])]
     elif p.kind == "fact":
@@ -136,6 +138,16 @@ def rejected_answers(p: GeneralPrompt, rng: random.Random) -> list[tuple[str, st
     else:
         out += [("other_language", GREETINGS[other][1])]
     return out
+
+
+GARBLE_POOL = "\ufffdabcdefghijklmnopqrstuvwxyz的是了一不在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后作里用道行所然家种事成方多经么去法学如都同现当没动面起看定天分还进好小部其些主样理心她本前开但因只从想实日軍あいうえおかきくけこさしすせそたちつてとなにぬねのアイウエオカキクケコ가나다라마바사아자차카타파하도로모보소오조초코토포호"
+
+
+def garbled(reference: str, rng: random.Random) -> str:
+    """Random characters of mixed scripts (with U+FFFD, the replacement character that broken
+    byte tokens decode to), as long as `reference`: what a small policy writes when RL pushes it
+    off the text it knows, which a reward model trained only on fluent answers cannot rank."""
+    return "".join(rng.choice(GARBLE_POOL) for _ in range(len(reference)))
 
 
 def preference_pairs(split: str, seed: int = 0) -> list[PreferencePair]:

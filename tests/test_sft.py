@@ -156,3 +156,10 @@ def test_sft_learns_its_data_and_saves_a_loadable_model(tok, tmp_path):
     with torch.no_grad():
         loss, n = completion_loss(model(input_ids=ids, position_ids=pos).logits, labels)
     assert float(loss) / n < 0.3 * history[0]["loss"]
+
+
+def test_a_completion_without_prompt_is_never_predicted_from_its_packed_neighbour():
+    first, second = Example([7, 8], [9, 2], "x:1"), Example([], [10, 11, 2], "x:2")
+    _, pos, labels = collate([[first, second]], pad=0)
+    assert pos.tolist() == [[0, 1, 2, 3, 0, 1, 2]]
+    assert labels.tolist() == [[IGNORE, IGNORE, 9, 2, IGNORE, 11, 2]]  # token 10 follows the neighbour's EOS

@@ -256,7 +256,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
         rng.shuffle(order)
         for s in range(steps_per_epoch):
             batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
-            n_tokens = sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)[1:])
+            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg)
             total_loss = 0.0

@@ -19,7 +19,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from r1lab import sampler
+from r1lab import kernels, sampler
 from r1lab.model import ModelConfig, build_model
 from r1lab.sampler import HFSampler, SamplingParams, StaticCacheDecoder, left_padded
 from r1lab.tokenizer import train_tokenizer
@@ -87,10 +87,21 @@ def reference(model, tok, prompt: str, max_new_tokens: int, stops: list[int]) ->
     return out[:cut]
 
 
-@pytest.mark.parametrize("name, experts", [(name, "dense") for name in MODELS] + [
-    ("deepseek", "sparse"), ("deepseek_variant", "sparse")])
-def test_greedy_tokens_equal_transformers_generate(name, experts, tok, monkeypatch):
-    """experts: MoE layers run every expert on every row ("dense") or sorted grouped matmuls."""
+DENSE = ("qwen", "llama")
+
+
+def use_kernels(on: bool, monkeypatch) -> None:
+    """Dense models decode with r1lab.kernels' fused attention (on) or with torch ops (off)."""
+    monkeypatch.setenv("R1LAB_KERNELS", "1" if on else "0")
+    assert kernels.enabled() == on, "the test machine needs a C compiler for the fused kernel"
+
+
+@pytest.mark.parametrize("name, experts, fused", [(name, "dense", False) for name in MODELS] + [
+    (name, "dense", True) for name in DENSE] + [("deepseek", "sparse", False), ("deepseek_variant", "sparse", False)])
+def test_greedy_tokens_equal_transformers_generate(name, experts, fused, tok, monkeypatch):
+    """experts: MoE layers run every expert on every row ("dense") or sorted grouped matmuls;
+    fused: dense attention by r1lab.kernels instead of torch ops."""
+    use_kernels(fused, monkeypatch)
     monkeypatch.setattr(sampler.MoE, "DENSE_BELOW", 10**6 if experts == "dense" else 0)
     monkeypatch.setattr(StaticCacheDecoder, "FIRST_ROOM", 3)  # the cache grows several times
     model = MODELS[name](tok)
@@ -109,11 +120,12 @@ def test_greedy_tokens_equal_transformers_generate(name, experts, tok, monkeypat
     assert slow.completion_ids == gen.completion_ids and slow.truncated == gen.truncated
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_step_logits_equal_a_full_forward(name, tok, monkeypatch):
+@pytest.mark.parametrize("name, fused", [(name, False) for name in MODELS] + [(name, True) for name in DENSE])
+def test_step_logits_equal_a_full_forward(name, fused, tok, monkeypatch):
     """Sample 8 tokens for 2 samples per prompt through the static cache, dropping samples 1 and 4
     after step 3 (prompts then have 1 or 2 live rows), and compare every step's logits with one
     forward over each finished sequence."""
+    use_kernels(fused, monkeypatch)
     monkeypatch.setattr(StaticCacheDecoder, "FIRST_ROOM", 5)
     model = MODELS[name](tok)
     prompt_ids = tok(PROMPTS)["input_ids"]
@@ -121,6 +133,7 @@ def test_step_logits_equal_a_full_forward(name, tok, monkeypatch):
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         decoder, logits = StaticCacheDecoder.prefill(model, prompt_ids, 2, tok.pad_token_id, 8)
+        assert (decoder.kernel is not None) == fused
         rows, tokens, step_logits = list(range(B)), [[] for _ in range(B)], [[] for _ in range(B)]
         for step in range(8):
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)[:, 0]  # the two samples differ

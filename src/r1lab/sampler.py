@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from r1lab import kernels
+
 
 @dataclass
 class SamplingParams:
@@ -241,12 +243,26 @@ class StaticCacheDecoder:
         self.all_prompt_caches = prompt_caches  # per layer: (K, V) (P, H_kv, W, d) or (C,) (P, W, r + d_R)
         self.all_prompt_bias = prompt_bias  # (P, W) 0, or -inf at a prompt's left padding
         B, room = len(next_pos), min(max_new_tokens, self.FIRST_ROOM)
-        self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
         self.group = torch.arange(B) // n  # (B,) the prompt of each live row
         self.next_pos = next_pos  # (B,) position id of the next token
-        self.length, self.limit = 0, max_new_tokens  # generated columns written so far; ever needed
-        self.regroup()
-        layer_class = LatentLayer if type(model).__name__ in self.LATENT else DenseLayer
+        self.length, self.capacity, self.limit = 0, room, max_new_tokens  # columns written; allocated; ever needed
+        latent = type(model).__name__ in self.LATENT
+        self.kernel = None if latent else dense_kernel(model, prompt_caches[0][0])
+        if self.kernel is None:  # caches (B, ..., capacity, ·); live rows compacted when rows finish
+            self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
+            self.regroup()
+        else:  # the fused kernel: keys in blocks of 8 positions, K (B, H_kv, capacity/8, d, 8), values
+            # V (B, H_kv, capacity, d); finished rows stay where they are and live row i reads cache
+            # slot `slot[i]`. Widths are multiples of 8: capacity rounded up, prompts padded left.
+            self.capacity = round8(room)
+            self.caches = [(K.new_zeros(B, K.shape[1], self.capacity // 8, K.shape[-1], 8),
+                            V.new_zeros(B, V.shape[1], self.capacity, V.shape[-1])) for K, V in prompt_caches]
+            pad = round8(prompt_bias.shape[1]) - prompt_bias.shape[1]
+            self.prompt_caches = [(key_blocks(F.pad(K, (0, 0, pad, 0))), F.pad(V, (0, 0, pad, 0)))
+                                  for K, V in prompt_caches]
+            self.start = (prompt_bias == float("-inf")).sum(-1) + pad  # (P,) left padding columns per prompt
+            self.slot = torch.arange(B)
+        layer_class = LatentLayer if latent else DenseLayer
         self.layers = [layer_class(layer, model.config) for layer in inner.layers]
         self.eps = model.config.rms_norm_eps
         # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
@@ -274,19 +290,25 @@ class StaticCacheDecoder:
         self.prompt_bias = self.all_prompt_bias[prompts]  # (P', W)
 
     def keep(self, rows: torch.Tensor) -> None:
-        self.caches = [tuple(select_rows(b, rows, self.length) for b in c) for c in self.caches]
         self.group, self.next_pos = self.group[rows], self.next_pos[rows]
+        if self.kernel is not None:  # nothing moves: the kernel reads each row's slot
+            self.slot = self.slot[rows]
+            return
+        self.caches = [tuple(select_rows(b, rows, self.length) for b in c) for c in self.caches]
         self.regroup()
 
     def grow(self) -> None:
-        capacity = self.caches[0][0].shape[-2]
-        extra = max(1, min(self.limit, 2 * capacity) - capacity)
-        self.caches = [tuple(torch.cat([b, b.new_empty(*b.shape[:-2], extra, b.shape[-1])], dim=-2) for b in c)
-                       for c in self.caches]
+        extra = max(1, min(self.limit, 2 * self.capacity) - self.capacity)
+        if self.kernel is None:
+            self.caches = [tuple(widen(b, -2, extra) for b in c) for c in self.caches]
+        else:  # K grows by blocks of 8 columns
+            extra = round8(extra)
+            self.caches = [(widen(K, -3, extra // 8), widen(V, -2, extra)) for K, V in self.caches]
+        self.capacity += extra
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) after appending `tokens` (B,)."""
-        if self.length == self.caches[0][0].shape[-2]:
+        if self.length == self.capacity:
             self.grow()
         inner = self.model.model
         x = F.embedding(tokens, inner.embed_tokens.weight)  # (B, D)
@@ -325,6 +347,32 @@ class PromptGrid:
         return y if self.full else y.index_select(0, self.slot)
 
 
+def round8(n: int) -> int:
+    return -(-n // 8) * 8
+
+
+def key_blocks(keys: torch.Tensor) -> torch.Tensor:
+    """(P, H_kv, W, d) -> (P, H_kv, W/8, d, 8): blocks of 8 positions, each transposed (the kernel's layout)."""
+    P, H, W, d = keys.shape
+    return keys.view(P, H, W // 8, 8, d).transpose(-1, -2).contiguous()
+
+
+def widen(buffer: torch.Tensor, dim: int, extra: int) -> torch.Tensor:
+    """`buffer` with `extra` more (unwritten) columns along `dim`."""
+    shape = list(buffer.shape)
+    shape[dim] = extra
+    return torch.cat([buffer, buffer.new_zeros(shape)], dim=dim)
+
+
+def dense_kernel(model, keys: torch.Tensor):
+    """The fused attention kernel for this dense model's heads (r1lab.kernels), or None: float32
+    CPU caches only; elsewhere the torch path below."""
+    if keys.dtype != torch.float32 or keys.device.type != "cpu":
+        return None
+    config = model.config
+    return kernels.decode_attention(keys.shape[-1], config.num_attention_heads // config.num_key_value_heads)
+
+
 def select_rows(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
     """`buffer[rows]` with only the first `length` columns (dim -2) copied; the rest is room."""
     out = buffer.new_empty(len(rows), *buffer.shape[1:])
@@ -353,15 +401,38 @@ class DenseLayer:
         self.mlp = mlp
 
     def __call__(self, x, dec: StaticCacheDecoder, prompt, cache):
-        (Kp, Vp), (K, V), t, grid = prompt, cache, dec.length, dec.grid  # (P', H_kv, W, d), (B, H_kv, cap, d)
-        B, (P, Hkv, W, d), m = len(x), Kp.shape, grid.m
         h = F.rms_norm(x, x.shape[-1:], self.ln1, self.eps)
+        attend = self.attend if dec.kernel is None else self.attend_fused
+        x = x + F.linear(attend(h, dec, prompt, cache), self.o.weight, self.o.bias)
+        return x + swiglu(self.mlp, F.rms_norm(x, x.shape[-1:], self.ln2, self.eps))
+
+    def project(self, h, dec: StaticCacheDecoder, Hkv: int):
+        """The new tokens' scaled queries (B, H_kv, G, d) (query head j·G + g reads KV head j), and
+        RoPE'd keys and values (B, H_kv, d)."""
+        B, d = len(h), self.d
         q = F.linear(h, self.q.weight, self.q.bias).view(B, -1, d)  # (B, H, d)
         k = F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, d)
         qk = rotate(torch.cat([q, k], dim=1), dec.rope, interleaved=False)  # (B, H + H_kv, d)
-        K[:, :, t] = qk[:, -Hkv:]
-        V[:, :, t] = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d)
-        q = qk[:, :-Hkv].view(B, Hkv, -1, d) * self.scaling  # (B, H_kv, G, d): query head j*G + g reads KV head j
+        v = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d)
+        return qk[:, :-Hkv].reshape(B, Hkv, -1, d) * self.scaling, qk[:, -Hkv:], v
+
+    def attend_fused(self, h, dec: StaticCacheDecoder, prompt, cache):
+        """Attention by r1lab.kernels. prompt: K (P, H_kv, W/8, d, 8), V (P, H_kv, W, d); cache: K
+        (S, H_kv, cap/8, d, 8), V (S, H_kv, cap, d), live row i's tokens in slot dec.slot[i]."""
+        (Kp, Vp), (K, V), t, B, Hkv = prompt, cache, dec.length, len(h), cache[1].shape[1]
+        q = F.linear(h, self.q.weight, self.q.bias).view(B, Hkv, -1, self.d)
+        k = F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, self.d)
+        v = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, self.d)
+        cos, sin = dec.rope  # the kernel applies RoPE and writes k, v to column t of each row's slot
+        out = dec.kernel(q, k, v, cos, sin, self.scaling, Kp, Vp, dec.start, dec.group, dec.slot, K, V, t + 1)
+        return out.view(B, -1)
+
+    def attend(self, h, dec: StaticCacheDecoder, prompt, cache):
+        """Attention in torch ops. prompt: K, V (P', H_kv, W, d) of the prompts with live rows;
+        cache: K, V (B, H_kv, cap, d), compacted to the live rows."""
+        (Kp, Vp), (K, V), t, grid = prompt, cache, dec.length, dec.grid
+        B, (P, Hkv, W, d), m = len(h), Kp.shape, grid.m
+        q, K[:, :, t], V[:, :, t] = self.project(h, dec, Hkv)
         G = q.shape[2]
         # scores over the prompt, per prompt for all its rows (query rows m·G per KV head) ...
         q_grid = grid.scatter(q).view(P, m, Hkv, G, d).transpose(1, 2).reshape(P, Hkv, m * G, d)
@@ -373,9 +444,7 @@ class DenseLayer:
         out = torch.matmul(weights[..., W:], V[:, :, : t + 1])  # (B, H_kv, G, d)
         w_grid = grid.scatter(weights[..., :W]).reshape(P, m, Hkv, G, W).transpose(1, 2).reshape(P, Hkv, m * G, W)
         from_prompt = torch.matmul(w_grid, Vp).view(P, Hkv, m, G, d).transpose(1, 2).reshape(P * m, Hkv, G, d)
-        out = (out + grid.gather(from_prompt)).view(B, -1)  # (B, H·d)
-        x = x + F.linear(out, self.o.weight, self.o.bias)
-        return x + swiglu(self.mlp, F.rms_norm(x, x.shape[-1:], self.ln2, self.eps))
+        return (out + grid.gather(from_prompt)).view(B, -1)  # (B, H·d)
 
 
 class LatentLayer:

@@ -1,0 +1,109 @@
+/* Decode attention for a batch of rows that each add one token (r1lab.kernels, used by
+   r1lab.sampler.DenseLayer). Compiled on first use with HEAD_DIM (D) and GROUPS (G, query heads per
+   KV head) fixed, so the per-row accumulators live in registers. Keys are stored in blocks of 8
+   positions, each block transposed (D, 8) and contiguous: the scores vectorise over positions and
+   stream through memory, the weighted values vectorise over the head dimension, and there are no
+   horizontal sums. A row's K/V are read once per step for all G of its query heads.
+
+   q, out   (B, Hkv, G, D)   queries before RoPE and scaling, outputs
+   Kp, Vp   (P, Hkv, W/8, D, 8), (P, Hkv, W, D)   the prompts' keys (blocked) and values; prompt
+            p's tokens are columns start[p] .. W-1 (the rest is left padding)
+   K, V     (S, Hkv, cap/8, D, 8), (S, Hkv, cap, D)   generated tokens; row b's are in cache slot
+            slot[b], columns 0 .. n-1, of which column n-1 is written here from
+   k, v     (B, Hkv, D)   the new tokens' keys (before RoPE) and values
+   cos, sin (B, D/2)   each row's RoPE at its position (transformers' rotate_half form: dimension
+            i pairs with i + D/2); scale multiplies the queries
+   group    (B,)   row b's prompt */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+typedef float v8 __attribute__((vector_size(32)));
+#define NC (HEAD_DIM / 8)
+static inline v8 load(const float *p) { v8 x; memcpy(&x, p, sizeof x); return x; }
+static inline void store(float *p, v8 x) { memcpy(p, &x, sizeof x); }
+
+/* s[g * T + j] = q[g] . k_j for j < len rounded up to 8 (the caller leaves room); k in blocks (., D, 8) */
+static void scores(const float *q, const float *k, int64_t len, float *s, int64_t T) {
+    for (int64_t j = 0; j < len; j += 8) {
+        v8 acc[GROUPS] = {0};
+        const float *block = k + j * HEAD_DIM;
+        for (int i = 0; i < HEAD_DIM; i++) {
+            v8 k = load(block + i * 8);
+            for (int g = 0; g < GROUPS; g++) acc[g] += q[g * HEAD_DIM + i] * k;
+        }
+        for (int g = 0; g < GROUPS; g++) store(s + g * T + j, acc[g]);
+    }
+}
+
+/* o[g] += sum_j w[g * T + j] v[j] for j < len; v is (len, D) */
+static void weighted(const float *w, int64_t T, const float *v, int64_t len, v8 o[GROUPS][NC]) {
+    for (int64_t j = 0; j < len; j++) {
+        v8 vj[NC];
+        for (int c = 0; c < NC; c++) vj[c] = load(v + j * HEAD_DIM + 8 * c);
+        for (int g = 0; g < GROUPS; g++) {
+            float wg = w[g * T + j];
+            for (int c = 0; c < NC; c++) o[g][c] += wg * vj[c];
+        }
+    }
+}
+
+/* RoPE of x (D) into out, times scale: out[i] = x[i] cos[i] - x[i + D/2] sin[i], and so on */
+static void rope(const float *x, const float *cos, const float *sin, float scale, float *out, int64_t stride) {
+    for (int i = 0; i < HEAD_DIM / 2; i++) {
+        float a = x[i], b = x[i + HEAD_DIM / 2];
+        out[i * stride] = (a * cos[i] - b * sin[i]) * scale;
+        out[(i + HEAD_DIM / 2) * stride] = (b * cos[i] + a * sin[i]) * scale;
+    }
+}
+
+/* softmax over the live ranges [a0, a1) and [b0, b1) of s (the rest is never read) */
+static void softmax2(float *s, int64_t a0, int64_t a1, int64_t b0, int64_t b1) {
+    float m = -3.0e38f, total = 0.f;
+    for (int64_t j = a0; j < a1; j++) m = s[j] > m ? s[j] : m;
+    for (int64_t j = b0; j < b1; j++) m = s[j] > m ? s[j] : m;
+    #pragma omp simd reduction(+:total)
+    for (int64_t j = a0; j < a1; j++) { s[j] = expf(s[j] - m); total += s[j]; }
+    #pragma omp simd reduction(+:total)
+    for (int64_t j = b0; j < b1; j++) { s[j] = expf(s[j] - m); total += s[j]; }
+    float inv = 1.f / total;
+    #pragma omp simd
+    for (int64_t j = a0; j < a1; j++) s[j] *= inv;
+    #pragma omp simd
+    for (int64_t j = b0; j < b1; j++) s[j] *= inv;
+}
+
+/* W and cap are multiples of 8. Scores are computed in blocks of 8 columns: from start[p] rounded
+   down (padding columns, ignored) and up to n rounded up (columns not yet written, ignored). */
+void decode_attention(const float *q, const float *k, const float *v, const float *cos, const float *sin,
+                      float scale, const float *Kp, const float *Vp, const int64_t *start, const int64_t *group,
+                      const int64_t *slot, float *K, float *V, float *out, int64_t B, int64_t Hkv, int64_t W,
+                      int64_t cap, int64_t n, int threads) {
+    int64_t n8 = (n + 7) / 8 * 8;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *s = malloc(sizeof(float) * GROUPS * (W + n8));
+        #pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < B * Hkv; bh++) {
+            int64_t b = bh / Hkv, h = bh % Hkv, p = group[b], w0 = start[p], j0 = w0 / 8 * 8;
+            int64_t L = W - j0, T = L + n8, ph = p * Hkv + h, sh = slot[b] * Hkv + h;
+            const float *cb = cos + b * HEAD_DIM / 2, *sb = sin + b * HEAD_DIM / 2;
+            float qb[GROUPS * HEAD_DIM];
+            for (int g = 0; g < GROUPS; g++) rope(q + (bh * GROUPS + g) * HEAD_DIM, cb, sb, scale, qb + g * HEAD_DIM, 1);
+            float *column = K + (sh * cap + (n - 1) / 8 * 8) * HEAD_DIM + (n - 1) % 8;
+            rope(k + bh * HEAD_DIM, cb, sb, 1.f, column, 8);
+            memcpy(V + (sh * cap + n - 1) * HEAD_DIM, v + bh * HEAD_DIM, sizeof(float) * HEAD_DIM);
+            scores(qb, Kp + (ph * W + j0) * HEAD_DIM, L, s, T);
+            scores(qb, K + sh * cap * HEAD_DIM, n, s + L, T);
+            for (int g = 0; g < GROUPS; g++) softmax2(s + g * T, w0 - j0, L, L, L + n);
+            v8 o[GROUPS][NC];
+            memset(o, 0, sizeof o);
+            weighted(s + (w0 - j0), T, Vp + (ph * W + w0) * HEAD_DIM, W - w0, o);
+            weighted(s + L, T, V + sh * cap * HEAD_DIM, n, o);
+            for (int g = 0; g < GROUPS; g++)
+                for (int c = 0; c < NC; c++) store(out + (bh * GROUPS + g) * HEAD_DIM + 8 * c, o[g][c]);
+        }
+        free(s);
+    }
+}

@@ -203,3 +203,82 @@ def test_built_in_task_spec_gives_the_r1_zero_held_out_set():
 def test_built_in_task_spec_errors(source, needle):
     with pytest.raises(UserError, match=needle):
         load_benchmark(DataSpec(source))
+
+
+# --------------------------------------------------------------------------------------------
+# Code benchmarks
+
+
+@needs_data
+def test_code_files_load_as_code_problems_with_their_tests():
+    he = load_benchmark(DataSpec(str(DATA / "humaneval.jsonl")))
+    assert (he.kind, len(he.problems), he.problems[0].meta["id"], he.problems[0].task) == ("code", 164, "HumanEval/0", "code")
+    first = he.problems[0]
+    assert first.meta["entry_point"] == "has_close_elements" and first.meta["prefix"].startswith("from typing import List")
+    assert len(first.meta["tests"]) == 7 and first.meta["setup"].endswith("candidate = has_close_elements\n")
+    assert first.answer.startswith("    for idx, elem in enumerate(numbers):")  # the gold is kept as it is
+    mbpp = load_benchmark(DataSpec(str(DATA / "mbpp.jsonl"), split="test"))
+    assert (mbpp.kind, len(mbpp.problems), mbpp.problems[0].meta["id"]) == ("code", 500, "mbpp-11")
+    assert mbpp.problems[0].prompt.endswith('assert remove_Occ("PHP","P") == "H"')
+    assert len(load_benchmark(DataSpec(str(DATA / "mbpp.jsonl"))).problems) == 974  # no --split: every record
+    assert load_benchmark(DataSpec(str(DATA / "math500.jsonl"), limit=1)).kind == "math"
+
+
+def test_code_presets_and_built_in_code_task():
+    assert (PRESETS["humaneval"].kind, PRESETS["mbpp"].kind, PRESETS["math500"].kind) == ("code", "code", "math")
+    bench = load_benchmark(DataSpec("task:code", limit=5))
+    assert bench.kind == "code" and bench.breakdowns == () and {p.lang for p in bench.problems} == {"en"}
+    assert [p.key for p in bench.problems] == [p.key for p in get_task("code").problems("test", 5, seed=1)]
+
+
+def test_split_of_a_local_file(tmp_path):
+    rows = [{"problem": "f", "answer": "x", "test_list": ["assert 1"], "split": s} for s in ("train", "test", "test")]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [p.meta["id"] for p in load_benchmark(DataSpec(str(path), split="test")).problems] == ["0", "1"]
+    with pytest.raises(UserError, match="no records of split 'dev'"):
+        load_benchmark(DataSpec(str(path), split="dev"))
+    math = tmp_path / "m.jsonl"
+    math.write_text('{"problem": "1+1", "answer": "2"}\n')
+    with pytest.raises(UserError, match=r"m.jsonl:1: --split test given, but the records have no 'split' field"):
+        load_benchmark(DataSpec(str(math), split="test"))
+
+
+def test_eval_on_a_code_benchmark_reports_pass_at_k(tmp_path):
+    """`r1lab eval` end to end on HumanEval-format data, with chosen completions: run in the sandbox,
+    correct only when every test passes, pass@1 / pass@k, no cons@k."""
+    from r1lab.run_eval import CODE_INSTRUCTION, EvalRunConfig, run_eval
+    from r1lab.sampler import Generation
+    from r1lab.tokenizer import train_tokenizer
+
+    model = tmp_path / "model"
+    train_tokenizer(["def f(x): return x"] * 10, vocab_size=300).save_pretrained(model)
+    (model / "config.json").write_text("{}")  # the sampler below stands in for the model
+    test = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+    rows = [{"id": "sq", "prompt": "def sq(x):\n    \"\"\"x squared\"\"\"\n", "test": test, "entry_point": "sq",
+             "canonical_solution": "    return x * x\n"}]
+    data = tmp_path / "he.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    completions = ["```python\ndef sq(x):\n    return x * x\n```",  # all tests
+                   "<answer>    return x ** 2</answer>",  # the body, continuing the prompt
+                   "```python\ndef sq(x):\n    return x + 2\n```",  # 1 of 2: not correct
+                   "x squared is x times x"]  # no code
+
+    class Scripted:
+        prompts = []
+
+        def generate(self, prompts, n, params):
+            self.prompts += prompts
+            ids = [[7, 7] for _ in range(n * len(prompts))]
+            return Generation([[1]] * len(prompts), ids, completions * len(prompts), [False] * len(ids), n, seconds=1.0)
+
+    sampler = Scripted()
+    cfg = EvalRunConfig(model=str(model), data=DataSpec(str(data), question_field="prompt", answer_field="canonical_solution"),
+                        k=4, template="plain", out=str(tmp_path / "out"))
+    r = run_eval(cfg, log=lambda *a: None, sampler=sampler)
+    assert sampler.prompts[0].endswith(CODE_INSTRUCTION) and "```python\ndef sq(x):" in sampler.prompts[0]
+    assert r["pass@1"] == 0.5 and r["pass@k"] == {"1": 0.5, "2": pytest.approx(5 / 6), "3": 1.0, "4": 1.0}
+    assert "cons@k" not in r and r["data"]["kind"] == "code"
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert [s["correct"] for s in samples] == [True, True, False, False]
+    assert samples[1]["extracted"] == "    return x ** 2" and samples[3]["extracted"] is None

@@ -129,3 +129,40 @@ def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_mode
     for needle in needles:
         assert needle in err, (needle, err)
     assert not (tmp_path / "out").exists()
+
+
+GRADE_CASES = {
+    "unknown grade task": (["--task", "rust"], ["--task", "invalid choice", "rust"]),
+    "code line without tests": (["--task", "code"], ["preds.jsonl:1:", "no tests"]),
+    "code test not Python": (["--task", "code"], ["preds.jsonl:2:", "test 1 is not valid Python"]),
+}
+
+
+@pytest.mark.parametrize("name", GRADE_CASES)
+def test_grade_user_error_is_one_line_and_exit_2(name, tmp_path, capsys):
+    lines = {"code line without tests": '{"completion": "x = 1"}\n',
+             "code test not Python": '{"completion": "x", "tests": ["assert 1"]}\n{"completion": "x", "tests": ["assert ("]}\n'}
+    path = tmp_path / "preds.jsonl"
+    path.write_text(lines.get(name, '{"completion": "x", "answer": "1"}\n'))
+    args, needles = GRADE_CASES[name]
+    code = main(["grade", str(path)] + args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("r1lab: error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_eval_on_code_presets_fails_fast_offline(tmp_path, config_only_model, capsys, monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    def no_network(*args, **kwargs):
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for preset, hub_id in (("humaneval", "openai/openai_humaneval"), ("mbpp", "google-research-datasets/mbpp")):
+        assert main(["eval", str(config_only_model), "--data", preset, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and hub_id in err and "offline" in err, err

@@ -78,3 +78,52 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, args, needl
     assert captured.err.startswith("r1lab: error: ") and captured.err.count("\n") == 1, captured.err
     for needle in needles:
         assert needle in captured.err, (needle, captured.err)
+
+
+# --------------------------------------------------------------------------------------------
+# --task code
+
+CODE_LINES = [
+    {"id": "mbpp", "completion": "```python\ndef add(a, b):\n    return a + b\n```",
+     "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 1"]},  # 1 of 2
+    {"id": "humaneval-body", "completion": "    return a - b\n", "prompt": "def sub(a, b):\n    \"\"\"a - b\"\"\"\n",
+     "test": "def check(candidate):\n    assert candidate(3, 1) == 2\n    assert candidate(1, 1) == 0\n",
+     "entry_point": "sub"},  # a completion of the body: 2 of 2
+    {"id": "bare", "prediction": "def neg(x):\n    return -x\n", "tests": ["assert neg(2) == -2"],
+     "test_setup_code": "import math"},  # bare code
+    {"id": "null", "completion": None, "tests": ["assert f() == 1"]},
+    {"id": "fake", "completion": "print('all tests passed')\nimport os\nos._exit(0)", "tests": ["assert f() == 1"]},
+]
+
+
+def test_code_is_run_against_each_lines_tests(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "preds.jsonl", CODE_LINES)
+    assert main(["grade", str(path), "--task", "code"]) == 0
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert [{k: v for k, v in o.items() if k in CODE_LINES[i]} for i, o in enumerate(out)] == CODE_LINES  # kept
+    assert [(o["correct"], o["pass_fraction"], o["tests_passed"], o["tests_total"]) for o in out] == [
+        (False, 0.5, 1, 2), (True, 1.0, 2, 2), (True, 1.0, 1, 1), (False, 0.0, 0, 1), (False, 0.0, 0, 1)]
+    assert [o["status"] for o in out] == ["failed", "passed", "passed", "error", "exited"]
+    assert out[0]["extracted"] == "def add(a, b):\n    return a + b\n" and out[3]["extracted"] is None
+    assert "graded 5 predictions: 2 correct (40.0%), mean pass fraction 0.500" in captured.err
+
+
+@pytest.mark.parametrize(
+    "line, needles",
+    [
+        ({"completion": "x = 1"}, ["preds.jsonl:2:", "no tests", "'tests'", "'test'", "'entry_point'"]),
+        ({"completion": "x = 1", "tests": "assert x == 1"}, ["preds.jsonl:2:", "non-empty list of strings"]),
+        ({"completion": "x = 1", "tests": ["assert x =="]}, ["preds.jsonl:2:", "test 1 is not valid Python"]),
+        ({"completion": "x = 1", "test": "def check(c): pass"}, ["preds.jsonl:2:", "no tests"]),
+        ({"text": "x = 1", "tests": ["assert x == 1"]}, ["preds.jsonl:2:", "completion, prediction, response, output"]),
+    ],
+)
+def test_bad_code_input_is_one_line_and_exit_2(tmp_path, capsys, line, needles):
+    path = write_jsonl(tmp_path / "preds.jsonl", [{"completion": "x = 1", "tests": ["assert x == 1"]}, line])
+    code = main(["grade", str(path), "--task", "code"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith("r1lab: error: ") and captured.err.count("\n") == 1, captured.err
+    for needle in needles:
+        assert needle in captured.err, (needle, captured.err)

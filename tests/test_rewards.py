@@ -219,3 +219,27 @@ def test_language_reward_is_registered_and_scores_the_chain_of_thought():
                    "<think>\n位 1+1+0=02\ndigit 0+0+0=00\n</think>\n<answer>2 digits</answer>",  # half: the answer is not the CoT
                    "<think>\n</think>\n<answer>2</answer>"]  # no words: nothing to mix
     assert fn(completions, [zh] * 3) == [1.0, 0.5, 1.0]
+
+
+# --------------------------------------------------------------------------------------------
+# code
+
+
+def test_code_reward_is_the_share_of_tests_passed_run_in_the_sandbox():
+    from r1lab.tasks.code import CodeTests
+
+    tests = CodeTests(("assert half(4) == 2", "assert half(5) == 2.5", "assert half(0) == 0", "assert half(-2) == -1"))
+    code_problem = Problem("half", "Halve x.", "", "code", meta=tests.as_meta())
+    completions = [
+        "<think>x / 2</think><answer>```python\ndef half(x):\n    return x / 2\n```</answer>",  # all 4
+        "```python\ndef half(x):\n    return x // 2\n```",  # floor division: 3 of 4
+        "<answer>half is x over two</answer>",  # not Python: a syntax error, 0
+        "I would divide by two.",  # no code at all
+        "<answer>def half(x):\n    import os\n    os._exit(0)</answer>",  # exits before any report
+        "```python\ndef half(x):\n    return x / 2\n```",  # right, but for a math problem: not this reward's
+    ]
+    problems = [code_problem] * 5 + [Problem("1+1", "1+1", "2", "arithmetic")]
+    assert get_reward("code")(completions, problems) == [1.0, 0.75, 0.0, 0.0, 0.0, 0.0]
+    assert REWARDS["code"]([], []) == []
+    with pytest.raises(ValueError):
+        REWARDS["code"](completions[:2], problems[:1])

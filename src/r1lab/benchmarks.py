@@ -1,17 +1,25 @@
-"""Benchmarks for `r1lab eval`: a data SPEC becomes a list of math `Problem`s, in file order.
+"""Benchmarks for `r1lab eval`: a data SPEC becomes a list of math or code `Problem`s, in file order.
 
 SPEC is one of
-  * a preset name (`math500`, `gsm8k`, `aime24`, `aime25`, `amc23`; table `PRESETS`): its Hugging
+  * a preset name (`math500`, `gsm8k`, `aime24`, `aime25`, `amc23`, and the code benchmarks
+    `humaneval`, `mbpp`; table `PRESETS`): its Hugging
     Face hub dataset, loaded through `datasets`. That needs the internet, or a copy in the hub
     cache and HF_HUB_OFFLINE=1; offline, it fails at once with a one-line UserError instead of
     retrying for half a minute;
   * a local `.jsonl` or `.parquet` file, or a directory written by `datasets`' `save_to_disk`
     (e.g. the offline copies in ../shared/data);
   * any other hub dataset id (`owner/name`);
-  * `task:<name>` for a built-in task (`task:arithmetic`, `task:countdown`, default settings): its
-    held-out test split, `limit` problems (default 100) in the four prompt languages, drawn as
-    `r1lab zero` draws its held-out set (seed 1), so `r1lab eval CHECKPOINT --data task:arithmetic`
-    re-measures a default R1-Zero run's final evaluation. Graded by the task's own `grade`.
+  * `task:<name>` for a built-in task (`task:arithmetic`, `task:countdown`, `task:code`, default
+    settings): its held-out test split, `limit` problems (default 100) in the task's prompt
+    languages (the four, or English for code), drawn as `r1lab zero` draws its held-out set (seed
+    1), so `r1lab eval CHECKPOINT --data task:arithmetic` re-measures a default R1-Zero run's
+    final evaluation. Graded by the task's own `grade`.
+
+Code benchmarks (`Benchmark.kind == "code"`): a preset's kind, or records with tests, `tests` /
+`test_list` (MBPP) or `test` + `entry_point` (HumanEval), detected from the first record. Their
+problems are made by tasks.code.code_problem (`task="code"`, the tests in `meta`), and the gold
+is the reference solution, kept as it is. A local file whose records have a `split` field (the
+MBPP copy in ../shared/data: prompt/train/validation/test) is cut to `--split` when one is given.
 
 Fields. A preset (the SPEC itself, or `--preset` for a local copy in the hub's schema) names the
 question, answer and breakdown fields. Otherwise they are detected from the first record:
@@ -21,7 +29,7 @@ solution; breakdowns = those of subject, level, type that the record has. `quest
 (GSM8K's hub answer "... #### 18", a MATH solution ending in \\boxed{}) becomes its final answer
 and a plain answer is kept as it is: no per-preset gold transform is needed.
 
-Problems keep the data's order (`limit` takes the first N), carry `task="math"` so that
+Math problems keep the data's order (`limit` takes the first N), carry `task="math"` so that
 `get_task(problem.task).grade` and the RL accuracy reward grade them unchanged, and keep
 `meta = {"id", <breakdown fields>}`; the id is the record's `id` field, else its 0-based row.
 """
@@ -57,6 +65,7 @@ class Preset:
     answer: str
     breakdowns: tuple[str, ...] = ()
     config: str | None = None
+    kind: str = "math"  # or "code": graded by running tests (tasks/code.py)
 
 
 PRESETS = {
@@ -66,7 +75,10 @@ PRESETS = {
     # AIME 2025: yentinglin/aime_2025 holds I and II in one split (opencompass/AIME2025 needs two configs).
     "aime25": Preset("yentinglin/aime_2025", "train", "problem", "answer"),
     "amc23": Preset("math-ai/amc23", "test", "question", "answer"),
+    "humaneval": Preset("openai/openai_humaneval", "test", "prompt", "canonical_solution", kind="code"),
+    "mbpp": Preset("google-research-datasets/mbpp", "test", "text", "code", config="full", kind="code"),
 }
+CODE_FIELDS = ("tests", "test_list", "entry_point")  # a record with one of these holds a code problem
 
 
 @dataclass
@@ -97,6 +109,7 @@ class Benchmark:
     question_field: str
     answer_field: str
     breakdowns: tuple[str, ...]  # meta fields to report metrics by, e.g. ("subject", "level")
+    kind: str = "math"  # or "code" (see the module docstring)
 
 
 def load_benchmark(spec: DataSpec) -> Benchmark:
@@ -123,21 +136,37 @@ def load_benchmark(spec: DataSpec) -> Benchmark:
         )
 
     problems: list[Problem] = []
-    fields = None
-    for index, (where, row) in enumerate(rows):
-        if spec.limit is not None and index >= spec.limit:
-            break
+    fields, kind = None, "math"
+    local_split = spec.split if path.exists() and path.is_file() else None  # hub and datasets dirs split themselves
+    index = -1
+    for where, row in rows:
         if fields is None:  # the first record decides what to look for in all of them
             fields = _choose_fields(row, spec, preset, where)
+            kind = preset.kind if preset else ("code" if any(f in row for f in CODE_FIELDS) else "math")
+            if local_split is not None and "split" not in row:
+                raise UserError(f"{where}: --split {local_split} given, but the records have no 'split' field")
+        if local_split is not None and str(row.get("split")) != local_split:
+            continue
+        index += 1
+        if spec.limit is not None and index >= spec.limit:
+            break
         question_field, answer_field, breakdowns = fields
         question = text_field(row, question_field, where)
-        gold = gold_answer(text_field(row, answer_field, where))
-        meta = {"id": str(row["id"]) if row.get("id") is not None else str(index)}
-        meta.update({b: _breakdown_value(row.get(b)) for b in breakdowns})
-        problems.append(Problem(key=question, prompt=question, answer=gold, task="math", meta=meta))
+        id_ = str(row["id"]) if row.get("id") is not None else str(index)
+        if kind == "code":
+            from r1lab.tasks.code import code_problem
+
+            problem = code_problem(row, question, text_field(row, answer_field, where), id_, where)
+        else:
+            problem = Problem(key=question, prompt=question, answer=gold_answer(text_field(row, answer_field, where)),
+                              task="math", meta={"id": id_})
+        problem.meta.update({b: _breakdown_value(row.get(b)) for b in breakdowns})
+        problems.append(problem)
     if fields is None:
         raise UserError(f"{source}: holds no records")
-    return Benchmark(name, source, problems, *fields)
+    if not problems:
+        raise UserError(f"{source}: holds no records of split {local_split!r}")
+    return Benchmark(name, source, problems, *fields, kind=kind)
 
 
 TASK_EVAL_PROBLEMS, TASK_EVAL_SEED = 100, 1  # r1lab zero's defaults: data.n_test, seed + 1
@@ -149,11 +178,14 @@ def _task_benchmark(spec: DataSpec) -> Benchmark:
 
     name = spec.source.removeprefix("task:")
     if name in ("file", "math") or ":" in name:
-        raise UserError(f"{spec.source}: task: takes a built-in task (arithmetic, countdown); pass a file as the SPEC itself")
+        raise UserError(f"{spec.source}: task: takes a built-in task (arithmetic, countdown, code); "
+                        "pass a file as the SPEC itself")
     task = get_task(name)  # UserError naming the choices for an unknown name
-    problems = task.problems("test", spec.limit or TASK_EVAL_PROBLEMS, seed=TASK_EVAL_SEED, langs=tuple(LANGS))
+    langs = tuple(getattr(task, "langs", LANGS))
+    problems = task.problems("test", spec.limit or TASK_EVAL_PROBLEMS, seed=TASK_EVAL_SEED, langs=langs)
     problems = [dataclasses.replace(p, meta={**p.meta, "id": f"{p.key} [{p.lang}]", "lang": p.lang}) for p in problems]
-    return Benchmark(name, spec.source, problems, "prompt", "answer", ("lang",))
+    kind = "code" if name == "code" else "math"
+    return Benchmark(name, spec.source, problems, "prompt", "answer", ("lang",) if len(langs) > 1 else (), kind=kind)
 
 
 def gold_answer(gold: str) -> str:

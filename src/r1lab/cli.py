@@ -82,7 +82,7 @@ def _run(argv: list[str]) -> int:
     if ns.command == "grade":
         from r1lab.grade_file import GradeConfig, grade_file
 
-        grade_file(GradeConfig(ns.input, ns.gold_field, ns.pred_field, ns.out))
+        grade_file(GradeConfig(ns.input, ns.gold_field, ns.pred_field, ns.out, ns.task))
         return 0
 
     from r1lab.config import config_help, load_config
@@ -125,7 +125,7 @@ def _add_eval_parser(sub) -> None:
     from r1lab.run_eval import EvalRunConfig
 
     d = EvalRunConfig()  # the defaults live in the config class; help shows them
-    p = sub.add_parser("eval", help="sample, grade and score a model on a math benchmark (pass@1, pass@k, cons@k)",
+    p = sub.add_parser("eval", help="sample, grade and score a model on a math or code benchmark (pass@1, pass@k, cons@k)",
                        description="Evaluate as DeepSeek-R1 §5 does; rerun with the same --out to resume.")
     p.add_argument("model", help="a Hugging Face causal LM directory (an r1lab checkpoint, Qwen, Llama, ...)")
     p.add_argument("--data", required=True, metavar="SPEC",
@@ -158,11 +158,14 @@ def _eval_config(ns):
 
 
 def _add_grade_parser(sub) -> None:
-    from r1lab.grade_file import PRED_FIELDS
+    from r1lab.grade_file import GRADE_TASKS, PRED_FIELDS
 
-    p = sub.add_parser("grade", help="grade a JSONL file of predictions against gold answers",
+    p = sub.add_parser("grade", help="grade a JSONL file of predictions against gold answers (or code against tests)",
                        description="Writes each input line with `extracted` and `correct` added, in input order.")
     p.add_argument("input", metavar="INPUT.jsonl")
+    p.add_argument("--task", choices=list(GRADE_TASKS), default="math",
+                   help="math: answers vs --gold-field; code: programs vs each line's `tests` (or HumanEval's "
+                        "`test` + `entry_point`), run in a sandbox (default %(default)s)")
     p.add_argument("--gold-field", default="answer", help="(default %(default)s)")
     p.add_argument("--pred-field",
                    help=f"a completion or a bare answer (default: the first of {', '.join(PRED_FIELDS)})")

@@ -7,7 +7,9 @@ a neural reward model invites reward hacking and costs a retraining loop):
   * format: did the model put its reasoning between `<think>` and `</think>`? We check the whole
     R1-Zero template shape (Table 1 of the paper): think, then answer, nothing else.
 The R1 pipeline's stage 2 adds `language`, the language-consistency reward (§3), summed with the
-accuracy reward at a configurable weight.
+accuracy reward at a configurable weight. For code problems (tasks/code.py), `code` is the
+accuracy reward's counterpart: the share of the problem's tests the completion's code passes,
+run in r1lab.sandbox.
 
 A reward function is pure and batched, in the TRL/open-r1 style:
     fn(completions: list[str], problems: list[Problem]) -> list[float]
@@ -74,6 +76,27 @@ def accuracy(completions: list[str], problems: list[Problem]) -> list[float]:
         1.0 if tasks.get_task(problem.task).grade(extract_answer(completion), problem) else 0.0
         for completion, problem in zip(completions, problems, strict=True)
     ]
+
+
+@register("code")
+def code_reward(completions: list[str], problems: list[Problem]) -> list[float]:
+    """The share of its problem's tests that the completion's code passes (DeepSeek-R1 §2.2.2's
+    accuracy reward for code: "compiled and run against test cases", ../shared/R1.md). The code
+    is the last ```python block, else the last `<answer>` content (tasks.code.extract_code); it
+    runs in r1lab.sandbox, the batch in parallel. 0.0 for a completion without code, and for
+    problems that are not code problems (use `accuracy` there). A departure: the paper's reward is
+    right or wrong; a fraction ranks a program that passes 4 of 5 tests above one that passes
+    none, which gives GRPO a signal where every sample of a group would otherwise score 0."""
+    from r1lab.tasks.code import extract_code, problem_tests, run_codes
+
+    if len(completions) != len(problems):
+        raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
+    rows = [i for i, problem in enumerate(problems) if problem.task == "code"]
+    results = run_codes([extract_code(completions[i]) for i in rows], [problem_tests(problems[i]) for i in rows])
+    rewards = [0.0] * len(completions)
+    for i, result in zip(rows, results):
+        rewards[i] = result.fraction
+    return rewards
 
 
 # Exactly the R1-Zero template (DeepSeek-R1 Table 1): "<think> reasoning process here </think>

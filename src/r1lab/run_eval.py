@@ -1,4 +1,4 @@
-"""`r1lab eval`: sample, grade and score a Hugging Face causal LM on a math benchmark (R1 §5).
+"""`r1lab eval`: sample, grade and score a Hugging Face causal LM on a math or code benchmark (R1 §5).
 
     r1lab eval MODEL_DIR --data SPEC [--k 4] [--temperature 0.6] [--top-p 0.95]
                [--max-new-tokens 2048] [--template auto] [--limit N] [--out DIR] [--seed 0]
@@ -27,12 +27,19 @@ Generation goes through `sampler.HFSampler`, the sampler of the RL stage; gradin
 `verify.extract_answer` + the problem's task `grade` (`tasks.MathTask`), the very path of the RL
 accuracy reward.
 
+Code benchmarks (HumanEval, MBPP, `task:code`; benchmarks.Benchmark.kind): the instruction is
+CODE_INSTRUCTION ("Write your solution as one ```python code block.") instead; the extracted
+answer is the code (tasks.code.extract_code, as the `code` reward extracts it), run against the
+problem's tests in r1lab.sandbox, a chunk's samples in parallel; a sample is correct when every
+test passes, and pass@1 / pass@k count those, as HumanEval's paper does. cons@k is not reported:
+programs have no final answer to vote on.
+
 Output, in --out (default runs/eval-<data name>-<time>):
   eval_config.yaml   the settings, paths resolved;
   samples.jsonl      one `evaluate.Sample` per line (id, prompt, completion, extracted answer,
                      verdict, sample index, tokens, truncated, ...);
-  results.json       pass@1, pass@k, cons@k, mean length, truncation rate, tokens/s, verifier
-                     timeouts, and by_<field> (e.g. by_subject, by_level) with the same metrics.
+  results.json       pass@1, pass@k, cons@k (math only), mean length, truncation rate, tokens/s,
+                     verifier timeouts, and by_<field> (e.g. by_subject, by_level) with the same metrics.
 A table of the same is printed.
 
 Resumption is automatic: rerun the same command with the same --out. Problems are generated in
@@ -50,7 +57,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -61,6 +68,7 @@ from r1lab.benchmarks import Benchmark, DataSpec, load_benchmark
 from r1lab.config import config_to_dict
 from r1lab.errors import UserError
 from r1lab.evaluate import Sample, benchmark_metrics
+from r1lab.tasks.code import CODE_INSTRUCTION, extract_code, problem_tests, run_codes
 from r1lab.tasks.prompts import apply_template
 
 if TYPE_CHECKING:
@@ -107,7 +115,8 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
     check_out_dir(out, settings)
     tokenizer = load_tokenizer(model_dir)
     template = resolve_template(cfg.template, tokenizer, model_dir)
-    prompts = [build_prompt(p.prompt, template, tokenizer) for p in bench.problems]
+    instruction = CODE_INSTRUCTION if bench.kind == "code" else MATH_INSTRUCTION
+    prompts = [build_prompt(p.prompt, template, tokenizer, instruction) for p in bench.problems]
     chunks = chunk_bounds(len(prompts), max(1, cfg.batch_rows // cfg.k))
     ids = [p.meta["id"] for p in bench.problems]
     samples, keep_bytes = finished_samples(out / SAMPLES_FILE, chunks, cfg.k, ids)
@@ -237,11 +246,11 @@ def resolve_template(template: str, tokenizer, model_dir: Path) -> str:
     return template
 
 
-def build_prompt(question: str, template: str, tokenizer) -> str:
+def build_prompt(question: str, template: str, tokenizer, instruction: str = MATH_INSTRUCTION) -> str:
     """The text the model is given for `question` under `template` (see the module docstring)."""
     if template == "r1zero":
         return apply_template(question)
-    instructed = f"{question}\n{MATH_INSTRUCTION}"
+    instructed = f"{question}\n{instruction}"
     if template == "plain":
         return instructed
     messages = [{"role": "user", "content": instructed}]
@@ -268,13 +277,20 @@ def generate_chunk(sampler: Sampler, bench: Benchmark, prompts: list[str], chunk
     """k graded samples for each problem of one chunk, grouped by problem."""
     a, b = bounds
     gen = sampler.generate(prompts[a:b], k, params)
+    code_rows = [row for row in range(len(gen.texts)) if bench.problems[a + row // k].task == "code"]
+    code_results = dict(zip(code_rows, run_codes([extract_code(gen.texts[row]) for row in code_rows],
+                                                 [problem_tests(bench.problems[a + row // k]) for row in code_rows])))
     samples = []
     for row, text in enumerate(gen.texts):
         i = a + row // k
         problem = bench.problems[i]
         timeouts_before = verify.stats()["timeouts"]
-        extracted = verify.extract_answer(text)
-        correct = tasks.get_task(problem.task).grade(extracted, problem)  # the RL accuracy reward's path
+        if row in code_results:  # the `code` reward's path, the chunk run in parallel
+            extracted, result = extract_code(text), code_results[row]
+            correct = result.total > 0 and result.passed == result.total
+        else:
+            extracted = verify.extract_answer(text)
+            correct = tasks.get_task(problem.task).grade(extracted, problem)  # the RL accuracy reward's path
         samples.append(Sample(
             problem=i, id=problem.meta["id"], sample=row % k, chunk=chunk, prompt=prompts[i], completion=text,
             extracted=extracted, correct=bool(correct), gold=problem.answer, tokens=len(gen.completion_ids[row]),
@@ -339,10 +355,15 @@ def write_atomically(path: Path, text: str) -> None:
 def score_run(samples: list[Sample], bench: Benchmark, settings: dict, template: str) -> dict:
     """results.json: the metrics (evaluate.benchmark_metrics) and what they were measured on."""
     timeouts_before = verify.stats()["timeouts"]
+    if bench.kind == "code":  # programs have no final answer to vote on: no cons@k
+        samples = [replace(s, extracted=None) for s in samples]
     metrics = benchmark_metrics(samples, bench.breakdowns)
     metrics["verifier_timeouts"] += verify.stats()["timeouts"] - timeouts_before  # while voting
+    if bench.kind == "code":
+        for m in [metrics] + [m for name in bench.breakdowns for m in metrics[f"by_{name}"].values()]:
+            m.pop("cons@k", None)
     data = {"name": bench.name, "source": bench.source, "question_field": bench.question_field,
-            "answer_field": bench.answer_field, "breakdowns": list(bench.breakdowns)}
+            "answer_field": bench.answer_field, "breakdowns": list(bench.breakdowns), "kind": bench.kind}
     return {**metrics, "template": template, "data": data, "settings": settings}
 
 
@@ -350,12 +371,13 @@ def format_table(results: dict, breakdowns=()) -> str:
     """An aligned table: one line overall, one per breakdown value, then throughput."""
     k = results["k"]
     mixing = "language_mixing" in results  # built-in tasks: the zh/ja/ko language-mixing rate
-    columns = ["problems", "pass@1"] + ([f"pass@{k}"] if k > 1 else []) + [f"cons@{k}", "length", "truncated"]
-    columns += ["mixing"] if mixing else []
+    cons = "cons@k" in results  # not for code
+    columns = ["problems", "pass@1"] + ([f"pass@{k}"] if k > 1 else []) + ([f"cons@{k}"] if cons else [])
+    columns += ["length", "truncated"] + (["mixing"] if mixing else [])
 
     def cells(m: dict) -> list[str]:
         row = [str(m["problems"]), f"{m['pass@1']:.3f}"] + ([f"{m['pass@k'][str(k)]:.3f}"] if k > 1 else [])
-        row += [f"{m['cons@k']:.3f}", f"{m['mean_length']:.1f}", f"{m['truncation_rate']:.1%}"]
+        row += ([f"{m['cons@k']:.3f}"] if cons else []) + [f"{m['mean_length']:.1f}", f"{m['truncation_rate']:.1%}"]
         rate = m.get("language_mixing")
         return row + ([("-" if rate is None else f"{rate:.1%}")] if mixing else [])
 

@@ -9,8 +9,10 @@
 
 Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "file" (files.py: the
 user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields)
-"math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks) and "general"
-(general.py: unverifiable general prompts, scored by a reward model in stage 4 RL).
+"math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks), "code" (code.py:
+small Python functions, and the grader of HumanEval/MBPP problems, run against their tests in
+r1lab.sandbox) and "general" (general.py: unverifiable general prompts, scored by a reward model
+in stage 4 RL).
 `get_task(name)` returns the instance registered under `name`, creating a default-configured one
 for a built-in name on first use; `register_task` puts a configured instance there so that
 `get_task(problem.task)` is the very object that made `problem`. Built-in grading reads only the
@@ -25,6 +27,7 @@ import inspect
 from r1lab.errors import UserError
 from r1lab.tasks.arithmetic import ArithmeticTask
 from r1lab.tasks.base import LANGS, SPLITS, Problem, Task, split_of
+from r1lab.tasks.code import CodeTask
 from r1lab.tasks.countdown import CountdownTask, solve
 from r1lab.tasks.files import FileTask
 from r1lab.tasks.general import GeneralTask
@@ -32,7 +35,7 @@ from r1lab.tasks.math import MathTask
 from r1lab.tasks.prompts import R1_ZERO_TEMPLATE, apply_template
 
 TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask, "math": MathTask,
-                "general": GeneralTask}
+                "code": CodeTask, "general": GeneralTask}
 _registry: dict[str, Task] = {}
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "SPLITS",
     "TASK_CLASSES",
     "ArithmeticTask",
+    "CodeTask",
     "CountdownTask",
     "FileTask",
     "GeneralTask",
@@ -85,6 +89,6 @@ def get_task(name: str) -> Task:
     if name in TASK_CLASSES and name != "file":
         return register_task(make_task(name))
     raise UserError(
-        f"unknown task {name!r}; choose from arithmetic, countdown, math, file:<path>, "
+        f"unknown task {name!r}; choose from arithmetic, countdown, code, math, file:<path>, "
         "or a name given to register_task()"
     )

@@ -32,7 +32,9 @@ The workloads:
 tokens/s = generated tokens (each row up to and including its stop token; `generate`'s padding
 after a stop is not counted) / wall seconds of the call; median of `--repeat` calls (seeds 1, 2,
 3) after one warm-up call (seed 0, timed separately as "first call": it includes any one-off
-cost such as compilation). The last line is `speedup X.XX`: r1lab's tokens/s over generate's,
+cost such as compilation). The timed calls alternate, generate then r1lab, seed by seed: this
+VM's speed drifts by tens of percent over minutes (CPU steal), and alternating puts both sides
+under the same drift. The last line is `speedup X.XX`: r1lab's tokens/s over generate's,
 the smallest of the workloads' ratios.
 """
 
@@ -72,18 +74,22 @@ def r1lab_generate(sampler: HFSampler, prompts: list[str], params: SamplingParam
     return sampler.generate(prompts, SAMPLES, params).num_tokens
 
 
-def measure(run, prompts, params: SamplingParams, repeat: int) -> dict:
-    """First (warm-up) call, then `repeat` timed calls with seeds 1..repeat: median tokens/s."""
-    t0 = time.perf_counter()
-    run(prompts, params)
-    first = time.perf_counter() - t0
-    rates, lengths = [], []
-    for seed in range(1, repeat + 1):
+def measure(runs: dict, prompts, params: SamplingParams, repeat: int) -> dict[str, dict]:
+    """Each run's first (warm-up) call, then `repeat` rounds with seeds 1..repeat in which the runs
+    take turns (so a slow spell of this shared VM falls on both): median tokens/s per run."""
+    first, rates, lengths = {}, {name: [] for name in runs}, {name: [] for name in runs}
+    for name, run in runs.items():
         t0 = time.perf_counter()
-        tokens = run(prompts, SamplingParams(**{**vars(params), "seed": seed}))
-        rates.append(tokens / (time.perf_counter() - t0))
-        lengths.append(tokens / (PROMPTS * SAMPLES))
-    return {"tok_s": statistics.median(rates), "first": first, "len": statistics.mean(lengths)}
+        run(prompts, params)
+        first[name] = time.perf_counter() - t0
+    for seed in range(1, repeat + 1):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            tokens = run(prompts, SamplingParams(**{**vars(params), "seed": seed}))
+            rates[name].append(tokens / (time.perf_counter() - t0))
+            lengths[name].append(tokens / (PROMPTS * SAMPLES))
+    return {name: {"tok_s": statistics.median(rates[name]), "first": first[name], "len": statistics.mean(lengths[name])}
+            for name in runs}
 
 
 def qwen_like(tok) -> Qwen2ForCausalLM:
@@ -128,8 +134,10 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         sampler = HFSampler(model, tok)
-        hf = measure(lambda p, s, model=model: hf_generate(model, tok, p, s), prompts, params, args.repeat)
-        ours = measure(lambda p, s, sampler=sampler: r1lab_generate(sampler, p, s), prompts, params, args.repeat)
+        runs = {"generate": lambda p, s, model=model: hf_generate(model, tok, p, s),
+                "r1lab": lambda p, s, sampler=sampler: r1lab_generate(sampler, p, s)}
+        result = measure(runs, prompts, params, args.repeat)
+        hf, ours = result["generate"], result["r1lab"]
         ratios.append(ours["tok_s"] / hf["tok_s"])
         size = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name:<9} {size:>5.2f}M | {hf['tok_s']:>14.0f} {hf['len']:>6.1f} {hf['first']:>5.1f}s | "

@@ -118,3 +118,15 @@ def test_stage4_mixes_general_prompts_scored_by_the_reward_model(tmp_path):
         with pytest.raises(UserError, match=needle):
             run_zero(tiny_zero_config(tmp_path, run_dir=str(tmp_path / "run5"), **over), log=lambda *a: None)
         assert not (tmp_path / "run5").exists()
+
+
+def test_max_seconds_stops_rl_early_with_a_checkpoint(tmp_path):
+    """A time budget (distillation's RL-only baseline): the run stops after the step that crosses
+    it, saves that step's checkpoint and reports the steps it ran."""
+    cfg = tiny_zero_config(tmp_path, **{"grpo.steps": 50, "save_every": 100, "max_seconds": 1e-9})
+    summary = run_zero(cfg, log=lambda *a: None)
+    run = tmp_path / "run"
+    assert summary["steps"] == 1 and (run / "latest").read_text().strip() == "checkpoint-1"
+    assert summary["train_seconds"] > 0
+    with pytest.raises(UserError, match="max_seconds"):
+        tiny_zero_config(tmp_path, max_seconds=-1).validate()

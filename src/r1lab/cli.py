@@ -6,9 +6,11 @@
     r1lab sample   MODEL_DIR [recipe.yaml] [key=value ...]    rejection sampling into SFT data (stage 3)
     r1lab rm       [recipe.yaml] [data=PAIRS.jsonl] [key=value] a Bradley-Terry reward model (stage 4)
     r1lab pipeline [recipe.yaml] [key=value ...]              the four R1 stages next to R1-Zero, report.md
-    r1lab config   {zero,pretrain,sft,sample,rm,pipeline}      list every config key and default
-    r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a benchmark
-    r1lab grade    INPUT.jsonl [--out FILE]                    grade predictions against gold answers
+    r1lab distill  [recipe.yaml] [--teacher DIR] [--student SPEC] [--data FILE] [--compare-rl] [key=value ...]
+                                                              a small dense student from a teacher's traces
+    r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill}  list every config key and default
+    r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a math or code benchmark
+    r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
 
 A user mistake (missing file, malformed data, unknown key, impossible value) prints one line,
 `r1lab: error: ...`, and exits with status 2.
@@ -34,6 +36,7 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _configs():
+    from r1lab.distill import DistillConfig
     from r1lab.pretrain import PretrainConfig
     from r1lab.pipeline import PipelineConfig
     from r1lab.rm import RMConfig
@@ -41,7 +44,8 @@ def _configs():
     from r1lab.sft import SFTConfig
     from r1lab.zero import ZeroConfig
 
-    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig, "sample": SampleConfig, "rm": RMConfig, "pipeline": PipelineConfig}
+    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig, "sample": SampleConfig, "rm": RMConfig, "pipeline": PipelineConfig,
+            "distill": DistillConfig}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,8 +72,16 @@ def _run(argv: list[str]) -> int:
     p_rm.add_argument("args", nargs="*", help="[recipe.yaml] [data=PAIRS.jsonl] [key=value ...]")
     p_pipe = sub.add_parser("pipeline", help="R1-Zero and the four DeepSeek-R1 stages end to end, with report.md")
     p_pipe.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
+    p_dst = sub.add_parser("distill", help="distil a teacher into a small dense student by SFT on its traces")
+    p_dst.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
+    p_dst.add_argument("--teacher", metavar="DIR", help="the teacher (default: train the R1-Zero default first)")
+    p_dst.add_argument("--student", metavar="SPEC", help="a preset (qwen2-tiny, llama-tiny) or a model directory")
+    p_dst.add_argument("--data", metavar="FILE", help="prompts with gold answers (JSONL/parquet; data.* fields) "
+                       "instead of the built-in arithmetic task")
+    p_dst.add_argument("--compare-rl", action="store_true",
+                       help="also train the student by RL alone for the same wall-clock time, and compare")
     p_cfg = sub.add_parser("config", help="list every config key with its type and default")
-    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline"])
+    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill"])
     _add_eval_parser(sub)
     _add_grade_parser(sub)
     ns = parser.parse_args(argv)
@@ -91,6 +103,10 @@ def _run(argv: list[str]) -> int:
         print(config_help(_configs()[ns.stage]))
         return 0
     recipe, overrides = _split_args(ns.args)
+    if ns.command == "distill":  # the flags are shorthands for keys
+        flags = {"teacher": ns.teacher, "student": ns.student, "data.path": ns.data}
+        overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+        overrides += ["data.task=file"] * (ns.data is not None) + ["compare_rl=true"] * ns.compare_rl
     cfg = load_config(_configs()[ns.command], recipe, overrides)
     if ns.command == "pretrain":
         from r1lab.pretrain import pretrain
@@ -104,6 +120,10 @@ def _run(argv: list[str]) -> int:
         from r1lab.pipeline import run_pipeline
 
         run_pipeline(cfg)
+    elif ns.command == "distill":
+        from r1lab.distill import run_distill
+
+        run_distill(cfg)
     elif ns.command == "rm":
         from r1lab.rm import run_rm
 

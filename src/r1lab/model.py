@@ -7,6 +7,11 @@ expert) after `first_k_dense_replace` dense layers. Departures from the 671B mod
 no q low-rank compression (`q_lora_rank=None`), one routing group, no multi-token-prediction
 module, tied embeddings. Expert load balance uses DeepSeek-V3's auxiliary-loss-free bias update
 (`update_router_bias`), applied during pretraining.
+
+`arch="qwen2"` or `"llama"` builds a dense model instead (grouped-query attention with
+`num_kv_heads`, a SwiGLU MLP of `dense_intermediate`, tied embeddings): the small dense students
+of distillation (distill.py), pretrained on the same corpus as the DeepSeek-V3 base. The MoE and
+MLA fields are then unused.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+DENSE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 
 
 @dataclass
 class ModelConfig:
+    arch: str = "deepseek_v3"  # deepseek_v3 (MLA + MoE) | qwen2 | llama (dense)
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -33,9 +41,19 @@ class ModelConfig:
     qk_nope_dim: int = 16
     v_head_dim: int = 32
     max_positions: int = 1024
+    num_kv_heads: int = 0  # dense archs: key/value heads (grouped-query attention); 0 = num_heads
 
     def validate(self) -> None:
         from r1lab.errors import UserError
+
+        if self.arch not in ("deepseek_v3", *DENSE):
+            raise UserError(f"model.arch: expected one of deepseek_v3, {', '.join(DENSE)}; got {self.arch!r}")
+        if self.arch in DENSE:
+            kv = self.num_kv_heads or self.num_heads
+            if self.hidden_size % self.num_heads or self.num_heads % kv:
+                raise UserError(f"model: hidden_size {self.hidden_size} must divide into num_heads {self.num_heads}, "
+                                f"and num_heads into num_kv_heads {kv}")
+            return
 
         if self.experts_per_token > self.routed_experts:
             raise UserError("experts_per_token: must be <= routed_experts")
@@ -44,7 +62,16 @@ class ModelConfig:
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int, seed: int = 0):
-    """A freshly initialised tiny `DeepseekV3ForCausalLM`."""
+    """A freshly initialised tiny `DeepseekV3ForCausalLM` (or a dense Qwen2 / Llama, `cfg.arch`)."""
+    if cfg.arch in DENSE:
+        config_class, model_class = DENSE[cfg.arch]
+        hf_cfg = config_class(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.dense_intermediate,
+                              num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                              num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+                              max_position_embeddings=cfg.max_positions, tie_word_embeddings=True, pad_token_id=pad_id,
+                              bos_token_id=bos_id, eos_token_id=eos_id, attn_implementation="sdpa")
+        torch.manual_seed(seed)
+        return model_class(hf_cfg)
     hf_cfg = DeepseekV3Config(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,

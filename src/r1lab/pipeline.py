@@ -156,7 +156,7 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def stage(run: Path, name: str, key: str, body, log) -> dict:
+def stage(run: Path, name: str, key: str, body, log, command: str = "pipeline") -> dict:
     """Run `body(directory)` unless `run/name/done.json` says it finished with the same inputs
     (`key`, a `fingerprint`); returns its record. A stage that is half done, or done with other
     settings or from other upstream results, starts over; so then do the stages after it, whose
@@ -167,17 +167,17 @@ def stage(run: Path, name: str, key: str, body, log) -> dict:
         with suppress(ValueError):
             record = json.loads(done.read_text())
             if record.get("key") == key:
-                log(f"pipeline: {name} already done, skipped")
+                log(f"{command}: {name} already done, skipped")
                 return record
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     t0 = time.time()
-    log(f"pipeline: {name} ...")
+    log(f"{command}: {name} ...")
     record = {**body(d), "seconds": time.time() - t0, "key": key}
     tmp = d / ".done.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(done)
-    log(f"pipeline: {name} done in {record['seconds']:.0f}s")
+    log(f"{command}: {name} done in {record['seconds']:.0f}s")
     return record
 
 

@@ -63,11 +63,14 @@ class PretrainConfig:
                 raise UserError(f"{name}: expected >= {low}, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+        self.model.validate()
 
 
 def cache_key(cfg: PretrainConfig) -> str:
     d = config_to_dict(cfg)
     d.pop("cache_dir"), d.pop("threads")
+    if d["model"]["arch"] == "deepseek_v3":  # keys from before the dense archs existed stay valid
+        d["model"].pop("arch"), d["model"].pop("num_kv_heads")
     blob = json.dumps({"v": CACHE_VERSION, "cfg": d}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -153,7 +156,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
 
     model = build_model(cfg.model, len(tok), tok.pad_token_id, tok.bos_token_id, eos, seed=cfg.seed)
     total, active = count_parameters(model)
-    log(f"pretrain: DeepseekV3ForCausalLM {total / 1e6:.2f}M parameters ({active / 1e6:.2f}M active)")
+    log(f"pretrain: {type(model).__name__} {total / 1e6:.2f}M parameters ({active / 1e6:.2f}M active)")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -183,8 +186,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
         history.append(loss.item())
         if step % 50 == 0 or step == cfg.steps - 1:
             el = time.time() - t_train
-            log(f"pretrain step {step:4d}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(step, cfg):.2e} "
-                f"expert-load max/mean {imbalance:.2f} {el:.0f}s")
+            load = f"expert-load max/mean {imbalance:.2f} " if tracker.counts else ""
+            log(f"pretrain step {step:4d}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(step, cfg):.2e} {load}{el:.0f}s")
     tracker.remove()
 
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")

@@ -91,6 +91,7 @@ class ZeroConfig:
     gate_min_accuracy: float = 0.5
     run_dir: str = "runs/zero-{time}"  # {time}: start time; --resume picks the newest match
     save_every: int = 10
+    max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0 = steps only
     seed: int = 0
     threads: int = 0
 
@@ -100,6 +101,8 @@ class ZeroConfig:
         for name in self.rewards:
             if name != "preference":
                 get_reward(name)  # raises a UserError naming the choices
+        if self.max_seconds < 0:
+            raise UserError(f"max_seconds: expected >= 0 (0: no time limit), got {self.max_seconds}")
         if not 0 <= self.data.general_share < 1:
             raise UserError(f"data.general_share: expected a fraction in [0, 1), got {self.data.general_share}")
 
@@ -278,6 +281,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     logger = RunLog(run, resume=resume, total=g.steps, start=start_step)
 
     model.train()
+    t_train, steps_done = time.time(), g.steps
     for step in range(start_step, g.steps):
         # --- rollout, rewards, update (rl.grpo_step); the order depends only on seed and step ---
         rng = random.Random(cfg.seed * 1_000_003 + step)
@@ -286,8 +290,14 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
                               reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step)
         logger.log(record)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps:
+        out_of_time = cfg.max_seconds > 0 and time.time() - t_train >= cfg.max_seconds
+        if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time:
             save_checkpoint(run, step + 1, model, tok, opt)
+        if out_of_time:
+            steps_done = step + 1
+            log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")
+            break
+    train_seconds = time.time() - t_train
     logger.close()
 
     final_res = eval_model(sampler, test, cfg, seed=cfg.seed + 7)
@@ -299,7 +309,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         "wall_seconds": time.time() - t_start,
         "first_mean_length": logger.history[0]["len_mean"] if logger.history else None,
         "last_mean_length": logger.history[-1]["len_mean"] if logger.history else None,
-        "steps": g.steps,
+        "steps": steps_done,
+        "train_seconds": train_seconds,
         "config": config_to_dict(cfg),
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -58,7 +58,7 @@ def test_distill_into_a_student_with_its_own_tokenizer_compares_with_rl_and_resu
         AutoTokenizer.from_pretrained(rows["teacher"]["model"]))
     assert rows["distilled student"]["template"] == "chat" and rows["RL-only student"]["template"] == "r1zero"
     for row in rows.values():
-        assert {"pass@1", "cons@2", "mean_length", "params", "active_params", "seconds"} <= set(row)
+        assert {"pass@1", "cons@2", "mean_length", "language_mixing", "params", "active_params", "seconds"} <= set(row)
     # the SFT data are the teacher's traces, rendered as chat turns in the student's tokenizer
     sft_info = json.loads((run / "student" / "done.json").read_text())
     assert sft_info["template"] == "chat"
@@ -70,7 +70,7 @@ def test_distill_into_a_student_with_its_own_tokenizer_compares_with_rl_and_resu
     assert f"max_seconds: {budget}" in rl_config
     assert result["stages"]["rl_only"]["steps"] < 50
     report = (run / "report.md").read_text()
-    assert report.count("\n| ") == 5 and "distillation beats RL" in report  # header + 4 rows
+    assert report.count("\n| ") == 5 and "distillation beats RL" in report and "mixing" in report  # header + 4 rows
 
     marks = {p: p.stat().st_mtime_ns for p in run.glob("*/done.json")}
     run_distill(tiny_distill(tmp_path, f"student={student_dir}", "compare_rl=true", "rl.grpo.steps=50"),
@@ -78,14 +78,15 @@ def test_distill_into_a_student_with_its_own_tokenizer_compares_with_rl_and_resu
     assert {p: p.stat().st_mtime_ns for p in run.glob("*/done.json")} == marks
 
 
-def test_teacher_zero_trains_one_and_the_preset_student_is_pretrained(tmp_path):
-    result = run_distill(tiny_distill(tmp_path, "student=qwen2-tiny", "rl_after_steps=1", "teacher_rl.grpo.steps=1"),
+@pytest.mark.parametrize("preset, model_type", [("qwen2-tiny", "qwen2"), ("llama-tiny", "llama")])
+def test_teacher_zero_trains_one_and_the_preset_student_is_pretrained(preset, model_type, tmp_path):
+    result = run_distill(tiny_distill(tmp_path, f"student={preset}", "rl_after_steps=1", "teacher_rl.grpo.steps=1"),
                          log=lambda *a: None)
     rows = result["rows"]
     assert list(rows) == ["teacher", "distilled student", "distilled student + RL", "base student"]
     assert (tmp_path / "run" / "teacher" / "run" / "summary.json").exists()
     base = json.loads((tmp_path / "run" / "student-base" / "done.json").read_text())["model"]
-    assert json.loads(open(f"{base}/config.json").read())["model_type"] == "qwen2"
+    assert json.loads(open(f"{base}/config.json").read())["model_type"] == model_type
     assert rows["base student"]["params"] == rows["base student"]["active_params"]  # dense
     assert 3 * rows["base student"]["params"] > rows["teacher"]["active_params"]  # tiny teacher: that check fails
     assert "- NO: the student has at most a third" in (tmp_path / "run" / "report.md").read_text()

@@ -203,16 +203,18 @@ def measure(model_dir: Path, template: str, cfg: DistillConfig) -> dict:
     m = evaluate(sampler, test, [render_prompt(p.prompt, template, tok) for p in test], r.k, params).metrics
     total, active = count_parameters(model)
     return {"pass@1": m["pass@1"], f"cons@{r.k}": m[f"cons@{r.k}"], "mean_length": m["mean_length"],
-            "format_rate": m["format_rate"], "params": total, "active_params": active, "template": template,
-            "model": str(model_dir)}
+            "format_rate": m["format_rate"], "language_mixing": m.get("language_mixing"), "params": total,
+            "active_params": active, "template": template, "model": str(model_dir)}
 
 
 def report_table(rows: dict[str, dict], k: int) -> str:
-    head = (f"| model | parameters (active) | pass@1 | cons@{k} | mean length | wall time |\n"
-            "|---|---|---|---|---|---|")
+    head = (f"| model | parameters (active) | pass@1 | cons@{k} | mixing zh/ja/ko | mean length | wall time |\n"
+            "|---|---|---|---|---|---|---|")
     seconds = lambda s: "given" if s is None else f"{s:.0f}s"  # noqa: E731
+    mixing = lambda x: "n/a" if x is None else f"{x:.1%}"  # noqa: E731
     lines = [f"| {name} | {m['params'] / 1e6:.2f}M ({m['active_params'] / 1e6:.2f}M) | {m['pass@1']:.3f} | "
-             f"{m[f'cons@{k}']:.3f} | {m['mean_length']:.1f} | {seconds(m['seconds'])} |" for name, m in rows.items()]
+             f"{m[f'cons@{k}']:.3f} | {mixing(m['language_mixing'])} | {m['mean_length']:.1f} | "
+             f"{seconds(m['seconds'])} |" for name, m in rows.items()]
     return "\n".join([head, *lines])
 
 
@@ -247,9 +249,10 @@ def report_md(result: dict, cfg: DistillConfig) -> str:
 
 
 def run_distill(cfg: DistillConfig, log=print) -> dict:
-    from r1lab.zero import resolve_run_dir
+    from r1lab.zero import build_task, resolve_run_dir
 
     cfg.validate()
+    build_task(cfg.data)  # a data file's mistakes surface now, not after the teacher or the student base is trained
     t0 = time.time()
     run = resolve_run_dir(cfg.run_dir, resume=False)
     run.mkdir(parents=True, exist_ok=True)

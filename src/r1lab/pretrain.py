@@ -6,7 +6,9 @@ runs with nothing downloaded. Trains a byte-level BPE tokenizer and a tiny
 whole into rows whose ends are filled with worked-solution openings and digit-fact drills
 instead of padding, then saves both in Hugging Face format. The result is cached under `.cache/r1lab/base-<hash>` keyed by
 the whole configuration, so a second `make demo` skips this stage. The directory appears only
-once complete (written to a temporary name, then renamed).
+once complete (written to a temporary name, then renamed). A step whose loss or gradient norm is
+not finite is skipped (guard.py; its place in the learning-rate schedule is still used) and the
+count is saved as `skipped_steps` in pretrain.json.
 
     r1lab pretrain [recipe.yaml] [key=value ...]
 """
@@ -28,6 +30,7 @@ import torch
 
 from r1lab.config import config_to_dict
 from r1lab.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
+from r1lab.guard import guarded_step
 from r1lab.model import ModelConfig, RouterLoadTracker, build_model, count_parameters
 from r1lab.tasks import make_task
 from r1lab.tokenizer import train_tokenizer
@@ -63,6 +66,8 @@ class PretrainConfig:
                 raise UserError(f"{name}: expected >= {low}, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.threads < 0:
+            raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
         self.model.validate()
 
 
@@ -167,7 +172,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
     model.train()
-    t_train, seen, history = time.time(), 0, []
+    t_train, seen, history, skipped_steps = time.time(), 0, [], 0
     for step in range(cfg.steps):
         if seen + cfg.batch_size > len(order):  # next epoch
             order, seen = torch.randperm(len(data), generator=gen), 0
@@ -179,10 +184,9 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
         logits = model(input_ids=inputs).logits
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        imbalance = tracker.update_router_bias(cfg.router_bias_rate)
+        _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log, f"pretrain step {step}")
+        skipped_steps += skipped
+        imbalance = tracker.update_router_bias(0.0 if skipped else cfg.router_bias_rate)  # skipped: no bias move either
         history.append(loss.item())
         if step % 50 == 0 or step == cfg.steps - 1:
             el = time.time() - t_train
@@ -195,7 +199,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     info = {"config": config_to_dict(cfg), "tokens": n_tokens, "seconds": time.time() - t0,
-            "final_loss": sum(history[-20:]) / len(history[-20:]), "parameters": total, "active": active}
+            "final_loss": sum(history[-20:]) / len(history[-20:]), "skipped_steps": skipped_steps,
+            "parameters": total, "active": active}
     (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
     os.replace(tmp, out) if not out.exists() else shutil.rmtree(tmp)
     log(f"pretrain: saved {out} in {time.time() - t0:.0f}s")

@@ -29,6 +29,7 @@ from transformers import DynamicCache
 from r1lab.errors import UserError
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
+from r1lab.guard import guarded_step
 from r1lab.rewards import combine_rewards
 from r1lab.sampler import Generation, Sampler, SamplingParams, left_padded
 from r1lab.tasks.base import Problem
@@ -66,6 +67,10 @@ class GRPOConfig:
         for name in ("steps", "prompts_per_step", "mu", "micro_batch", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not self.grad_clip > 0:  # a negative clip norm would flip the gradient's sign
+            raise UserError(f"grad_clip: expected > 0, got {self.grad_clip}")
+        if self.warmup_steps < 0:
+            raise UserError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
         if self.micro_tokens < 0:
             raise UserError(f"micro_tokens: expected >= 0 (0: no limit), got {self.micro_tokens}")
         if self.beta < 0:
@@ -153,7 +158,8 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
     return token_logprobs(logits, cids), logits, cmask
 
 
-def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int) -> dict:
+def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: GRPOConfig, pad: int, step: int,
+                  log=print) -> dict:
     """μ GRPO updates on the samples `rows` of a rollout; returns detached statistics.
 
     adv: (P*G,) per-sample advantages. Length-sorted micro-batches (`length_batches`) accumulate
@@ -161,7 +167,9 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     weights are computed over all kept rows first, so neither the split into micro-batches nor
     their order changes the loss; with β = 0 a row whose advantage is exactly 0 has an exactly
     zero gradient and is not computed at all (it still counts in the weights' normalisation).
-    tests/test_rl.py checks all of this against a plain implementation."""
+    tests/test_rl.py checks all of this against a plain implementation. An update whose loss or
+    gradient norm is not finite (e.g. from a NaN reward) is skipped and counted in
+    `skipped_steps` (guard.py); the learning-rate warm-up still counts its step."""
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
              "time_logprobs": 0.0}
     if not rows:
@@ -185,6 +193,7 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
         group["lr"] = g.lr * min(1.0, (step + 1) / g.warmup_steps) if g.warmup_steps else g.lr
     for _ in range(g.mu):
         prompts = prompt_pass(model, gen, pad) if batches else None
+        update_loss = 0.0
         for j, chunk in enumerate(batches):
             lp, logits, tmask = completion_logprobs(model, prompts, gen, chunk, pad)
             w = weights[[index_of[i] for i in chunk], : lp.shape[1]]
@@ -196,6 +205,7 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
                 logq = torch.log_softmax(logits.float(), -1)
                 ent = -(logq.exp() * logq).sum(-1)  # (b, Lc)
                 s["entropy"] = float((ent * tmask).sum() / tmask.sum().clamp(min=1))
+            update_loss += float(loss.detach())
             stats["loss"] += float(loss.detach()) / g.mu
             for key in ("clip_frac", "kl", "entropy"):
                 stats[key] += s[key] * share
@@ -204,19 +214,16 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
         else:  # every advantage is 0 and β = 0: the gradient is exactly zero, but the
             for p in model.parameters():  # optimizer still steps on it (Adam's momentum moves on)
                 p.grad = torch.zeros_like(p) if p.requires_grad else None
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
-        if torch.isfinite(grad_norm):
-            opt.step()
-        else:  # never apply a non-finite update
-            stats["skipped_steps"] += 1
-        opt.zero_grad(set_to_none=True)
-        stats["grad_norm"] = float(grad_norm)
+        # never apply a non-finite update (guard.py): skipped, counted, logged
+        grad_norm, skipped = guarded_step(opt, model.parameters(), g.grad_clip, update_loss, log, f"grpo step {step + 1}")
+        stats["skipped_steps"] += skipped
+        stats["grad_norm"] = grad_norm
     return stats
 
 
 def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompts: list[str], reward_fns: dict,
               reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int,
-              step: int) -> tuple[dict, Generation]:
+              step: int, log=print) -> tuple[dict, Generation]:
     """One GRPO step on `problems` (P of them, rendered as `prompts`); returns (record, rollout)."""
     t0 = time.time()
     # --- rollout: G samples for each of P prompts ---
@@ -235,7 +242,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
 
     # --- policy update ---
     rows = [i for i in range(len(gen.texts)) if keep[i // g.group_size]]
-    stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step)
+    stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step, log)
     t_update = time.time()
 
     lengths = [len(c) for c in gen.completion_ids]

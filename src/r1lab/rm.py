@@ -14,6 +14,9 @@ never seen in training) measure the held-out ranking accuracy, reported with the
 
 Departure from the paper: one reward model for helpfulness and harmlessness (the paper trains
 preference models for each); stage 4 scores the summary and the whole response with it.
+
+A batch whose loss or gradient norm is not finite is skipped (guard.py), counted in the epoch's
+`skipped_steps` in rm.json's history, and logged.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from r1lab.benchmarks import read_jsonl
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.general import PreferencePair, preference_pairs
+from r1lab.guard import guarded_step
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.tasks.prompts import apply_template
 
@@ -53,6 +57,8 @@ class RMConfig:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.threads < 0:
+            raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
 
 
 def read_pairs(path: str | Path) -> list[PreferencePair]:
@@ -122,17 +128,18 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print) 
         model.train()
         order = list(range(len(pairs)))
         rng.shuffle(order)
-        total, n = 0.0, 0
+        total, n, skipped_steps = 0.0, 0, 0
         for i in range(0, len(order), cfg.batch_pairs):
             b = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
             both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
             loss = bt_loss(both[: len(b)], both[len(b) :])
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log,
+                                      f"rm epoch {epoch + 1} batch {i // cfg.batch_pairs + 1}")
+            skipped_steps += skipped
             total, n = total + float(loss.detach()) * len(b), n + len(b)
-        history.append({"epoch": epoch + 1, "loss": total / n, "seconds": time.time() - t0})
+        history.append({"epoch": epoch + 1, "loss": total / n, "skipped_steps": skipped_steps,
+                        "seconds": time.time() - t0})
         log(f"rm epoch {epoch + 1}/{cfg.epochs} loss {total / n:.4f} [{time.time() - t0:.0f}s]")
     return history
 

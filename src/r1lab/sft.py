@@ -26,7 +26,9 @@ equals training on each example alone; tests/test_sft.py checks it). Examples lo
 model to stop mid-thought. `pack=false` gives one example per row instead (padded).
 
 Optimisation: AdamW (no weight decay on norms and biases), linear warm-up then cosine (or
-constant) learning rate, gradient clipping, `epochs` passes over the data in a seeded order. For
+constant) learning rate, gradient clipping, `epochs` passes over the data in a seeded order. A
+step whose loss or gradient norm is not finite is skipped (guard.py) and counted in its record's
+`skipped_steps`; the schedule counts it as a step. For
 r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
 pretraining. The model is written in Hugging Face format to `run_dir/checkpoint-<step>` at the
 end of every epoch (atomically: a temporary directory, then a rename) and `run_dir/final` points
@@ -49,6 +51,7 @@ import torch
 from r1lab.benchmarks import read_jsonl
 from r1lab.config import save_config
 from r1lab.errors import UserError
+from r1lab.guard import guarded_step
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.tasks.prompts import apply_template
 
@@ -83,8 +86,10 @@ class SFTConfig:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
-        if self.warmup_steps < 0 or self.max_examples < 0:
-            raise UserError("warmup_steps, max_examples: expected >= 0")
+        if self.warmup_steps < 0 or self.max_examples < 0 or self.threads < 0:
+            raise UserError("warmup_steps, max_examples, threads: expected >= 0")
+        if not self.grad_clip > 0:  # a negative clip norm would flip the gradient's sign
+            raise UserError(f"grad_clip: expected > 0, got {self.grad_clip}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"min_lr_ratio: expected a fraction in [0, 1], got {self.min_lr_ratio}")
 
@@ -266,14 +271,13 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
                 loss, _ = completion_loss(logits, labels)
                 (loss / n_tokens).backward()
                 total_loss += float(loss.detach())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if torch.isfinite(grad_norm):
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            tracker.update_router_bias()
+            grad_norm, skipped = guarded_step(opt, model.parameters(), cfg.grad_clip, total_loss, log,
+                                              f"sft step {step + 1}")
+            tracker.update_router_bias(0.0 if skipped else 1e-3)  # a skipped step moves no router bias either
             step += 1
             record = {"step": step, "epoch": epoch + 1, "loss": total_loss / n_tokens, "lr": lr_at(step - 1, total, cfg),
-                      "grad_norm": float(grad_norm), "tokens": n_tokens, "seconds": time.time() - t0}
+                      "grad_norm": grad_norm, "skipped_steps": int(skipped), "tokens": n_tokens,
+                      "seconds": time.time() - t0}
             history.append(record)
             if step % 10 == 0 or step == total:
                 log(f"sft step {step}/{total} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "

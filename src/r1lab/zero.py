@@ -61,6 +61,11 @@ class DataConfig:
     n_test: int = 100  # held-out problems for evaluation
     general_share: float = 0.0  # fraction of each step's prompts that are general ones (stage 4; needs reward_model)
 
+    def validate(self) -> None:
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+
 
 @dataclass
 class EvalConfig:
@@ -103,6 +108,10 @@ class ZeroConfig:
                 get_reward(name)  # raises a UserError naming the choices
         if self.max_seconds < 0:
             raise UserError(f"max_seconds: expected >= 0 (0: no time limit), got {self.max_seconds}")
+        if self.save_every < 1:
+            raise UserError(f"save_every: expected >= 1, got {self.save_every}")
+        if self.threads < 0:
+            raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
         if not 0 <= self.data.general_share < 1:
             raise UserError(f"data.general_share: expected a fraction in [0, 1), got {self.data.general_share}")
 
@@ -288,7 +297,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
         batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
         record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
-                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step)
+                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step,
+                              log=log)
         logger.log(record)
         out_of_time = cfg.max_seconds > 0 and time.time() - t_train >= cfg.max_seconds
         if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time:

@@ -1,7 +1,9 @@
 """A run's metrics: one JSON line per step in metrics.jsonl, TensorBoard scalars, a live bar.
 
 On resume the existing metrics.jsonl is read back (lines past the resumed checkpoint are
-dropped, since those steps will be redone) so that the report covers the whole run.
+dropped, since those steps will be redone, and so is a line torn by a crash mid-write) and
+rewritten atomically, so that the report covers the whole run and a resumed run's metrics
+equal an uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ class RunLog:
         self.path = run / "metrics.jsonl"
         self.history: list[dict] = []
         if resume and self.path.exists():
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            self.history = [r for r in rows if r["step"] <= start]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            rows = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line torn by a crash mid-write (or blank)
+                    continue
+            self.history = [r for r in rows if isinstance(r, dict) and r.get("step", start + 1) <= start]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            tmp.replace(self.path)
         self.file = self.path.open("a")
         from torch.utils.tensorboard import SummaryWriter
 

@@ -16,7 +16,10 @@ The decode step has two implementations (docs/perf.md has the measurements behin
   the model's weights, r1lab's caches and attention. The prompt's cache is kept once per
   distinct prompt and attended once per prompt for all its samples; each row caches only its
   generated tokens, in buffers written in place (transformers' DynamicCache concatenates the
-  whole cache every token). For MLA it is the absorbed form of DeepSeek-V2 §2.1.3: the cache
+  whole cache every token). Dense float32 models on CPU attend through r1lab.kernels' fused C
+  kernel (RoPE, cache write, scores, softmax and values in one pass per row and KV head; rows
+  that finish stay in their cache slot instead of being compacted), else through torch ops.
+  For MLA it is the absorbed form of DeepSeek-V2 §2.1.3: the cache
   holds the compressed latent c_KV and the shared RoPE key, and attention runs in latent space
   (W^UK folded into the query projection, W^UV into the output projection); transformers
   instead re-expands every cached latent through `kv_b_proj` at every step, O(length) matmul

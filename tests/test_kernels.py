@@ -63,3 +63,15 @@ def test_a_failed_compile_warns_and_falls_back(monkeypatch, tmp_path, capsys):
         kernels._build.cache_clear()
     assert "failed" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+
+
+def test_fused_norm_and_swiglu_activation_equal_torch(monkeypatch):
+    monkeypatch.setenv("R1LAB_KERNELS", "1")
+    ops = kernels.fused_ops(32, 2)
+    assert ops is not None, "the test machine needs a C compiler"
+    torch.manual_seed(0)
+    x, w, gate_up = torch.randn(5, 48), torch.randn(48), torch.randn(5, 2 * 40)
+    torch.testing.assert_close(ops.rms_norm(x, w, 1e-6), torch.nn.functional.rms_norm(x, (48,), w, 1e-6),
+                               atol=1e-6, rtol=1e-5)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(ops.silu_mul(gate_up), torch.nn.functional.silu(gate) * up, atol=1e-6, rtol=1e-5)

@@ -107,3 +107,29 @@ void decode_attention(const float *q, const float *k, const float *v, const floa
         free(s);
     }
 }
+
+/* The decode step's small operators, fused (r1lab.kernels.fused_ops): at batch ~128 each torch
+   operator costs tens of microseconds of dispatch and thread hand-off for a few of work. */
+
+/* out = x / sqrt(mean(x^2) + eps) * w, per row of x (rows, dim) */
+void rms_norm(const float *x, const float *w, float eps, float *out, int64_t rows, int64_t dim) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float ss = 0.f;
+        #pragma omp simd reduction(+:ss)
+        for (int64_t i = 0; i < dim; i++) ss += xr[i] * xr[i];
+        float inv = 1.f / sqrtf(ss / dim + eps);
+        #pragma omp simd
+        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = xr[i] * inv * w[i];
+    }
+}
+
+/* out = silu(gate) * up, where each row of gate_up (rows, 2 * inter) is [gate ; up] */
+void silu_mul(const float *gate_up, float *out, int64_t rows, int64_t inter, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gate_up + r * 2 * inter, *u = g + inter;
+        #pragma omp simd
+        for (int64_t i = 0; i < inter; i++) out[r * inter + i] = g[i] / (1.f + expf(-g[i])) * u[i];
+    }
+}

@@ -76,6 +76,8 @@ def _build(head_dim: int, groups: int) -> ctypes.CDLL | None:
             return None
         os.replace(tmp, out)
     lib = ctypes.CDLL(str(out))
+    lib.rms_norm.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 2
+    lib.silu_mul.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_int]
     lib.decode_attention.restype = None
     lib.decode_attention.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float] + [ctypes.c_void_p] * 8 + \
         [ctypes.c_int64] * 5 + [ctypes.c_int]
@@ -106,3 +108,32 @@ def decode_attention(head_dim: int, groups: int):
         return out
 
     return attend
+
+
+class FusedOps:
+    """The decode step's small operators in C (decode_attention.c), for float32 CPU tensors: at
+    batch ~128 `F.rms_norm` costs ~35 us and `silu(gate) * up` ~60 us in torch here, 7-10 us and
+    ~30 us in C (docs/perf.md, entry 17)."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """x (rows, dim) contiguous -> x / sqrt(mean(x^2) + eps) * weight."""
+        out = torch.empty_like(x)
+        self.lib.rms_norm(x.data_ptr(), weight.data_ptr(), eps, out.data_ptr(), *x.shape)
+        return out
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """gate_up (rows, 2I), each row [gate ; up] -> silu(gate) * up, (rows, I)."""
+        rows, width = gate_up.shape
+        out = gate_up.new_empty(rows, width // 2)
+        self.lib.silu_mul(gate_up.data_ptr(), out.data_ptr(), rows, width // 2, torch.get_num_threads())
+        return out
+
+
+def fused_ops(head_dim: int, groups: int) -> FusedOps | None:
+    """The fused small operators (built with the attention kernel for this shape), or None."""
+    if decode_attention(head_dim, groups) is None:
+        return None
+    return FusedOps(_build(head_dim, groups))

@@ -251,6 +251,7 @@ class StaticCacheDecoder:
         self.length, self.capacity, self.limit = 0, room, max_new_tokens  # columns written; allocated; ever needed
         latent = type(model).__name__ in self.LATENT
         self.kernel = None if latent else dense_kernel(model, prompt_caches[0][0])
+        self.ops = None if self.kernel is None else dense_ops(model, prompt_caches[0][0])  # C norms, SwiGLU
         if self.kernel is None:  # caches (B, ..., capacity, ·); live rows compacted when rows finish
             self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
             self.regroup()
@@ -265,8 +266,8 @@ class StaticCacheDecoder:
                                   for K, V in prompt_caches]
             self.start = (prompt_bias == float("-inf")).sum(-1) + pad  # (P,) left padding columns per prompt
             self.slot = torch.arange(B)
-        layer_class = LatentLayer if latent else DenseLayer
-        self.layers = [layer_class(layer, model.config) for layer in inner.layers]
+        self.layers = [LatentLayer(layer, model.config) if latent else DenseLayer(layer, model.config, self.ops)
+                       for layer in inner.layers]
         self.eps = model.config.rms_norm_eps
         # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
         # use only the first half (the second repeats it)
@@ -320,7 +321,9 @@ class StaticCacheDecoder:
             x = layer(x, self, prompt, cache)
         self.length += 1
         self.next_pos = self.next_pos + 1
-        return F.linear(F.rms_norm(x, x.shape[-1:], inner.norm.weight, self.eps), self.model.lm_head.weight)
+        h = F.rms_norm(x, x.shape[-1:], inner.norm.weight, self.eps) if self.ops is None else \
+            self.ops.rms_norm(x, inner.norm.weight, self.eps)
+        return F.linear(h, self.model.lm_head.weight)
 
 
 class PromptGrid:
@@ -376,6 +379,11 @@ def dense_kernel(model, keys: torch.Tensor):
     return kernels.decode_attention(keys.shape[-1], config.num_attention_heads // config.num_key_value_heads)
 
 
+def dense_ops(model, keys: torch.Tensor):
+    config = model.config
+    return kernels.fused_ops(keys.shape[-1], config.num_attention_heads // config.num_key_value_heads)
+
+
 def select_rows(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
     """`buffer[rows]` with only the first `length` columns (dim -2) copied; the rest is room."""
     out = buffer.new_empty(len(rows), *buffer.shape[1:])
@@ -395,19 +403,29 @@ def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], interleaved
 class DenseLayer:
     """One Llama / Qwen2 decoder layer for one new token per row, over its (K, V) buffers."""
 
-    def __init__(self, layer, config):
+    def __init__(self, layer, config, ops=None):
         attn, mlp = layer.self_attn, layer.mlp
         self.ln1, self.ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
         self.eps = config.rms_norm_eps
         self.q, self.k, self.v, self.o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
         self.scaling, self.d = attn.scaling, attn.head_dim
-        self.mlp = mlp
+        self.mlp, self.ops = mlp, ops  # ops: r1lab.kernels.FusedOps, or None for torch's
+        if ops is not None:  # gate and up as one matmul, [gate ; up] per row for ops.silu_mul
+            self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+            biases = (mlp.gate_proj.bias, mlp.up_proj.bias)
+            self.b_gate_up = None if biases[0] is None else torch.cat(biases)
+
+    def norm(self, x, weight):
+        return F.rms_norm(x, x.shape[-1:], weight, self.eps) if self.ops is None else self.ops.rms_norm(x, weight, self.eps)
 
     def __call__(self, x, dec: StaticCacheDecoder, prompt, cache):
-        h = F.rms_norm(x, x.shape[-1:], self.ln1, self.eps)
         attend = self.attend if dec.kernel is None else self.attend_fused
-        x = x + F.linear(attend(h, dec, prompt, cache), self.o.weight, self.o.bias)
-        return x + swiglu(self.mlp, F.rms_norm(x, x.shape[-1:], self.ln2, self.eps))
+        x = x + F.linear(attend(self.norm(x, self.ln1), dec, prompt, cache), self.o.weight, self.o.bias)
+        h = self.norm(x, self.ln2)
+        if self.ops is None:
+            return x + swiglu(self.mlp, h)
+        act = self.ops.silu_mul(F.linear(h, self.w_gate_up, self.b_gate_up))
+        return x + F.linear(act, self.mlp.down_proj.weight, self.mlp.down_proj.bias)
 
     def project(self, h, dec: StaticCacheDecoder, Hkv: int):
         """The new tokens' scaled queries (B, H_kv, G, d) (query head j·G + g reads KV head j), and

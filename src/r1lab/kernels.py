@@ -2,6 +2,7 @@
 
     fn = decode_attention(head_dim, groups)   # None when it cannot be built: use torch ops
     out = fn(q, k, v, cos, sin, scale, prompt_keys, prompt_values, start, group, slot, keys, values, n)
+    ops = fused_ops(head_dim, groups)         # the same library's RMSNorm and SwiGLU activation
 
 `decode_attention` is the dense decoder's attention for one new token per row
 (`decode_attention.c` says what each argument holds): RoPE on the new queries and keys, the new

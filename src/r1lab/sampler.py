@@ -427,34 +427,32 @@ class DenseLayer:
         act = self.ops.silu_mul(F.linear(h, self.w_gate_up, self.b_gate_up))
         return x + F.linear(act, self.mlp.down_proj.weight, self.mlp.down_proj.bias)
 
-    def project(self, h, dec: StaticCacheDecoder, Hkv: int):
-        """The new tokens' scaled queries (B, H_kv, G, d) (query head j·G + g reads KV head j), and
-        RoPE'd keys and values (B, H_kv, d)."""
+    def project(self, h, Hkv: int):
+        """The new tokens' queries (B, H_kv, G, d) (query head j·G + g reads KV head j), keys and
+        values (B, H_kv, d), before RoPE."""
         B, d = len(h), self.d
-        q = F.linear(h, self.q.weight, self.q.bias).view(B, -1, d)  # (B, H, d)
-        k = F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, d)
-        qk = rotate(torch.cat([q, k], dim=1), dec.rope, interleaved=False)  # (B, H + H_kv, d)
-        v = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d)
-        return qk[:, :-Hkv].reshape(B, Hkv, -1, d) * self.scaling, qk[:, -Hkv:], v
+        return (F.linear(h, self.q.weight, self.q.bias).view(B, Hkv, -1, d),
+                F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, d),
+                F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d))
 
     def attend_fused(self, h, dec: StaticCacheDecoder, prompt, cache):
         """Attention by r1lab.kernels. prompt: K (P, H_kv, W/8, d, 8), V (P, H_kv, W, d); cache: K
         (S, H_kv, cap/8, d, 8), V (S, H_kv, cap, d), live row i's tokens in slot dec.slot[i]."""
-        (Kp, Vp), (K, V), t, B, Hkv = prompt, cache, dec.length, len(h), cache[1].shape[1]
-        q = F.linear(h, self.q.weight, self.q.bias).view(B, Hkv, -1, self.d)
-        k = F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, self.d)
-        v = F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, self.d)
+        (Kp, Vp), (K, V), t = prompt, cache, dec.length
+        q, k, v = self.project(h, V.shape[1])
         cos, sin = dec.rope  # the kernel applies RoPE and writes k, v to column t of each row's slot
         out = dec.kernel(q, k, v, cos, sin, self.scaling, Kp, Vp, dec.start, dec.group, dec.slot, K, V, t + 1)
-        return out.view(B, -1)
+        return out.view(len(h), -1)
 
     def attend(self, h, dec: StaticCacheDecoder, prompt, cache):
         """Attention in torch ops. prompt: K, V (P', H_kv, W, d) of the prompts with live rows;
         cache: K, V (B, H_kv, cap, d), compacted to the live rows."""
         (Kp, Vp), (K, V), t, grid = prompt, cache, dec.length, dec.grid
         B, (P, Hkv, W, d), m = len(h), Kp.shape, grid.m
-        q, K[:, :, t], V[:, :, t] = self.project(h, dec, Hkv)
+        q, k, V[:, :, t] = self.project(h, Hkv)
         G = q.shape[2]
+        qk = rotate(torch.cat([q.view(B, Hkv * G, d), k], dim=1), dec.rope, interleaved=False)  # (B, H + H_kv, d)
+        q, K[:, :, t] = qk[:, :-Hkv].view(B, Hkv, G, d) * self.scaling, qk[:, -Hkv:]
         # scores over the prompt, per prompt for all its rows (query rows m·G per KV head) ...
         q_grid = grid.scatter(q).view(P, m, Hkv, G, d).transpose(1, 2).reshape(P, Hkv, m * G, d)
         prompt_scores = torch.matmul(q_grid, Kp.transpose(-1, -2)) + dec.prompt_bias[:, None, None]

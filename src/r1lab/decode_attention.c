@@ -5,14 +5,15 @@
    stream through memory, the weighted values vectorise over the head dimension, and there are no
    horizontal sums. A row's K/V are read once per step for all G of its query heads.
 
-   q, out   (B, Hkv, G, D)   queries before RoPE and scaling, outputs
-   Kp, Vp   (P, Hkv, W/8, D, 8), (P, Hkv, W, D)   the prompts' keys (blocked) and values; prompt
+   qkv      (B, stride)   each row's [queries (H_kv, G, D) ; keys (H_kv, D) ; values (H_kv, D)],
+            before RoPE and scaling (one matmul's output; stride >= (G + 2) H_kv D)
+   out      (B, H_kv, G, D)   outputs
+   Kp, Vp   (P, H_kv, W/8, D, 8), (P, H_kv, W, D)   the prompts' keys (blocked) and values; prompt
             p's tokens are columns start[p] .. W-1 (the rest is left padding)
-   K, V     (S, Hkv, cap/8, D, 8), (S, Hkv, cap, D)   generated tokens; row b's are in cache slot
-            slot[b], columns 0 .. n-1, of which column n-1 is written here from
-   k, v     (B, Hkv, D)   the new tokens' keys (before RoPE) and values
-   cos, sin (B, D/2)   each row's RoPE at its position (transformers' rotate_half form: dimension
-            i pairs with i + D/2); scale multiplies the queries
+   K, V     (S, H_kv, cap/8, D, 8), (S, H_kv, cap, D)   generated tokens; row b's are in cache slot
+            slot[b], columns 0 .. n-1, of which column n-1 is written here from qkv
+   cos, sin (positions, D/2)   RoPE tables (transformers' rotate_half form: dimension i pairs with
+            i + D/2); row b is at position pos[b]; scale multiplies the queries
    group    (B,)   row b's prompt */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,9 +25,28 @@ typedef float v8 __attribute__((vector_size(32)));
 static inline v8 load(const float *p) { v8 x; memcpy(&x, p, sizeof x); return x; }
 static inline void store(float *p, v8 x) { memcpy(p, &x, sizeof x); }
 
-/* s[g * T + j] = q[g] . k_j for j < len rounded up to 8 (the caller leaves room); k in blocks (., D, 8) */
+/* s[g * T + j] = q[g] . k_j for j < len rounded up to 8 (the caller leaves room); k in blocks (., D, 8).
+   Two blocks at a time: 2 G independent accumulators keep both FMA pipes busy (one block's G
+   chains alone wait on the FMA latency). */
 static void scores(const float *q, const float *k, int64_t len, float *s, int64_t T) {
-    for (int64_t j = 0; j < len; j += 8) {
+    int64_t j = 0;
+    for (; j + 8 < len; j += 16) {
+        v8 acc0[GROUPS] = {0}, acc1[GROUPS] = {0};
+        const float *b0 = k + j * HEAD_DIM, *b1 = b0 + 8 * HEAD_DIM;
+        for (int i = 0; i < HEAD_DIM; i++) {
+            v8 k0 = load(b0 + i * 8), k1 = load(b1 + i * 8);
+            for (int g = 0; g < GROUPS; g++) {
+                float qg = q[g * HEAD_DIM + i];
+                acc0[g] += qg * k0;
+                acc1[g] += qg * k1;
+            }
+        }
+        for (int g = 0; g < GROUPS; g++) {
+            store(s + g * T + j, acc0[g]);
+            store(s + g * T + j + 8, acc1[g]);
+        }
+    }
+    if (j < len) {
         v8 acc[GROUPS] = {0};
         const float *block = k + j * HEAD_DIM;
         for (int i = 0; i < HEAD_DIM; i++) {
@@ -76,7 +96,7 @@ static void softmax2(float *s, int64_t a0, int64_t a1, int64_t b0, int64_t b1) {
 
 /* W and cap are multiples of 8. Scores are computed in blocks of 8 columns: from start[p] rounded
    down (padding columns, ignored) and up to n rounded up (columns not yet written, ignored). */
-void decode_attention(const float *q, const float *k, const float *v, const float *cos, const float *sin,
+void decode_attention(const float *qkv, int64_t stride, const float *cos, const float *sin, const int64_t *pos,
                       float scale, const float *Kp, const float *Vp, const int64_t *start, const int64_t *group,
                       const int64_t *slot, float *K, float *V, float *out, int64_t B, int64_t Hkv, int64_t W,
                       int64_t cap, int64_t n, int threads) {
@@ -88,12 +108,13 @@ void decode_attention(const float *q, const float *k, const float *v, const floa
         for (int64_t bh = 0; bh < B * Hkv; bh++) {
             int64_t b = bh / Hkv, h = bh % Hkv, p = group[b], w0 = start[p], j0 = w0 / 8 * 8;
             int64_t L = W - j0, T = L + n8, ph = p * Hkv + h, sh = slot[b] * Hkv + h;
-            const float *cb = cos + b * HEAD_DIM / 2, *sb = sin + b * HEAD_DIM / 2;
+            const float *row = qkv + b * stride, *cb = cos + pos[b] * HEAD_DIM / 2, *sb = sin + pos[b] * HEAD_DIM / 2;
+            const float *k = row + (Hkv * GROUPS + h) * HEAD_DIM, *v = row + (Hkv * GROUPS + Hkv + h) * HEAD_DIM;
             float qb[GROUPS * HEAD_DIM];
-            for (int g = 0; g < GROUPS; g++) rope(q + (bh * GROUPS + g) * HEAD_DIM, cb, sb, scale, qb + g * HEAD_DIM, 1);
+            for (int g = 0; g < GROUPS; g++) rope(row + (h * GROUPS + g) * HEAD_DIM, cb, sb, scale, qb + g * HEAD_DIM, 1);
             float *column = K + (sh * cap + (n - 1) / 8 * 8) * HEAD_DIM + (n - 1) % 8;
-            rope(k + bh * HEAD_DIM, cb, sb, 1.f, column, 8);
-            memcpy(V + (sh * cap + n - 1) * HEAD_DIM, v + bh * HEAD_DIM, sizeof(float) * HEAD_DIM);
+            rope(k, cb, sb, 1.f, column, 8);
+            memcpy(V + (sh * cap + n - 1) * HEAD_DIM, v, sizeof(float) * HEAD_DIM);
             scores(qb, Kp + (ph * W + j0) * HEAD_DIM, L, s, T);
             scores(qb, K + sh * cap * HEAD_DIM, n, s + L, T);
             for (int g = 0; g < GROUPS; g++) softmax2(s + g * T, w0 - j0, L, L, L + n);
@@ -131,5 +152,35 @@ void silu_mul(const float *gate_up, float *out, int64_t rows, int64_t inter, int
         const float *g = gate_up + r * 2 * inter, *u = g + inter;
         #pragma omp simd
         for (int64_t i = 0; i < inter; i++) out[r * inter + i] = g[i] / (1.f + expf(-g[i])) * u[i];
+    }
+}
+
+/* One token per row of logits (rows, V) from softmax(logits / temperature), by inverting the CDF
+   with one uniform number u[r] in [0, 1) per row: the first token whose cumulative probability
+   (float64) exceeds u[r] times the total, as r1lab.sampler.categorical does in torch. */
+void sample_rows(const float *logits, float temperature, const double *u, int64_t *out, int64_t rows, int64_t V,
+                 int threads) {
+    #pragma omp parallel num_threads(threads)
+    {
+        float *p = malloc(sizeof(float) * V);
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = logits + r * V;
+            float m = -3.0e38f, inv = 1.f / temperature;
+            for (int64_t i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+            /* masked tokens hold -inf; -ffast-math assumes no infinities, so they are compared, not exp'd */
+            #pragma omp simd
+            for (int64_t i = 0; i < V; i++) p[i] = x[i] > -3.0e38f ? expf((x[i] - m) * inv) : 0.f;
+            double total = 0.0;
+            for (int64_t i = 0; i < V; i++) total += p[i];
+            double target = u[r] * total, cdf = 0.0;
+            int64_t pick = V - 1;
+            for (int64_t i = 0; i < V; i++) {
+                cdf += p[i];
+                if (cdf > target) { pick = i; break; }
+            }
+            out[r] = pick;
+        }
+        free(p);
     }
 }

@@ -94,6 +94,14 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, genera
     return categorical(probs, generator)
 
 
+def draw(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, ops=None) -> torch.Tensor:
+    """`sample_tokens`, in C (r1lab.kernels.FusedOps.sample) when the decoder has the fused ops and
+    there is no nucleus to sort: the same uniform draws from `generator`, the same inversion."""
+    if ops is None or params.temperature == 0 or params.top_p < 1.0:
+        return sample_tokens(logits, params.temperature, params.top_p, generator)
+    return ops.sample(logits, params.temperature, torch.rand(len(logits), generator=generator, dtype=torch.float64))
+
+
 def model_stop_ids(model, tokenizer) -> set[int]:
     """The tokenizer's EOS and the model's generation-config EOS id(s) (one int or a list)."""
     config = getattr(model, "generation_config", None)
@@ -144,7 +152,7 @@ class HFSampler:
         for step in range(steps):
             if step < params.min_new_tokens:
                 logits[:, stops] = float("-inf")
-            nxt = sample_tokens(logits, params.temperature, params.top_p, gen)  # (live,)
+            nxt = draw(logits, params, gen, getattr(decoder, "ops", None))  # (live,)
             out[rows, step] = nxt
             finished = torch.isin(nxt, stops)  # (live,)
             if finished.any():
@@ -252,6 +260,13 @@ class StaticCacheDecoder:
         latent = type(model).__name__ in self.LATENT
         self.kernel = None if latent else dense_kernel(model, prompt_caches[0][0])
         self.ops = None if self.kernel is None else dense_ops(model, prompt_caches[0][0])  # C norms, SwiGLU
+        self.layers = [LatentLayer(layer, model.config) if latent else DenseLayer(layer, model.config, self.ops)
+                       for layer in inner.layers]
+        self.eps = model.config.rms_norm_eps
+        # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
+        # use only the first half (the second repeats it)
+        cos, sin = inner.rotary_emb(prompt_bias, torch.arange(prompt_bias.shape[1] + max_new_tokens)[None])
+        self.cos, self.sin = (t[0, :, : t.shape[-1] // 2].contiguous() for t in (cos, sin))  # (positions, d_R / 2)
         if self.kernel is None:  # caches (B, ..., capacity, ·); live rows compacted when rows finish
             self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
             self.regroup()
@@ -266,13 +281,12 @@ class StaticCacheDecoder:
                                   for K, V in prompt_caches]
             self.start = (prompt_bias == float("-inf")).sum(-1) + pad  # (P,) left padding columns per prompt
             self.slot = torch.arange(B)
-        self.layers = [LatentLayer(layer, model.config) if latent else DenseLayer(layer, model.config, self.ops)
-                       for layer in inner.layers]
-        self.eps = model.config.rms_norm_eps
-        # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
-        # use only the first half (the second repeats it)
-        cos, sin = inner.rotary_emb(prompt_bias, torch.arange(prompt_bias.shape[1] + max_new_tokens)[None])
-        self.cos, self.sin = (t[0, :, : t.shape[-1] // 2] for t in (cos, sin))  # (positions, d_R / 2)
+            self.bind()
+
+    def bind(self) -> None:
+        """Each layer's attention kernel over its current buffers (r1lab.kernels; again after `grow`)."""
+        self.attention = [self.kernel.bind(self.cos, self.sin, layer.scaling, self.start, *prompt, *cache)
+                          for layer, prompt, cache in zip(self.layers, self.prompt_caches, self.caches)]
 
     @classmethod
     def prefill(cls, model, prompt_ids, n: int, pad: int, max_new_tokens: int):
@@ -309,6 +323,8 @@ class StaticCacheDecoder:
             extra = round8(extra)
             self.caches = [(widen(K, -3, extra // 8), widen(V, -2, extra)) for K, V in self.caches]
         self.capacity += extra
+        if self.kernel is not None:
+            self.bind()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) after appending `tokens` (B,)."""
@@ -316,8 +332,10 @@ class StaticCacheDecoder:
             self.grow()
         inner = self.model.model
         x = F.embedding(tokens, inner.embed_tokens.weight)  # (B, D)
-        self.rope = self.cos[self.next_pos, None], self.sin[self.next_pos, None]  # (B, 1, d_R / 2) each
-        for layer, prompt, cache in zip(self.layers, self.prompt_caches, self.caches):
+        if self.kernel is None:  # the kernel reads the tables at next_pos itself
+            self.rope = self.cos[self.next_pos, None], self.sin[self.next_pos, None]  # (B, 1, d_R / 2) each
+        caches = self.caches if self.kernel is None else self.attention
+        for layer, prompt, cache in zip(self.layers, self.prompt_caches, caches):
             x = layer(x, self, prompt, cache)
         self.length += 1
         self.next_pos = self.next_pos + 1
@@ -407,8 +425,11 @@ class DenseLayer:
         attn, mlp = layer.self_attn, layer.mlp
         self.ln1, self.ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
         self.eps = config.rms_norm_eps
-        self.q, self.k, self.v, self.o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
-        self.scaling, self.d = attn.scaling, attn.head_dim
+        self.o, self.scaling, self.d = attn.o_proj, attn.scaling, attn.head_dim
+        # q, k and v as one matmul: rows [queries ; keys ; values] (the kernel's qkv layout)
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        self.w_qkv = torch.cat([p.weight for p in projections])
+        self.b_qkv = None if attn.q_proj.bias is None else torch.cat([p.bias for p in projections])
         self.mlp, self.ops = mlp, ops  # ops: r1lab.kernels.FusedOps, or None for torch's
         if ops is not None:  # gate and up as one matmul, [gate ; up] per row for ops.silu_mul
             self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
@@ -420,37 +441,27 @@ class DenseLayer:
 
     def __call__(self, x, dec: StaticCacheDecoder, prompt, cache):
         attend = self.attend if dec.kernel is None else self.attend_fused
-        x = x + F.linear(attend(self.norm(x, self.ln1), dec, prompt, cache), self.o.weight, self.o.bias)
+        x = add_linear(x, attend(self.norm(x, self.ln1), dec, prompt, cache), self.o)
         h = self.norm(x, self.ln2)
         if self.ops is None:
             return x + swiglu(self.mlp, h)
-        act = self.ops.silu_mul(F.linear(h, self.w_gate_up, self.b_gate_up))
-        return x + F.linear(act, self.mlp.down_proj.weight, self.mlp.down_proj.bias)
+        return add_linear(x, self.ops.silu_mul(F.linear(h, self.w_gate_up, self.b_gate_up)), self.mlp.down_proj)
 
-    def project(self, h, Hkv: int):
-        """The new tokens' queries (B, H_kv, G, d) (query head j·G + g reads KV head j), keys and
-        values (B, H_kv, d), before RoPE."""
-        B, d = len(h), self.d
-        return (F.linear(h, self.q.weight, self.q.bias).view(B, Hkv, -1, d),
-                F.linear(h, self.k.weight, self.k.bias).view(B, Hkv, d),
-                F.linear(h, self.v.weight, self.v.bias).view(B, Hkv, d))
-
-    def attend_fused(self, h, dec: StaticCacheDecoder, prompt, cache):
-        """Attention by r1lab.kernels. prompt: K (P, H_kv, W/8, d, 8), V (P, H_kv, W, d); cache: K
-        (S, H_kv, cap/8, d, 8), V (S, H_kv, cap, d), live row i's tokens in slot dec.slot[i]."""
-        (Kp, Vp), (K, V), t = prompt, cache, dec.length
-        q, k, v = self.project(h, V.shape[1])
-        cos, sin = dec.rope  # the kernel applies RoPE and writes k, v to column t of each row's slot
-        out = dec.kernel(q, k, v, cos, sin, self.scaling, Kp, Vp, dec.start, dec.group, dec.slot, K, V, t + 1)
-        return out.view(len(h), -1)
+    def attend_fused(self, h, dec: StaticCacheDecoder, prompt, attention):
+        """Attention by r1lab.kernels: `attention` is this layer's kernel bound to its prompt and
+        generated-token caches (StaticCacheDecoder.bind); live row i's tokens are in slot dec.slot[i].
+        The kernel applies RoPE and writes the new keys and values to column `length` of each slot."""
+        qkv = F.linear(h, self.w_qkv, self.b_qkv)  # (B, (H + 2 H_kv) d)
+        return attention(qkv, dec.next_pos, dec.group, dec.slot, dec.length + 1)
 
     def attend(self, h, dec: StaticCacheDecoder, prompt, cache):
         """Attention in torch ops. prompt: K, V (P', H_kv, W, d) of the prompts with live rows;
         cache: K, V (B, H_kv, cap, d), compacted to the live rows."""
         (Kp, Vp), (K, V), t, grid = prompt, cache, dec.length, dec.grid
         B, (P, Hkv, W, d), m = len(h), Kp.shape, grid.m
-        q, k, V[:, :, t] = self.project(h, Hkv)
-        G = q.shape[2]
+        G = self.w_qkv.shape[0] // (Hkv * d) - 2
+        q, k, v = F.linear(h, self.w_qkv, self.b_qkv).split([Hkv * G * d, Hkv * d, Hkv * d], dim=-1)
+        q, k, V[:, :, t] = q.view(B, Hkv, G, d), k.view(B, Hkv, d), v.view(B, Hkv, d)
         qk = rotate(torch.cat([q.view(B, Hkv * G, d), k], dim=1), dec.rope, interleaved=False)  # (B, H + H_kv, d)
         q, K[:, :, t] = qk[:, :-Hkv].view(B, Hkv, G, d) * self.scaling, qk[:, -Hkv:]
         # scores over the prompt, per prompt for all its rows (query rows m·G per KV head) ...
@@ -464,6 +475,13 @@ class DenseLayer:
         w_grid = grid.scatter(weights[..., :W]).reshape(P, m, Hkv, G, W).transpose(1, 2).reshape(P, Hkv, m * G, W)
         from_prompt = torch.matmul(w_grid, Vp).view(P, Hkv, m, G, d).transpose(1, 2).reshape(P * m, Hkv, G, d)
         return (out + grid.gather(from_prompt)).view(B, -1)  # (B, H·d)
+
+
+def add_linear(x: torch.Tensor, a: torch.Tensor, linear) -> torch.Tensor:
+    """x + linear(a) as one matmul that accumulates into a copy of x (the residual connection)."""
+    if linear.bias is not None:
+        x = x + linear.bias
+    return torch.addmm(x, a, linear.weight.t())
 
 
 class LatentLayer:

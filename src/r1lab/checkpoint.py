@@ -4,7 +4,7 @@ pretrain).
 A checkpoint is a directory `checkpoint-<step>`: the model (and tokenizer) in Hugging Face format
 and `trainer_state.pt`, which holds the step, the optimizer state, the global RNG states and
 whatever else the loop needs to continue exactly (each loop's learning rate is a function of the
-step and its data order a function of the seed and the step, so the step is enough for those).
+step; the data order is a function of the seed and the step, or saved with the checkpoint).
 It is written to a temporary directory, every file fsynced, then renamed, and `latest` (itself
 replaced atomically) names it: a run killed at any moment leaves only complete checkpoints, and
 `latest` names the newest or the one before.

@@ -33,9 +33,11 @@ CASES = {
     "unknown task": (["zero", "data.task=sudoku"], ["sudoku", "arithmetic"]),
     "file task without path": (["zero", "data.task=file"], ["data.path"]),
     "missing data file": (["zero", "data.task=file", "data.path={tmp}/none.jsonl"], ["none.jsonl"]),
-    "malformed jsonl": (["zero", "data.task=file", "data.path={bad}"], ["train.jsonl", "line 2", "malformed JSON"]),
-    "missing field": (["zero", "data.task=file", "data.path={missing}"], ["train.jsonl", "line 2", "problem"]),
+    "malformed jsonl": (["zero", "data.task=file", "data.path={bad}"], ["train.jsonl:2", "malformed JSON"]),
+    "missing field": (["zero", "data.task=file", "data.path={missing}"], ["train.jsonl:2", "problem"]),
     "resume nothing": (["zero", "run_dir={tmp}/run", "--resume"], ["--resume", "checkpoint"]),
+    "sft resume nothing": (["sft", "data={tmp}/none.jsonl", "run_dir={tmp}/run", "--resume"], ["--resume", "checkpoint"]),
+    "rm resume nothing": (["rm", "run_dir={tmp}/run", "--resume"], ["--resume", "checkpoint"]),
     "pretrain bad value": (["pretrain", "steps=0"], ["steps", ">= 1"]),
     "unknown command": (["zero2"], ["invalid choice", "zero2"]),
     "bad option type": (["zero", "--resume=3"], ["--resume"]),
@@ -50,7 +52,7 @@ def test_user_error_is_one_line_and_exit_2(name, tmp_path, bad_jsonl, missing_fi
         (tmp_path.parent / "recipes" / "zero.yaml").write_text("seed: 0\n")
     args, needles = CASES[name]
     args = [a.format(tmp=tmp_path, bad=bad_jsonl, missing=missing_field_jsonl) for a in args]
-    extra = [] if args[0] == "pretrain" or name == "resume nothing" else [f"run_dir={tmp_path}/run"]
+    extra = [] if args[0] == "pretrain" or name.endswith("resume nothing") else [f"run_dir={tmp_path}/run"]
     code = main(args + extra)
     err = capsys.readouterr().err
     assert code == 2, err

@@ -83,11 +83,37 @@ def test_grpo_nan_reward_skips_the_update():
     before = snapshot(model)
     record = step(0)
     assert same(before, snapshot(model))
-    assert record["skipped_steps"] == 1 and len(lines) == 1 and "grpo step 1: non-finite" in lines[0]
+    assert record["skipped_steps"] == 1 and record["groups_nonfinite_reward"] == 1
+    assert len(lines) == 2 and "1 of 2 groups have a non-finite reward" in lines[0] and "(dropped)" not in lines[0]
+    assert "grpo step 1: non-finite" in lines[1]
     poison["on"] = False
     record = step(1)
     assert record["skipped_steps"] == 0 and math.isfinite(record["grad_norm"])
     assert not same(before, snapshot(model))
+
+
+def test_grpo_nan_reward_group_is_dropped_counted_and_logged():
+    """With drop_zero_spread (the default) the group holding a NaN is dropped from the update, but
+    not silently: the step counts it and logs it, and the other group still trains."""
+    torch.manual_seed(0)
+    model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-2, max_new_tokens=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+    problems = [Problem("1+1", "1+1", "2", "arithmetic"), Problem("2+2", "2+2", "4", "arithmetic")]
+
+    def reward(texts, probs):  # group 1: a NaN among spread rewards; group 2: spread, finite
+        return [math.nan if i == 1 else float(i % 2) for i in range(len(texts))]
+
+    lines = []
+    before = snapshot(model)
+    record = grpo_step(model, None, opt, FixedSampler(), problems, ["a", "b"], {"r": reward}, {"r": 1.0}, g,
+                       PAD, (), seed=0, step=0, log=lines.append)[0]
+    assert record["groups_nonfinite_reward"] == 1 and record["zero_spread_frac"] == 0.5
+    assert lines == ["grpo step 1: 1 of 2 groups have a non-finite reward (dropped)"]
+    assert record["skipped_steps"] == 0 and math.isfinite(record["grad_norm"]) and not same(before, snapshot(model))
+    clean = grpo_step(model, None, opt, FixedSampler(), problems, ["a", "b"], {"r": lambda t, p: [float(i % 2) for i in range(len(t))]},
+                      {"r": 1.0}, g, PAD, (), seed=1, step=1, log=lines.append)[0]
+    assert clean["groups_nonfinite_reward"] == 0 and len(lines) == 1
 
 
 # --- SFT, the reward model, pretraining: a hook makes the first step's loss NaN -----------------

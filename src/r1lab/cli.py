@@ -2,9 +2,9 @@
 
     r1lab zero     [recipe.yaml] [key=value ...] [--resume]   R1-Zero: GRPO from a base model
     r1lab pretrain [recipe.yaml] [key=value ...]              the tiny DeepSeek-V3 base (cached)
-    r1lab sft      [recipe.yaml] data=FILE.jsonl [key=value]   supervised fine-tuning (cold start, stage 3)
+    r1lab sft      [recipe.yaml] data=FILE.jsonl [key=value] [--resume]  supervised fine-tuning (stages 1, 3)
     r1lab sample   MODEL_DIR [recipe.yaml] [key=value ...]    rejection sampling into SFT data (stage 3)
-    r1lab rm       [recipe.yaml] [data=PAIRS.jsonl] [key=value] a Bradley-Terry reward model (stage 4)
+    r1lab rm       [recipe.yaml] [data=PAIRS.jsonl] [key=value] [--resume]  a Bradley-Terry reward model (stage 4)
     r1lab pipeline [recipe.yaml] [key=value ...]              the four R1 stages next to R1-Zero, report.md
     r1lab distill  [recipe.yaml] [--teacher DIR] [--student SPEC] [--data FILE] [--compare-rl] [key=value ...]
                                                               a small dense student from a teacher's traces
@@ -65,11 +65,13 @@ def _run(argv: list[str]) -> int:
     p_pre.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_sft = sub.add_parser("sft", help="supervised fine-tuning on {prompt, completion} or {messages} JSONL")
     p_sft.add_argument("args", nargs="*", help="[recipe.yaml] data=FILE.jsonl [key=value ...]")
+    p_sft.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
     p_smp = sub.add_parser("sample", help="rejection sampling: sample a checkpoint, filter, write SFT data")
     p_smp.add_argument("model", help="the checkpoint to sample (a Hugging Face model directory)")
     p_smp.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_rm = sub.add_parser("rm", help="train a Bradley-Terry reward model on preference pairs")
     p_rm.add_argument("args", nargs="*", help="[recipe.yaml] [data=PAIRS.jsonl] [key=value ...]")
+    p_rm.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
     p_pipe = sub.add_parser("pipeline", help="R1-Zero and the four DeepSeek-R1 stages end to end, with report.md")
     p_pipe.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_dst = sub.add_parser("distill", help="distil a teacher into a small dense student by SFT on its traces")
@@ -115,7 +117,7 @@ def _run(argv: list[str]) -> int:
     elif ns.command == "sft":
         from r1lab.sft import run_sft
 
-        run_sft(cfg)
+        run_sft(cfg, resume=ns.resume)
     elif ns.command == "pipeline":
         from r1lab.pipeline import run_pipeline
 
@@ -127,7 +129,7 @@ def _run(argv: list[str]) -> int:
     elif ns.command == "rm":
         from r1lab.rm import run_rm
 
-        run_rm(cfg)
+        run_rm(cfg, resume=ns.resume)
     elif ns.command == "sample":
         from r1lab.sample import run_sample
 

@@ -249,7 +249,8 @@ def report_md(result: dict, cfg: DistillConfig) -> str:
 
 
 def run_distill(cfg: DistillConfig, log=print) -> dict:
-    from r1lab.zero import build_task, resolve_run_dir
+    from r1lab.checkpoint import resolve_run_dir
+    from r1lab.zero import build_task
 
     cfg.validate()
     build_task(cfg.data)  # a data file's mistakes surface now, not after the teacher or the student base is trained

@@ -285,7 +285,7 @@ def report_table(rows: dict[str, dict], k: int) -> str:
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
-    from r1lab.zero import resolve_run_dir
+    from r1lab.checkpoint import resolve_run_dir
 
     t0 = time.time()
     run = resolve_run_dir(cfg.run_dir, resume=False)

@@ -6,7 +6,10 @@ runs with nothing downloaded. Trains a byte-level BPE tokenizer and a tiny
 whole into rows whose ends are filled with worked-solution openings and digit-fact drills
 instead of padding, then saves both in Hugging Face format. The result is cached under `.cache/r1lab/base-<hash>` keyed by
 the whole configuration, so a second `make demo` skips this stage. The directory appears only
-once complete (written to a temporary name, then renamed). A step whose loss or gradient norm is
+once complete (written to a temporary name, fsynced, then renamed), with each step's record in its
+metrics.jsonl. Checkpoints are written every `save_every` steps to `base-<hash>.partial`, and
+pretraining the same config again after a crash (any command that needs this base) continues from
+the newest usable one (checkpoint.py), to the same weights. A step whose loss or gradient norm is
 not finite is skipped (guard.py; its place in the learning-rate schedule is still used) and the
 count is saved as `skipped_steps` in pretrain.json.
 
@@ -15,10 +18,10 @@ count is saved as `skipped_steps` in pretrain.json.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -28,7 +31,10 @@ from typing import Callable
 
 import torch
 
+from r1lab.checkpoint import open_metrics, resume_candidates, save_checkpoint, write_dir_atomically
+from r1lab.checkpoint import resume as resume_from
 from r1lab.config import config_to_dict
+from r1lab.errors import UserError
 from r1lab.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
 from r1lab.guard import guarded_step
 from r1lab.model import ModelConfig, RouterLoadTracker, build_model, count_parameters
@@ -56,12 +62,13 @@ class PretrainConfig:
     router_bias_rate: float = 1e-3
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    save_every: int = 200  # steps between checkpoints (in <cache dir>/base-<hash>.partial)
     cache_dir: str = ".cache/r1lab"
 
     def validate(self) -> None:
         from r1lab.errors import UserError
 
-        for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300)):
+        for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300), ("save_every", 1)):
             if getattr(self, name) < low:
                 raise UserError(f"{name}: expected >= {low}, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -73,7 +80,7 @@ class PretrainConfig:
 
 def cache_key(cfg: PretrainConfig) -> str:
     d = config_to_dict(cfg)
-    d.pop("cache_dir"), d.pop("threads")
+    d.pop("cache_dir"), d.pop("threads"), d.pop("save_every")  # none changes the weights
     if d["model"]["arch"] == "deepseek_v3":  # keys from before the dense archs existed stay valid
         d["model"].pop("arch"), d["model"].pop("num_kv_heads")
     blob = json.dumps({"v": CACHE_VERSION, "cfg": d}, sort_keys=True)
@@ -135,11 +142,26 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
 
 
 def pretrain(cfg: PretrainConfig, log=print) -> Path:
-    """Train (or find in the cache) the base model; returns its directory."""
+    """Train (or find in the cache) the base model; returns its directory. One process trains a
+    given config at a time (a lock file); another asking for it waits, then reads the cache."""
     out = base_dir(cfg)
     if (out / "config.json").exists():
         log(f"pretrain: cached base model {out}")
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS if this process dies
+        if (out / "config.json").exists():
+            log(f"pretrain: cached base model {out}")
+            return out
+        return train_base(cfg, out, log)
+
+
+def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
+    """Pretrain into `out`. Checkpoints go to `<out>.partial` every `save_every` steps, and a run
+    killed mid-way continues from the newest usable one when pretraining the same config again
+    (the directory is keyed by the whole config, so they can only be this run's), to the same
+    weights as an uninterrupted run; the data order is the permutation and position saved with it."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
@@ -159,21 +181,38 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
     log(f"pretrain: {len(docs)} documents, {n_tokens / 1e6:.2f}M tokens in {len(data)} rows (row ends filled with drills), "
         f"vocab {len(tok)}, corpus built in {time.time() - t0:.0f}s")
 
-    model = build_model(cfg.model, len(tok), tok.pad_token_id, tok.bos_token_id, eos, seed=cfg.seed)
+    def fresh():
+        model = build_model(cfg.model, len(tok), tok.pad_token_id, tok.bos_token_id, eos, seed=cfg.seed)
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95),
+        )
+        return model, opt
+
+    model, opt = fresh()
     total, active = count_parameters(model)
     log(f"pretrain: {type(model).__name__} {total / 1e6:.2f}M parameters ({active / 1e6:.2f}M active)")
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95),
-    )
-    tracker = RouterLoadTracker(model)
     gen = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(len(data), generator=gen)
+    order, seen, history = torch.randperm(len(data), generator=gen), 0, []
+    work = out.with_name(out.name + ".partial")
+    if resume_candidates(work):
+        try:
+            state = resume_from(work, model, opt, log)
+            order, seen, history = state["order"], state["seen"], state["history"]
+            gen.set_state(state["gen"])
+        except UserError as e:  # nothing usable: start over (the model may hold a half-loaded checkpoint)
+            log(f"pretrain: {e}; starting over")
+            model, opt = fresh()
+    if not history:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    metrics = open_metrics(work, history)
+    tracker = RouterLoadTracker(model)
     model.train()
-    t_train, seen, history, skipped_steps = time.time(), 0, [], 0
-    for step in range(cfg.steps):
+    t_train = time.time()
+    for step in range(len(history), cfg.steps):
         if seen + cfg.batch_size > len(order):  # next epoch
             order, seen = torch.randperm(len(data), generator=gen), 0
         batch = data[order[seen : seen + cfg.batch_size]]
@@ -185,23 +224,32 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()
         _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log, f"pretrain step {step}")
-        skipped_steps += skipped
         imbalance = tracker.update_router_bias(0.0 if skipped else cfg.router_bias_rate)  # skipped: no bias move either
-        history.append(loss.item())
+        history.append({"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "skipped_steps": int(skipped)})
+        metrics.write(json.dumps(history[-1]) + "\n")
+        metrics.flush()
         if step % 50 == 0 or step == cfg.steps - 1:
             el = time.time() - t_train
             load = f"expert-load max/mean {imbalance:.2f} " if tracker.counts else ""
             log(f"pretrain step {step:4d}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(step, cfg):.2e} {load}{el:.0f}s")
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save_checkpoint(work, step + 1, model, tok, {"optimizer": opt.state_dict(), "history": history,
+                                                         "order": order, "seen": seen, "gen": gen.get_state()})
     tracker.remove()
+    metrics.close()
 
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
+    losses = [r["loss"] for r in history]
     info = {"config": config_to_dict(cfg), "tokens": n_tokens, "seconds": time.time() - t0,
-            "final_loss": sum(history[-20:]) / len(history[-20:]), "skipped_steps": skipped_steps,
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]), "skipped_steps": sum(r["skipped_steps"] for r in history),
             "parameters": total, "active": active}
-    (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
-    os.replace(tmp, out) if not out.exists() else shutil.rmtree(tmp)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
+        shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+
+    write_dir_atomically(out, fill)
+    shutil.rmtree(work)  # the checkpoints of a finished pretraining are not needed
     log(f"pretrain: saved {out} in {time.time() - t0:.0f}s")
     return out

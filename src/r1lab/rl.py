@@ -236,8 +236,14 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     per_fn = {name: fn(gen.texts, grouped) for name, fn in reward_fns.items()}
     rewards = torch.tensor(combine_rewards(per_fn, reward_weights)).view(len(problems), g.group_size)  # (P, G)
     adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
-    spread = rewards.max(1).values > rewards.min(1).values  # (P,)
+    spread = rewards.max(1).values > rewards.min(1).values  # (P,); False for a group holding a NaN
     keep = spread if g.drop_zero_spread else torch.ones_like(spread)
+    # a NaN/inf reward (a broken reward function) would otherwise vanish into the zero-spread
+    # drop unseen, or, without the drop, poison the whole step's update (then skipped by the guard)
+    nonfinite = int((~torch.isfinite(rewards).all(1)).sum())
+    if nonfinite:
+        log(f"grpo step {step + 1}: {nonfinite} of {len(problems)} groups have a non-finite reward"
+            + (" (dropped)" if g.drop_zero_spread else ""))
     t_score = time.time()
 
     # --- policy update ---
@@ -260,6 +266,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
         "len_max": max(lengths),
         "truncation_rate": sum(gen.truncated) / len(lengths),
         "zero_spread_frac": float((~spread).float().mean()),
+        "groups_nonfinite_reward": nonfinite,
         **stats,
         "time_generate": t_gen - t0,
         "time_score": t_score - t_gen,

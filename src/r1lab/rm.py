@@ -1,6 +1,6 @@
 """A Bradley-Terry reward model for general prompts (DeepSeek-R1 §3, stage 4's preference rewards).
 
-    r1lab rm [recipe.yaml] [data=PAIRS.jsonl] [base=DIR] [key=value ...]
+    r1lab rm [recipe.yaml] [data=PAIRS.jsonl] [base=DIR] [key=value ...] [--resume]
 
 A sequence-classification head (`AutoModelForSequenceClassification`, one output: the score of
 the last token) on a causal LM, trained on preference pairs with the Bradley-Terry loss
@@ -16,12 +16,15 @@ Departure from the paper: one reward model for helpfulness and harmlessness (the
 preference models for each); stage 4 scores the summary and the whole response with it.
 
 A batch whose loss or gradient norm is not finite is skipped (guard.py), counted in the epoch's
-`skipped_steps` in rm.json's history, and logged.
+`skipped_steps` in rm.json's history, and logged. Each batch's record goes to run_dir/metrics.jsonl;
+a checkpoint (checkpoint.py: weights, optimizer, records) is written every `save_every` batches,
+and `--resume` continues a killed run from the newest usable one to the same weights.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ from pathlib import Path
 import torch
 
 from r1lab.benchmarks import read_jsonl
+from r1lab.checkpoint import check_run_dir, open_metrics, resolve_run_dir, save_checkpoint
+from r1lab.checkpoint import resume as resume_from
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.general import PreferencePair, preference_pairs
@@ -47,12 +52,13 @@ class RMConfig:
     lr: float = 3e-4
     batch_pairs: int = 16
     max_tokens: int = 256  # pairs whose longer text exceeds this are dropped
+    save_every: int = 50  # batches (optimizer steps) between checkpoints, and one after the last
     seed: int = 0
     threads: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_pairs", "max_tokens"):
+        for name in ("epochs", "batch_pairs", "max_tokens", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -119,60 +125,94 @@ def pair_accuracy(model, tok, pairs: list[PreferencePair], batch: int = 64) -> f
     return wins / len(pairs)
 
 
-def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print) -> list[dict]:
+def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, run: Path | None = None,
+             resume: bool = False) -> list[dict]:
+    """Train `model` in place; returns one record per epoch (pair-weighted mean loss, skipped steps).
+
+    With a `run` directory: each batch's record is appended to run/metrics.jsonl and a checkpoint
+    (model, optimizer, the records so far) is written every `save_every` batches and after the
+    last. `resume` continues from the newest usable one exactly: each epoch's order comes from one
+    generator seeded once, so replaying the shuffles of the epochs before gives the same order."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps: list[dict] = resume_from(run, model, opt, log)["steps"] if resume else []
+    metrics = open_metrics(run, steps) if run else None
     rng = random.Random(cfg.seed)
-    history = []
-    t0 = time.time()
+    total = math.ceil(len(pairs) / cfg.batch_pairs) * cfg.epochs
+    t0 = time.time() - (steps[-1]["seconds"] if steps else 0.0)
+    step = 0
     for epoch in range(cfg.epochs):
         model.train()
         order = list(range(len(pairs)))
         rng.shuffle(order)
-        total, n, skipped_steps = 0.0, 0, 0
         for i in range(0, len(order), cfg.batch_pairs):
+            if step < len(steps):  # done before the checkpoint resumed from
+                step += 1
+                continue
             b = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
             both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
             loss = bt_loss(both[: len(b)], both[len(b) :])
             loss.backward()
             _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log,
                                       f"rm epoch {epoch + 1} batch {i // cfg.batch_pairs + 1}")
-            skipped_steps += skipped
-            total, n = total + float(loss.detach()) * len(b), n + len(b)
-        history.append({"epoch": epoch + 1, "loss": total / n, "skipped_steps": skipped_steps,
-                        "seconds": time.time() - t0})
-        log(f"rm epoch {epoch + 1}/{cfg.epochs} loss {total / n:.4f} [{time.time() - t0:.0f}s]")
-    return history
+            step += 1
+            steps.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "pairs": len(b),
+                          "skipped_steps": int(skipped), "seconds": time.time() - t0})
+            if metrics:
+                metrics.write(json.dumps(steps[-1]) + "\n")
+                metrics.flush()
+            if run and (step % cfg.save_every == 0 or step == total):
+                save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
+        r = epoch_records(steps)[-1]
+        log(f"rm epoch {r['epoch']}/{cfg.epochs} loss {r['loss']:.4f} [{r['seconds']:.0f}s]")
+    if metrics:
+        metrics.close()
+    return epoch_records(steps)
 
 
-def run_rm(cfg: RMConfig, log=print) -> Path:
-    """The `r1lab rm` command: train, measure held-out pair accuracy, save; returns the model dir."""
+def epoch_records(steps: list[dict]) -> list[dict]:
+    """Per-batch records -> one per epoch: the loss averaged over pairs, skipped batches, seconds."""
+    epochs: dict[int, list[dict]] = {}
+    for r in steps:
+        epochs.setdefault(r["epoch"], []).append(r)
+    return [{"epoch": e, "loss": sum(r["loss"] * r["pairs"] for r in rs) / sum(r["pairs"] for r in rs),
+             "skipped_steps": sum(r["skipped_steps"] for r in rs), "seconds": rs[-1]["seconds"]}
+            for e, rs in epochs.items()]
+
+
+def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
+    """The `r1lab rm` command: train, measure held-out pair accuracy, save; returns the model dir.
+    `resume`: continue the run in run_dir from its newest usable checkpoint (a finished run, one
+    with run_dir/model, is left as it is)."""
     from r1lab.sft import save_model
-    from r1lab.zero import resolve_run_dir
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume=False)
-    if run.exists() and any(run.iterdir()):
-        raise UserError(f"run_dir: '{run}' already holds a run; choose another run_dir=")
+    run = resolve_run_dir(cfg.run_dir, resume)
+    check_run_dir(run, resume)
+    if resume and (run / "model").exists():
+        log(f"rm: {run} is finished; nothing to resume")
+        return run / "model"
     train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
     held_out = preference_pairs("test", cfg.seed)
     base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    torch.manual_seed(cfg.seed)  # the new score head is drawn from the global RNG: same seed, same run
     model, tok = load_reward_model(base)
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]
     if not kept:
         raise UserError(f"max_tokens: every pair is longer than {cfg.max_tokens} tokens; raise max_tokens")
-    before = pair_accuracy(model, tok, held_out)
+    before = pair_accuracy(model, tok, held_out)  # of the base, also on resume (before its checkpoint is loaded)
     log(f"rm: {len(kept)} training pairs ({len(train) - len(kept)} too long), {len(held_out)} held-out pairs; "
         f"held-out accuracy before training {before:.3f}")
-    history = train_rm(model, tok, kept, cfg, log)
+    run.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_config(cfg, run / "config.yaml")
+    history = train_rm(model, tok, kept, cfg, log, run=run, resume=resume)
     info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),
             "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
             "train_accuracy": pair_accuracy(model, tok, kept), "history": history}
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
-    save_model(model, tok, run / "model", info, "rm.json")
     (run / "rm.json").write_text(json.dumps(info, indent=2))
+    save_model(model, tok, run / "model", info, "rm.json")  # last: run/model marks the run finished
     log(f"rm: held-out pair accuracy {before:.3f} -> {info['held_out_accuracy']:.3f} "
         f"(train {info['train_accuracy']:.3f}), wrote {run / 'model'}")
     return run / "model"

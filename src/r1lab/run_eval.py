@@ -4,7 +4,7 @@
                [--max-new-tokens 2048] [--template auto] [--limit N] [--out DIR] [--seed 0]
 
 MODEL_DIR is any causal LM directory `transformers` can load: an r1lab checkpoint (written by
-zero.save_checkpoint) or a local Qwen / Llama / DeepSeek model. SPEC is a benchmark preset, a local
+checkpoint.save_checkpoint) or a local Qwen / Llama / DeepSeek model. SPEC is a benchmark preset, a local
 file or a hub dataset id (r1lab.benchmarks).
 
 Protocol, as DeepSeek-R1 §5 (../shared/R1.md) has it: no greedy decoding; k samples per problem

@@ -69,7 +69,8 @@ def run_sample(cfg: SampleConfig, log=print) -> Path:
     """The `r1lab sample` command; returns the path of the SFT JSONL it wrote."""
     from r1lab.sampler import HFSampler
     from r1lab.tasks import make_task, register_task
-    from r1lab.zero import load_policy, resolve_run_dir
+    from r1lab.checkpoint import resolve_run_dir
+    from r1lab.zero import load_policy
 
     if not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: '{cfg.model}' is not a Hugging Face model directory (no config.json)")

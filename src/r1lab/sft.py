@@ -1,7 +1,7 @@
 """Supervised fine-tuning: DeepSeek-R1's cold start (stage 1), its rejection-sampling SFT (stage 3)
 and distillation all train a causal LM on (prompt, completion) pairs.
 
-    r1lab sft [recipe.yaml] data.path=FILE.jsonl [key=value ...]
+    r1lab sft [recipe.yaml] data=FILE.jsonl [key=value ...] [--resume]
 
 Data: JSONL, one example per line, either `{"prompt": ..., "completion": ...}` or
 `{"messages": [{"role": "user", "content": ...}, ..., {"role": "assistant", "content": ...}]}`
@@ -30,9 +30,11 @@ constant) learning rate, gradient clipping, `epochs` passes over the data in a s
 step whose loss or gradient norm is not finite is skipped (guard.py) and counted in its record's
 `skipped_steps`; the schedule counts it as a step. For
 r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
-pretraining. The model is written in Hugging Face format to `run_dir/checkpoint-<step>` at the
-end of every epoch (atomically: a temporary directory, then a rename) and `run_dir/final` points
-at the last one.
+pretraining. A checkpoint (the model in Hugging Face format, with the optimizer state and the
+records so far; checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
+and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
+done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
+newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ from typing import Literal
 import torch
 
 from r1lab.benchmarks import read_jsonl
+from r1lab.checkpoint import (check_run_dir, open_metrics, resolve_run_dir, save_checkpoint, write_dir_atomically,
+                              write_text_atomically)
+from r1lab.checkpoint import resume as resume_from
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.guard import guarded_step
@@ -76,12 +80,13 @@ class SFTConfig:
     micro_rows: int = 4  # rows per forward/backward (gradient accumulation); memory, not results
     pack: bool = True
     max_examples: int = 0  # 0: all
+    save_every: int = 50  # optimizer steps between checkpoints (and one at each epoch's end)
     seed: int = 0
     threads: int = 0  # 0: torch's default
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
-        for name in ("epochs", "seq_len", "rows_per_step", "micro_rows"):
+        for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -228,18 +233,24 @@ def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
 
 def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -> None:
     """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / info_name).write_text(json.dumps(info, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / info_name).write_text(json.dumps(info, indent=2))
+
+    write_dir_atomically(out, fill)
 
 
-def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on_epoch=None) -> list[dict]:
+def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, run: Path | None = None,
+              resume: bool = False, info: dict | None = None) -> list[dict]:
     """Fine-tune `model` in place on `examples`; returns one record per optimizer step.
-    `on_epoch(epoch, step)` is called after each epoch (the CLI saves a checkpoint there)."""
+
+    With a `run` directory: each step's record is appended to run/metrics.jsonl, and a checkpoint
+    (model, tokenizer, optimizer, records so far, `info` as sft.json) is written every
+    `save_every` steps and at each epoch's end. `resume` continues from the newest usable one
+    exactly: the learning rate is a function of the step, and each epoch's order comes from one
+    generator seeded once, so replaying the shuffles of the epochs before gives the same order."""
     from r1lab.model import RouterLoadTracker
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -250,16 +261,20 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
+    metrics = open_metrics(run, history) if run else None
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
     rng = random.Random(cfg.seed)
-    history: list[dict] = []
     model.train()
-    t0 = time.time()
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     step = 0
     for epoch in range(cfg.epochs):
         order = list(range(len(rows)))
         rng.shuffle(order)
         for s in range(steps_per_epoch):
+            if step < len(history):  # done before the checkpoint resumed from
+                step += 1
+                continue
             batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
             n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))
             for group in opt.param_groups:
@@ -282,22 +297,31 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
             if step % 10 == 0 or step == total:
                 log(f"sft step {step}/{total} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "
                     f"[{record['seconds']:.0f}s]")
-        if on_epoch:
-            on_epoch(epoch + 1, step)
+            if metrics:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+            if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1):
+                save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "history": history},
+                                {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json")
     tracker.remove()
+    if metrics:
+        metrics.close()
     return history
 
 
-def run_sft(cfg: SFTConfig, log=print) -> Path:
+def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     """The `r1lab sft` command: read and check the data, fine-tune, write checkpoints; returns
-    the final checkpoint's directory."""
-    from r1lab.zero import load_policy, resolve_run_dir
+    the final checkpoint's directory. `resume`: continue the run in run_dir from its newest usable
+    checkpoint (a finished run is left as it is)."""
+    from r1lab.zero import load_policy
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume=False)
-    if run.exists() and any(run.iterdir()):
-        raise UserError(f"run_dir: '{run}' already holds a run; choose another run_dir=")
+    run = resolve_run_dir(cfg.run_dir, resume)
+    check_run_dir(run, resume)
+    if resume and (run / "final").exists():
+        log(f"sft: {run} is finished; nothing to resume")
+        return run / (run / "final").read_text()
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
     base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base)
@@ -311,18 +335,13 @@ def run_sft(cfg: SFTConfig, log=print) -> Path:
         f"{sum(len(ex.completion_ids) for ex in kept)} completion tokens, template {template}, "
         f"{n_rows} rows of <= {cfg.seq_len} tokens")
     run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
+    if not resume:
+        save_config(cfg, run / "config.yaml")
     info = {"base": str(base), "data": cfg.data, "template": template, "examples": len(kept),
             "dropped_too_long": len(examples) - len(kept)}
-
-    def checkpoint(epoch: int, step: int) -> None:
-        save_model(model, tok, run / f"checkpoint-{step}", {**info, "epoch": epoch, "step": step})
-        (run / "final.tmp").write_text(f"checkpoint-{step}")
-        (run / "final.tmp").replace(run / "final")
-
-    history = train_sft(model, tok, kept, cfg, log=log, on_epoch=checkpoint)
-    with (run / "metrics.jsonl").open("w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in history)
+    history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
+    # `final` appears only once training is done: it names the last epoch's checkpoint
+    write_text_atomically(run / "final", (run / "latest").read_text())
     out = run / (run / "final").read_text()
     log(f"sft: loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f} over {len(history)} steps, wrote {out}")
     return out

@@ -31,15 +31,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from r1lab.checkpoint import check_run_dir, resolve_run_dir, save_checkpoint
+from r1lab.checkpoint import resume as resume_from
 from r1lab.config import config_to_dict, save_config
 from r1lab.errors import UserError
 from r1lab.evaluate import EvalResult, evaluate
@@ -172,87 +172,6 @@ def check_gate(res: EvalResult, cfg: ZeroConfig) -> None:
         )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_checkpoint(run: Path, step: int, model, tok, opt, seed: int = 0) -> None:
-    """Write checkpoint-<step> atomically (temp dir, fsync, rename) and point `latest` at it.
-
-    trainer_state.pt holds the step, the optimizer state and the global RNG states (python,
-    torch). Nothing in the loop draws from the global RNGs (prompt order and sampling seeds are
-    functions of (seed, step), the learning-rate warm-up a function of step, and there is no
-    dropout), but they are restored on resume so that anything that does stays bit-exact. A
-    run killed at any moment leaves either no checkpoint-<step> or a complete one, and `latest`
-    names a complete checkpoint or the previous one."""
-    final = run / f"checkpoint-{step}"
-    tmp = run / f".tmp-checkpoint-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": opt.state_dict(), "seed": seed,
-                "rng": {"python": random.getstate(), "torch": torch.get_rng_state()}},
-               tmp / "trainer_state.pt")
-    for f in tmp.iterdir():
-        _fsync(f)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    (run / "latest.tmp").write_text(final.name)
-    _fsync(run / "latest.tmp")
-    (run / "latest.tmp").replace(run / "latest")
-    _fsync(run)
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    name = path.name
-    return int(name[len("checkpoint-"):]) if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() else None
-
-
-def resume_candidates(run: Path) -> list[Path]:
-    """The checkpoints to try on --resume, best first: the one `latest` names, then every
-    checkpoint-N below it, newest first (all of them when `latest` is missing or unreadable)."""
-    found = sorted((p for p in run.glob("checkpoint-*") if _checkpoint_step(p) is not None),
-                   key=_checkpoint_step, reverse=True)
-    try:
-        named = run / (run / "latest").read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return found
-    top = _checkpoint_step(named)
-    if top is None:
-        return found
-    return [named] + [p for p in found if _checkpoint_step(p) < top]
-
-
-def load_checkpoint(ckpt: Path) -> tuple:
-    """(model, trainer_state) of a checkpoint dir; raises on a missing, truncated or corrupt file."""
-    if not ckpt.is_dir():
-        raise FileNotFoundError(f"{ckpt} does not exist")
-    for name in ("config.json", "trainer_state.pt"):
-        if not (ckpt / name).is_file():
-            raise FileNotFoundError(f"{name} is missing")
-    model, _ = load_policy(ckpt)
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
-        raise ValueError("trainer_state.pt lacks step/optimizer")
-    return model, state
-
-
-def resolve_run_dir(pattern: str, resume: bool) -> Path:
-    """`pattern` with {time} filled in: now for a new run, the newest existing match to resume."""
-    if "{time}" not in pattern:
-        return Path(pattern)
-    if resume:
-        matches = sorted(Path().glob(pattern.replace("{time}", "*")))
-        if not matches:
-            raise UserError(f"--resume: no run matching '{pattern}' to resume; pass run_dir=")
-        return matches[-1]
-    return Path(pattern.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
-
-
 def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     from r1lab.report import write_report
     from r1lab.runlog import RunLog
@@ -262,10 +181,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     run = resolve_run_dir(cfg.run_dir, resume)
     cfg.run_dir = str(run)
-    if run.exists() and any(run.iterdir()) and not resume:
-        raise UserError(f"run_dir: '{run}' already holds a run; pass --resume to continue it or choose another run_dir=")
-    if resume and not ((run / "latest").exists() or resume_candidates(run)):
-        raise UserError(f"--resume: no checkpoint in '{run}' to resume from")
+    check_run_dir(run, resume)
 
     # Everything the user can get wrong is checked before any expensive work or any write.
     # (checked here, not in validate(), because the pipeline fills these in for its stage 4)
@@ -324,28 +240,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
     start_step = 0
     if resume:
-        # a checkpoint that is missing files or fails to load (a crash mid-write on a filesystem
-        # without atomic rename, a truncated copy, bit rot) is named and skipped for the previous one
-        for ckpt in resume_candidates(run):
-            try:
-                model_ckpt, trainer_state = load_checkpoint(ckpt)
-                model.load_state_dict(model_ckpt.state_dict())
-                opt.load_state_dict(trainer_state["optimizer"])
-                break
-            except Exception as e:  # noqa: BLE001 -- any load failure means "unusable checkpoint"
-                why = (str(e).splitlines() or [""])[0][:200]
-                log(f"resume: checkpoint {ckpt} is unusable ({type(e).__name__}: {why}); trying the previous one")
-        else:
-            raise UserError(f"--resume: no loadable checkpoint in '{run}' (all checkpoint-N are missing files or corrupt)")
-        del model_ckpt
-        if ref is not None:  # the reference stays the base; reload it from base_path
-            ref = load_policy(base_path)[0].eval().requires_grad_(False)
-        start_step = trainer_state["step"]
-        rng = trainer_state.get("rng")
-        if rng:
-            random.setstate(rng["python"])
-            torch.set_rng_state(rng["torch"])
-        log(f"resume: from {ckpt} at step {start_step}")
+        start_step = resume_from(run, model, opt, log)["step"]  # ref, copied above, stays the base
     reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
     if "preference" in cfg.rewards:
         from r1lab.rewards import preference_reward
@@ -370,7 +265,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         logger.log(record)
         out_of_time = cfg.max_seconds > 0 and time.time() - t_train >= cfg.max_seconds
         if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time:
-            save_checkpoint(run, step + 1, model, tok, opt, seed=cfg.seed)
+            save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed})
         if out_of_time:
             steps_done = step + 1
             log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")

@@ -123,20 +123,20 @@ GOOD = '{"problem": "p", "answer": "1"}\n'
 @pytest.mark.parametrize(
     "text, line, words",
     [
-        (GOOD + GOOD + '{"problem": "p", "answer": \n', "line 3", "malformed JSON"),
-        (GOOD + "[1, 2]\n", "line 2", "expected a JSON object"),
-        (GOOD + '"just a string"\n', "line 2", "expected a JSON object"),
+        (GOOD + GOOD + '{"problem": "p", "answer": \n', "mydata.jsonl:3", "malformed JSON"),
+        (GOOD + "[1, 2]\n", "mydata.jsonl:2", "expected a JSON object"),
+        (GOOD + '"just a string"\n', "mydata.jsonl:2", "expected a JSON object"),
         (
             GOOD + '\n{"question": "p", "answer": "1"}\n',
-            "line 3",
+            "mydata.jsonl:3",
             "missing field 'problem' (fields: 'question', 'answer')",
         ),
-        (GOOD + '{"problem": "p"}\n', "line 2", "missing field 'answer'"),
-        (GOOD + '{"problem": ["p"], "answer": "1"}\n', "line 2", "field 'problem' is list"),
-        (GOOD + '{"problem": "p", "answer": null}\n', "line 2", "field 'answer' is null"),
-        (GOOD + '{"problem": "p", "answer": true}\n', "line 2", "field 'answer' is bool"),
-        (GOOD + '{"problem": "p", "answer": {"x": 1}}\n', "line 2", "field 'answer' is dict"),
-        (GOOD + '{"problem": "  ", "answer": "1"}\n', "line 2", "field 'problem' is empty"),
+        (GOOD + '{"problem": "p"}\n', "mydata.jsonl:2", "missing field 'answer'"),
+        (GOOD + '{"problem": ["p"], "answer": "1"}\n', "mydata.jsonl:2", "field 'problem' is list"),
+        (GOOD + '{"problem": "p", "answer": null}\n', "mydata.jsonl:2", "field 'answer' is null"),
+        (GOOD + '{"problem": "p", "answer": true}\n', "mydata.jsonl:2", "field 'answer' is bool"),
+        (GOOD + '{"problem": "p", "answer": {"x": 1}}\n', "mydata.jsonl:2", "field 'answer' is dict"),
+        (GOOD + '{"problem": "  ", "answer": "1"}\n', "mydata.jsonl:2", "field 'problem' is empty"),
     ],
 )
 def test_jsonl_errors_name_file_and_line(tmp_path, text, line, words):
@@ -154,7 +154,7 @@ def test_parquet_errors_name_file_and_row(tmp_path):
 
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist([{"problem": "p", "answer": "1"}, {"problem": "q", "answer": None}]), path)
-    with pytest.raises(UserError, match=r"rows\.parquet, row 2: field 'answer' is null"):
+    with pytest.raises(UserError, match=r"rows\.parquet: row 2: field 'answer' is null"):
         FileTask(path)
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(UserError, match="junk.parquet"):

@@ -95,7 +95,8 @@ class FileTask:
         """One Problem per distinct question in `rows` ((number, dict) pairs); `unit` names a row in errors."""
         by_key: dict[str, Problem] = {}
         for number, row in rows:
-            where = f"{self.path}, {unit} {number}"
+            # FILE:N for a line of a text file, as everywhere else; FILE: row N for a table's row
+            where = f"{self.path}:{number}" if unit == "line" else f"{self.path}: {unit} {number}"
             question = text_field(row, self.fields["question"], where)
             answer = text_field(row, self.fields["answer"], where)
             lang = text_field(row, self.fields["lang"], where) if self.fields["lang"] else "en"
@@ -120,9 +121,9 @@ def _jsonl_rows(path: Path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"{path}, line {number}: malformed JSON ({e.msg} at column {e.colno})") from None
+                raise UserError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(row, dict):
-                raise UserError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
             yield number, row
 
 

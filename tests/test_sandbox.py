@@ -34,7 +34,9 @@ from r1lab.sandbox import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = Limits(wall_s=2.0, test_s=0.5, cpu_s=2, memory_mb=512, file_mb=4, disk_mb=16, processes=16)
+# cpu_s above wall_s: a busy loop that defeats the per-test alarm must end by the wall-clock kill
+# ("timeout"); with the two equal, RLIMIT_CPU raced it and sometimes won ("killed by SIGXCPU")
+FAST = Limits(wall_s=2.0, test_s=0.5, cpu_s=3, memory_mb=512, file_mb=4, disk_mb=16, processes=16)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ step whose loss or gradient norm is not finite is skipped (guard.py) and counted
 r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
 pretraining. The model is written in Hugging Face format to `run_dir/checkpoint-<step>` at the
 end of every epoch (atomically: a temporary directory, then a rename) and `run_dir/final` points
-at the last one.
+at the last one. With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds
+the merged model plus the adapters in `adapter/`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from r1lab.benchmarks import read_jsonl
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.guard import guarded_step
+from r1lab.lora import LoRAConfig, add_adapters, save_weights
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.tasks.prompts import apply_template
 
@@ -79,6 +81,7 @@ class SFTConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
     def validate(self) -> None:
         for name in ("epochs", "seq_len", "rows_per_step", "micro_rows"):
@@ -230,7 +233,7 @@ def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -
     """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    save_weights(model, tmp)  # a LoRA model: merged weights, and the adapters in adapter/
     tok.save_pretrained(tmp)
     (tmp / info_name).write_text(json.dumps(info, indent=2))
     shutil.rmtree(out, ignore_errors=True)
@@ -246,8 +249,8 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
     rows = pack(examples, cfg.seq_len) if cfg.pack else [[ex] for ex in examples]
     steps_per_epoch = math.ceil(len(rows) / cfg.rows_per_step)
     total = steps_per_epoch * cfg.epochs
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]  # LoRA: adapters only
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
@@ -301,6 +304,8 @@ def run_sft(cfg: SFTConfig, log=print) -> Path:
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
     base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base)
+    if cfg.lora.r:
+        model = add_adapters(model, cfg.lora)
     template = resolve_template(cfg.template, tok)
     examples = tokenize_examples(pairs, template, tok)
     kept = [ex for ex in examples if len(ex) <= cfg.seq_len]

@@ -71,7 +71,8 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path):
     save_config(cfg, tmp_path / "killed.yaml")
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "killed.yaml")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": os.path.dirname(__file__)})
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(  # keep a PYTHONPATH that names the tree under test
+                                 filter(None, [os.path.dirname(__file__), os.environ.get("PYTHONPATH")]))})
     try:
         deadline = time.time() + 120
         while not ((run / "metrics.jsonl").exists() and '"step": 3' in (run / "metrics.jsonl").read_text()):

@@ -140,6 +140,8 @@ def test_lora_zero_holds_one_model_saves_merged_checkpoints_and_resumes(tmp_path
         gc.collect()
         models = sum(type(o) is Qwen2ForCausalLM for o in gc.get_objects())
         adapters = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
+        sampler = args[0]  # rollouts from the adapted model (the static decoder would read the base weights only)
+        assert sampler.model is model and not sampler.static_cache
         seen.append((kwargs["step"], models, ref, model, adapters))
         return real_step(model, ref, opt, *args, **kwargs)
 

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from r1lab.errors import UserError
+from r1lab.lora import is_lora, load_weights, save_weights
 
 
 def fsync(path: Path) -> None:
@@ -78,7 +79,7 @@ def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | 
     the RNG states; `info`, if given, to `info_name` (a human-readable note of what this is)."""
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        save_weights(model, tmp)  # a LoRA model: the merged weights, and the adapters in adapter/
         tok.save_pretrained(tmp)
         torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")
         if info is not None:
@@ -120,8 +121,9 @@ def load_checkpoint(ckpt: Path, model) -> dict:
     state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
     if not isinstance(state, dict) or not {"step", "optimizer", "rng"} <= state.keys():
         raise ValueError("trainer_state.pt lacks step/optimizer/rng")
-    saved = type(model).from_pretrained(ckpt, dtype=torch.float32)  # the same class: same keys, same layout
-    model.load_state_dict(saved.state_dict())
+    base = model.get_base_model() if is_lora(model) else model
+    saved = type(base).from_pretrained(ckpt, dtype=torch.float32)  # the same class: same keys, same layout
+    load_weights(model, ckpt, saved)  # a LoRA model: its adapters only, from ckpt/adapter
     return state
 
 

@@ -35,6 +35,8 @@ records so far; checkpoint.py) is written to `run_dir/checkpoint-<step>` every `
 and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
 newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
+With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds the merged model
+plus the adapters in `adapter/`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from r1lab.checkpoint import resume as resume_from
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.guard import guarded_step
+from r1lab.lora import LoRAConfig, add_adapters, save_weights
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.tasks.prompts import apply_template
 
@@ -84,6 +87,7 @@ class SFTConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
     def validate(self) -> None:
         for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
@@ -235,7 +239,7 @@ def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -
     """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        save_weights(model, tmp)  # a LoRA model: merged weights, and the adapters in adapter/
         tok.save_pretrained(tmp)
         (tmp / info_name).write_text(json.dumps(info, indent=2))
 
@@ -257,8 +261,8 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
     rows = pack(examples, cfg.seq_len) if cfg.pack else [[ex] for ex in examples]
     steps_per_epoch = math.ceil(len(rows) / cfg.rows_per_step)
     total = steps_per_epoch * cfg.epochs
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]  # LoRA: adapters only
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
@@ -325,6 +329,8 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
     base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base)
+    if cfg.lora.r:
+        model = add_adapters(model, cfg.lora)
     template = resolve_template(cfg.template, tok)
     examples = tokenize_examples(pairs, template, tok)
     kept = [ex for ex in examples if len(ex) <= cfg.seq_len]

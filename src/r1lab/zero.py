@@ -29,7 +29,6 @@ them as misses.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import time
@@ -43,6 +42,7 @@ from r1lab.checkpoint import resume as resume_from
 from r1lab.config import config_to_dict, save_config
 from r1lab.errors import UserError
 from r1lab.evaluate import EvalResult, evaluate
+from r1lab.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rewards import get_reward
 from r1lab.rl import GRPOConfig, grpo_step, update_policy  # noqa: F401 (re-exported)
@@ -92,6 +92,7 @@ class ZeroConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
     gate_min_accuracy: float = 0.5
@@ -207,6 +208,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
 
     base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base_path)
+    if cfg.lora.r:
+        check_targets(model, cfg.lora)  # before the run directory is written
     sampler = HFSampler(model, tok)
     state_path = run / "state.json"
     if resume:
@@ -234,9 +237,10 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         state_path.with_suffix(".tmp").replace(state_path)
 
     g = cfg.grpo
-    ref = None
-    if g.beta > 0:
-        ref = copy.deepcopy(model).eval().requires_grad_(False)
+    if cfg.lora.r:
+        model = add_adapters(model, cfg.lora)
+        sampler = HFSampler(model, tok)  # the model's own forward: the static decoder would skip the adapters
+    ref = reference_model(model) if g.beta > 0 else None  # LoRA: the same model with adapters off
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
     start_step = 0
     if resume:
@@ -272,6 +276,9 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             break
     train_seconds = time.time() - t_train
     logger.close()
+    if cfg.lora.r:  # evaluate the merged model, as saved, on the sampler's fast path
+        model = merge(model)
+        sampler = HFSampler(model, tok)
 
     final_res = eval_model(sampler, test, cfg, seed=cfg.seed + 7)
     print_eval("final", final_res, log)

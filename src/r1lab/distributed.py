@@ -182,8 +182,9 @@ def check_parallel(parallel: str, fsdp_ok: bool = True) -> None:
 
 def shard_model(model: torch.nn.Module) -> None:
     """FSDP2: each decoder layer, then the rest (embeddings, norm, head), sharded across ranks.
-    Gradients are reduce-scattered as sums (divide factor 1): like `sum_gradients`, the losses
-    are already normalised by the global batch."""
+    FSDP2 averages the gradients it reduce-scatters over ranks, where r1lab's losses are already
+    normalised by the global batch: the trainer multiplies its loss by the world size (a divide
+    factor of 1 would say it directly, but it needs a reduce op that gloo lacks)."""
     from torch.distributed.fsdp import fully_shard
 
     layers = getattr(getattr(model, "model", None), "layers", None)
@@ -192,12 +193,14 @@ def shard_model(model: torch.nn.Module) -> None:
     for layer in layers:
         fully_shard(layer)
     fully_shard(model)
-    for m in [*layers, model]:
-        m.set_gradient_divide_factor(1.0)
 
 
 def full_state_dict(model: torch.nn.Module) -> dict:
-    """The unsharded state dict of an FSDP2 model on rank 0 (empty on the others); collective."""
+    """The unsharded state dict of an FSDP2 model on rank 0 (empty on the others); collective.
+    A tied weight (the LM head sharing the embeddings) appears once, under its first name, as in
+    the state dict `save_pretrained` writes for an unsharded model."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {k: v for k, v in state.items() if k in names}

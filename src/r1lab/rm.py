@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from r1lab import distributed
 from r1lab.benchmarks import read_jsonl
 from r1lab.config import save_config
 from r1lab.errors import UserError
@@ -130,14 +131,19 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print) 
         rng.shuffle(order)
         total, n, skipped_steps = 0.0, 0, 0
         for i in range(0, len(order), cfg.batch_pairs):
-            b = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
-            both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
-            loss = bt_loss(both[: len(b)], both[len(b) :])
-            loss.backward()
+            batch = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
+            b = [batch[j] for j in distributed.shard(len(batch), distributed.rank(), distributed.world_size())]
+            loss = torch.zeros(())
+            if b:  # this rank's pairs; the mean is over the whole batch's (the gradients summed over ranks)
+                both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
+                loss = bt_loss(both[: len(b)], both[len(b) :]) * (len(b) / len(batch))
+                loss.backward()
+            distributed.sum_gradients(model.parameters())
+            loss = torch.tensor(distributed.sum_across([float(loss.detach())])[0])
             _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log,
                                       f"rm epoch {epoch + 1} batch {i // cfg.batch_pairs + 1}")
             skipped_steps += skipped
-            total, n = total + float(loss.detach()) * len(b), n + len(b)
+            total, n = total + float(loss) * len(batch), n + len(batch)
         history.append({"epoch": epoch + 1, "loss": total / n, "skipped_steps": skipped_steps,
                         "seconds": time.time() - t0})
         log(f"rm epoch {epoch + 1}/{cfg.epochs} loss {total / n:.4f} [{time.time() - t0:.0f}s]")
@@ -151,12 +157,16 @@ def run_rm(cfg: RMConfig, log=print) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume=False)
+    distributed.init()  # under torchrun / accelerate: each rank scores its share of every batch's pairs
+    if not distributed.is_main():
+        log = lambda *a: None  # noqa: E731
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume=False))
     if run.exists() and any(run.iterdir()):
         raise UserError(f"run_dir: '{run}' already holds a run; choose another run_dir=")
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
     held_out = preference_pairs("test", cfg.seed)
-    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_reward_model(base)
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]
@@ -166,6 +176,8 @@ def run_rm(cfg: RMConfig, log=print) -> Path:
     log(f"rm: {len(kept)} training pairs ({len(train) - len(kept)} too long), {len(held_out)} held-out pairs; "
         f"held-out accuracy before training {before:.3f}")
     history = train_rm(model, tok, kept, cfg, log)
+    if not distributed.is_main():  # rank 0 measures and writes the model
+        return run / "model"
     info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),
             "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
             "train_accuracy": pair_accuracy(model, tok, kept), "history": history}

@@ -48,6 +48,7 @@ from typing import Literal
 
 import torch
 
+from r1lab import distributed
 from r1lab.benchmarks import read_jsonl
 from r1lab.config import save_config
 from r1lab.errors import UserError
@@ -78,6 +79,7 @@ class SFTConfig:
     max_examples: int = 0  # 0: all
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (distributed.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
@@ -226,11 +228,12 @@ def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
 # --- training ---------------------------------------------------------------------------------
 
 
-def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -> None:
-    """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
+def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json", state_dict: dict | None = None) -> None:
+    """`out` in Hugging Face format, written to a temporary directory first: never half-written.
+    `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones)."""
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tok.save_pretrained(tmp)
     (tmp / info_name).write_text(json.dumps(info, indent=2))
     shutil.rmtree(out, ignore_errors=True)
@@ -252,6 +255,8 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
     rng = random.Random(cfg.seed)
+    rank, world = distributed.rank(), distributed.world_size()
+    fsdp = world > 1 and cfg.parallel == "fsdp2"  # run_sft has sharded the model
     history: list[dict] = []
     model.train()
     t0 = time.time()
@@ -261,16 +266,29 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, on
         rng.shuffle(order)
         for s in range(steps_per_epoch):
             batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
-            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))
+            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))  # the whole batch's
+            mine = [batch[i] for i in distributed.shard(len(batch), rank, world)]  # this rank's rows (all in 1 process)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg)
             total_loss = 0.0
-            for j in range(0, len(batch), cfg.micro_rows):
-                ids, pos, labels = collate(batch[j : j + cfg.micro_rows], pad)
+            # FSDP2 all-gathers weights in every forward, so every rank runs as many as rank 0
+            # (which has the most rows); a rank out of rows runs one pad token with no loss.
+            micro = math.ceil(len(distributed.shard(len(batch), 0, world)) / cfg.micro_rows) if fsdp else 0
+            for j in range(0, max(len(mine), micro * cfg.micro_rows), cfg.micro_rows):
+                part = mine[j : j + cfg.micro_rows]
+                ids, pos, labels = collate(part, pad) if part else (torch.tensor([[pad]]), torch.tensor([[0]]),
+                                                                    torch.tensor([[IGNORE]]))
+                saved = None if part else [c.clone() for c in tracker.counts.values()]
                 logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+                for c, before in zip(tracker.counts.values(), saved or []):  # the pad token's routing
+                    c.copy_(before)  # is not part of the batch
                 loss, _ = completion_loss(logits, labels)
-                (loss / n_tokens).backward()
+                (loss * (world if fsdp else 1) / n_tokens).backward()  # (FSDP2 averages over ranks)
                 total_loss += float(loss.detach())
+            if not fsdp:  # (FSDP2 reduce-scatters the gradients during backward)
+                distributed.sum_gradients(model.parameters())
+            distributed.sum_tensors_(list(tracker.counts.values()))  # the router bias sees the whole batch
+            total_loss = distributed.sum_across([total_loss])[0]
             grad_norm, skipped = guarded_step(opt, model.parameters(), cfg.grad_clip, total_loss, log,
                                               f"sft step {step + 1}")
             tracker.update_router_bias(0.0 if skipped else 1e-3)  # a skipped step moves no router bias either
@@ -295,12 +313,19 @@ def run_sft(cfg: SFTConfig, log=print) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume=False)
+    distributed.init()  # under torchrun / accelerate: each rank trains on its share of every step's rows
+    main = distributed.is_main()
+    if not main:
+        log = lambda *a: None  # noqa: E731
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume=False))
     if run.exists() and any(run.iterdir()):
         raise UserError(f"run_dir: '{run}' already holds a run; choose another run_dir=")
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
-    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base)
+    if cfg.parallel == "fsdp2" and distributed.world_size() > 1:
+        distributed.shard_model(model)
     template = resolve_template(cfg.template, tok)
     examples = tokenize_examples(pairs, template, tok)
     kept = [ex for ex in examples if len(ex) <= cfg.seq_len]
@@ -310,19 +335,25 @@ def run_sft(cfg: SFTConfig, log=print) -> Path:
     log(f"sft: {len(kept)} examples ({len(examples) - len(kept)} longer than {cfg.seq_len} tokens dropped), "
         f"{sum(len(ex.completion_ids) for ex in kept)} completion tokens, template {template}, "
         f"{n_rows} rows of <= {cfg.seq_len} tokens")
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run / "config.yaml")
     info = {"base": str(base), "data": cfg.data, "template": template, "examples": len(kept),
             "dropped_too_long": len(examples) - len(kept)}
 
     def checkpoint(epoch: int, step: int) -> None:
-        save_model(model, tok, run / f"checkpoint-{step}", {**info, "epoch": epoch, "step": step})
-        (run / "final.tmp").write_text(f"checkpoint-{step}")
-        (run / "final.tmp").replace(run / "final")
+        state = distributed.full_state_dict(model) if cfg.parallel == "fsdp2" and distributed.world_size() > 1 else None
+        if main:  # written once
+            save_model(model, tok, run / f"checkpoint-{step}", {**info, "epoch": epoch, "step": step}, state_dict=state)
+            (run / "final.tmp").write_text(f"checkpoint-{step}")
+            (run / "final.tmp").replace(run / "final")
 
     history = train_sft(model, tok, kept, cfg, log=log, on_epoch=checkpoint)
+    distributed.barrier()  # rank 0 has written the last checkpoint
+    out = run / (run / "final").read_text()
+    if not main:
+        return out
     with (run / "metrics.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in history)
-    out = run / (run / "final").read_text()
     log(f"sft: loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f} over {len(history)} steps, wrote {out}")
     return out

@@ -101,8 +101,10 @@ class ZeroConfig:
     max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0 = steps only
     seed: int = 0
     threads: int = 0
+    parallel: str = "ddp"  # under torchrun: "ddp" only (distributed.py; fsdp2 is for `r1lab sft`)
 
     def validate(self) -> None:
+        distributed.check_parallel(self.parallel, fsdp_ok=False)
         if not self.rewards:
             raise UserError("rewards: at least one reward function is needed")
         for name in self.rewards:

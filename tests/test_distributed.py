@@ -154,41 +154,35 @@ GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.base_pass_k": 0, "grpo.prom
              "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, test_resume.length_reward: 1.0}"}
 
 
-def test_grpo_on_2_ranks_equals_1_process_and_resumes_after_sigkill(tmp_path, cache):
+def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache):
+    """A 2-rank launch, SIGKILLed after step 3 (checkpoint-2 written) and resumed under 2 ranks,
+    ends with the metrics of every step and the weights of one uninterrupted process."""
     over = {**GRPO_OVER, "pretrain.cache_dir": cache}
-    one = tmp_path / "one"
+    one, two = tmp_path / "one", tmp_path / "two"
     run_zero(tiny_zero_config(tmp_path, run_dir=str(one), **over), log=lambda *a: None)
+    assert max_weight_diff(one / "checkpoint-2", one / "checkpoint-4") > 1e-4  # the run really trains
     (tmp_path / "driver.py").write_text(DRIVER)
-    for name in ("two", "killed"):
-        save_config(tiny_zero_config(tmp_path, run_dir=str(tmp_path / name), **over), tmp_path / f"{name}.yaml")
+    save_config(tiny_zero_config(tmp_path, run_dir=str(two), **over), tmp_path / "two.yaml")
 
-    launch([str(tmp_path / "driver.py"), str(tmp_path / "two.yaml"), "new"])
-    two = tmp_path / "two"
-    diff = assert_close_records(records(two), records(one), atol=1e-4)
-    wdiff = max_weight_diff(two / "checkpoint-4", one / "checkpoint-4")
-    print(f"grpo 2 ranks vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
-    assert wdiff < 1e-5
-    assert max_weight_diff(one / "checkpoint-2", one / "checkpoint-4") > 1e-4  # the run really trained
-    # only rank 0 wrote: one line per step, one report
-    assert [r["step"] for r in records(two)] == [1, 2, 3, 4] and (two / "report.md").exists()
-
-    # SIGKILL the 2-rank launch after step 3 (checkpoint-2 written), resume under 2 ranks
-    killed = tmp_path / "killed"
-    proc = launch([str(tmp_path / "driver.py"), str(tmp_path / "killed.yaml"), "new", "3"], wait=False)
+    proc = launch([str(tmp_path / "driver.py"), str(tmp_path / "two.yaml"), "new", "3"], wait=False)
     try:
         deadline = time.time() + LAUNCH_TIMEOUT
-        while not ((killed / "metrics.jsonl").exists() and '"step": 3' in (killed / "metrics.jsonl").read_text()):
+        while not ((two / "metrics.jsonl").exists() and '"step": 3' in (two / "metrics.jsonl").read_text()):
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             assert time.time() < deadline, "the launch never reached step 3"
             time.sleep(0.1)
     finally:
         kill_launch(proc)  # torchrun and both ranks, mid-run
-    assert (killed / "latest").read_text().strip() == "checkpoint-2" and not (killed / "checkpoint-4").exists()
-    launch([str(tmp_path / "driver.py"), str(tmp_path / "killed.yaml"), "resume"])
-    # (not bit-exact as in one process, test_resume.py: runs of the same 2-rank launch have been
-    # seen to differ in the last bit, ~4e-9 in a weight after 4 steps)
-    assert_close_records(records(killed), records(two), atol=1e-6)
-    assert max_weight_diff(killed / "checkpoint-4", two / "checkpoint-4") < 1e-6
+    assert (two / "latest").read_text().strip() == "checkpoint-2" and not (two / "checkpoint-4").exists()
+    # steps 1-3 ran on 2 ranks: each rank generated, scored and updated on its share of the groups
+    assert_close_records(records(two), records(one)[:3], atol=1e-4)
+
+    launch([str(tmp_path / "driver.py"), str(tmp_path / "two.yaml"), "resume"])
+    diff = assert_close_records(records(two), records(one), atol=1e-4)
+    wdiff = max_weight_diff(two / "checkpoint-4", one / "checkpoint-4")
+    print(f"grpo 2 ranks (killed, resumed) vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
+    assert wdiff < 1e-5
+    assert (two / "report.md").exists() and (two / "summary.json").exists()  # rank 0 finished the run
 
 
 SFT_ROWS = [{"prompt": f"what is {a}+{b}?", "completion": f"<think> {a}+{b}={a + b} </think> <answer>{a + b}</answer>"}
@@ -223,3 +217,28 @@ def test_sft_on_2_ranks_ddp_and_fsdp2_equals_1_process(tmp_path, cache):
         wdiff = max_weight_diff(run / out_one.name, out_one)
         print(f"sft {parallel} 2 ranks vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
         assert wdiff < 1e-5
+
+
+def test_reward_model_on_2_ranks_equals_1_process(tmp_path, cache):
+    from r1lab.config import load_config
+    from r1lab.rm import RMConfig, run_rm
+
+    pairs = [{"prompt": f"hi {i}", "chosen": f"hello, friend {i}", "rejected": f"no {i} " * (1 + i % 3)} for i in range(9)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+
+    def overrides(run: str) -> list[str]:  # 9 pairs in batches of 4: the last batch (1 pair) leaves a rank idle
+        over = {"data": tmp_path / "pairs.jsonl", "run_dir": tmp_path / run, "epochs": 2, "batch_pairs": 4,
+                "lr": 1e-2}
+        return [f"{k}={v}" for k, v in over.items()] + [x for x in sft_overrides(tmp_path, cache, "") if x.startswith("pretrain.")]
+
+    run_rm(load_config(RMConfig, None, overrides("one")), log=lambda *a: None)
+    launch(["-m", "r1lab", "rm", *overrides("two")])
+    one, two = (json.loads((tmp_path / r / "rm.json").read_text()) for r in ("one", "two"))
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    wdiff = max_weight_diff(tmp_path / "two" / "model", tmp_path / "one" / "model")
+    print(f"rm 2 ranks vs 1: max loss diff {max(abs(a['loss'] - b['loss']) for a, b in zip(one['history'], two['history'])):.2e}, "
+          f"max weight diff {wdiff:.2e}")
+    # Looser than GRPO/SFT: the largest differences (~5e-5 at lr 1e-2, mean ~1e-7) are in routed
+    # experts of the MoE base, where Adam turns gradients at rounding level into steps of up to lr.
+    assert wdiff < 2e-4 and one["history"][0]["loss"] != one["history"][-1]["loss"]

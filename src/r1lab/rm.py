@@ -167,6 +167,7 @@ def run_rm(cfg: RMConfig, log=print) -> Path:
     train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
     held_out = preference_pairs("test", cfg.seed)
     base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
+    torch.manual_seed(cfg.seed)  # the new score head's initialisation: reproducible, and the same on every rank
     model, tok = load_reward_model(base)
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]

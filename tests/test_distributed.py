@@ -91,6 +91,17 @@ def test_a_groups_samples_do_not_depend_on_the_other_prompts_in_the_batch():
     assert group_seeds(0, 3, range(2)) != group_seeds(0, 4, range(2)) != group_seeds(1, 3, range(2))
 
 
+def test_grpo_refuses_fsdp2_with_the_reason():
+    from r1lab.config import load_config
+    from r1lab.errors import UserError
+    from r1lab.zero import ZeroConfig
+
+    with pytest.raises(UserError, match="fsdp2 is supported by `r1lab sft` only"):
+        load_config(ZeroConfig, None, ["parallel=fsdp2"])
+    with pytest.raises(UserError, match="parallel: expected one of ddp, fsdp2"):
+        load_config(ZeroConfig, None, ["parallel=zero3"])
+
+
 # --- whole runs under torchrun ----------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from test_zero import tiny_zero_config
 
+import r1lab
 from r1lab.config import save_config
 from r1lab.errors import UserError
 from r1lab.zero import run_zero
@@ -36,6 +37,7 @@ run_zero(load_config(ZeroConfig, sys.argv[1]), log=lambda *a: None)
 """
 
 WALL_CLOCK = ("time_", "gen_tokens_per_s")
+SRC = os.path.dirname(os.path.dirname(r1lab.__file__))  # the child runs this r1lab, not whichever is installed
 
 
 def length_reward(completions, problems):
@@ -71,7 +73,7 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path):
     save_config(cfg, tmp_path / "killed.yaml")
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "killed.yaml")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": os.path.dirname(__file__)})
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), SRC])})
     try:
         deadline = time.time() + 120
         while not ((run / "metrics.jsonl").exists() and '"step": 3' in (run / "metrics.jsonl").read_text()):

@@ -210,7 +210,7 @@ def run_r1lab(model_dir: Path, steps: list[list], g, seed: int) -> tuple[list[di
     """grpo_step exactly as zero.py calls it; returns per-step measurements and RSS after loading."""
     import torch
 
-    from r1lab.rl import grpo_step
+    from r1lab.rl import group_seeds, grpo_step
     from r1lab.sampler import HFSampler
     from r1lab.tasks import apply_template
     from r1lab.zero import load_policy
@@ -227,7 +227,7 @@ def run_r1lab(model_dir: Path, steps: list[list], g, seed: int) -> tuple[list[di
         t0 = time.perf_counter()
         record, gen = grpo_step(model, None, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
                                 reward_fns, REWARD_WEIGHTS, g, tok.pad_token_id, stop_ids,
-                                seed=seed * 7919 + step, step=step)
+                                seed=group_seeds(seed, step, range(len(batch))), step=step)
         wall = time.perf_counter() - t0
         out.append({"step": wall, "generate": record["time_generate"], "logprobs": record["time_logprobs"],
                     "reward": record["time_score"], "reward_fns": None, "samples": len(gen.texts),

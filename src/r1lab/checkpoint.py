@@ -73,13 +73,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
-                    info_name: str = "info.json") -> Path:
+                    info_name: str = "info.json", state_dict: dict | None = None) -> Path:
     """Write run/checkpoint-<step> atomically and point run/latest at it. `state` (the optimizer's
     state dict and whatever else the loop resumes from) goes to trainer_state.pt with the step and
-    the RNG states; `info`, if given, to `info_name` (a human-readable note of what this is)."""
+    the RNG states; `info`, if given, to `info_name` (a human-readable note of what this is);
+    `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones)."""
 
     def fill(tmp: Path) -> None:
-        save_weights(model, tmp)  # a LoRA model: the merged weights, and the adapters in adapter/
+        save_weights(model, tmp, state_dict)  # a LoRA model: the merged weights, and the adapters in adapter/
         tok.save_pretrained(tmp)
         torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")
         if info is not None:

@@ -203,3 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("r1lab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from r1lab.distributed import shutdown
+
+        shutdown()  # leave the process group of a torchrun / accelerate launch, if joined

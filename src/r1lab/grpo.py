@@ -57,29 +57,36 @@ def clipped_surrogate(
 
 
 # Aggregations as per-token weights over a whole rollout batch, so that a batch split into
-# micro-batches sums to exactly the same loss. mask: (B, T) 1 on completion tokens.
-def _sequence_mean(mask: torch.Tensor, max_len: int) -> torch.Tensor:
-    return mask / mask.sum(-1, keepdim=True).clamp(min=1) / mask.shape[0]
+# micro-batches (or across ranks) sums to exactly the same loss. mask: (B, T) 1 on completion
+# tokens; rows, tokens: the whole batch's sample and completion-token counts (B and mask.sum()
+# when the mask is the whole batch; the global counts when it is one rank's share).
+def _sequence_mean(mask: torch.Tensor, max_len: int, rows: int, tokens: float) -> torch.Tensor:
+    return mask / mask.sum(-1, keepdim=True).clamp(min=1) / max(rows, 1)
 
 
-def _token_mean(mask: torch.Tensor, max_len: int) -> torch.Tensor:
-    return mask / mask.sum().clamp(min=1)
+def _token_mean(mask: torch.Tensor, max_len: int, rows: int, tokens: float) -> torch.Tensor:
+    return mask / max(tokens, 1)
 
 
-def _constant(mask: torch.Tensor, max_len: int) -> torch.Tensor:
-    return mask / (mask.shape[0] * max_len)
+def _constant(mask: torch.Tensor, max_len: int, rows: int, tokens: float) -> torch.Tensor:
+    return mask / (max(rows, 1) * max_len)
 
 
-AGGREGATIONS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+AGGREGATIONS: dict[str, Callable[[torch.Tensor, int, int, float], torch.Tensor]] = {
     "sequence_mean": _sequence_mean,  # GRPO / DeepSeekMath
     "token_mean": _token_mean,  # DAPO
     "constant": _constant,  # Dr. GRPO
 }
 
 
-def token_weights(mask: torch.Tensor, aggregation: str, max_len: int) -> torch.Tensor:
-    """(B, T) weight of each token's loss in the batch loss; zero off the completion."""
-    return AGGREGATIONS[aggregation](mask.float(), max_len)
+def token_weights(mask: torch.Tensor, aggregation: str, max_len: int, rows: int | None = None,
+                  tokens: float | None = None) -> torch.Tensor:
+    """(B, T) weight of each token's loss in the batch loss; zero off the completion. `rows` and
+    `tokens` are the batch's sample and token counts when `mask` is only part of it."""
+    mask = mask.float()
+    rows = mask.shape[0] if rows is None else rows
+    tokens = float(mask.sum()) if tokens is None else tokens
+    return AGGREGATIONS[aggregation](mask, max_len, rows, tokens)
 
 
 def grpo_loss(

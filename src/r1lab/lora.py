@@ -185,11 +185,12 @@ def merged_state_dict(model) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_weights(model, out: Path) -> None:
+def save_weights(model, out: Path, state_dict: dict | None = None) -> None:
     """`model` in Hugging Face format to `out`; for a LoRA model the merged weights there and the
-    adapters in `out/adapter`."""
+    adapters in `out/adapter`. `state_dict`: a plain model's weights to write instead of its own
+    (an FSDP2 model's gathered ones)."""
     if not is_lora(model):
-        model.save_pretrained(out)
+        model.save_pretrained(out, state_dict=state_dict)
         return
     with torch.no_grad():
         model.get_base_model().save_pretrained(out, state_dict=merged_state_dict(model))

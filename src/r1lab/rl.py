@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from r1lab import distributed
 from r1lab.errors import UserError
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
@@ -172,13 +173,15 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     `skipped_steps` (guard.py); the learning-rate warm-up still counts its step."""
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
              "time_logprobs": 0.0}
-    if not rows:
+    lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows], dtype=torch.long)
+    # Under N ranks `rows` is this rank's share: the loss is normalised by the whole batch's
+    # counts, and the gradients are summed across ranks below (distributed.py).
+    n_rows, n_tokens = distributed.sum_across([len(rows), float(lengths.sum())])
+    if not n_rows:
         return stats
-    lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows])
-    tmask_all = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # (B, Lc) in `rows` order
-    weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens)  # (B, Lc)
+    tmask_all = torch.arange(int(lengths.max()) if rows else 0)[None, :] < lengths[:, None]  # (B, Lc) `rows` order
+    weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens, int(n_rows), n_tokens)  # (B, Lc)
     index_of = {r: j for j, r in enumerate(rows)}
-    n_tokens = float(lengths.sum())
     active = [i for i in rows if g.beta > 0 or adv[i] != 0]  # the rest contribute exactly nothing
     batches = length_batches(gen, active, g.micro_batch, g.micro_tokens)
     t0 = time.time()
@@ -211,20 +214,33 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
                 stats[key] += s[key] * share
         if prompts is not None:
             prompts.backward()  # the completions' gradients, through the one prompt pass
-        else:  # every advantage is 0 and β = 0: the gradient is exactly zero, but the
-            for p in model.parameters():  # optimizer still steps on it (Adam's momentum moves on)
+        distributed.sum_gradients(model.parameters())  # under N ranks: the whole batch's gradient
+        if all(p.grad is None for p in model.parameters()):  # every advantage is 0 and β = 0: the gradient
+            for p in model.parameters():  # is exactly zero, but the optimizer still steps (Adam's momentum moves on)
                 p.grad = torch.zeros_like(p) if p.requires_grad else None
+        update_loss = distributed.sum_across([update_loss])[0]  # so that every rank skips or none does
         # never apply a non-finite update (guard.py): skipped, counted, logged
         grad_norm, skipped = guarded_step(opt, model.parameters(), g.grad_clip, update_loss, log, f"grpo step {step + 1}")
         stats["skipped_steps"] += skipped
         stats["grad_norm"] = grad_norm
+    keys = ("loss", "clip_frac", "kl", "entropy")  # each normalised by the global batch: sums over ranks
+    stats.update(zip(keys, distributed.sum_across([stats[k] for k in keys])))
     return stats
 
 
+def group_seeds(seed: int, step: int, groups: range) -> tuple[int, ...]:
+    """The sampling seed of each group (global prompt index) of a step: a function of (seed, step,
+    group) only, so a rollout split across any number of ranks draws the same samples."""
+    return tuple((seed * 7919 + step) * 1_000_003 + i for i in groups)
+
+
 def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompts: list[str], reward_fns: dict,
-              reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int,
+              reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int | tuple[int, ...],
               step: int, log=print) -> tuple[dict, Generation]:
-    """One GRPO step on `problems` (P of them, rendered as `prompts`); returns (record, rollout)."""
+    """One GRPO step on `problems` (P of them, rendered as `prompts`); returns (record, rollout).
+
+    `seed`: the rollout's sampling seed, or one per prompt (`group_seeds`). Under N ranks each
+    passes its own share of the step's prompts; the update and the record cover the whole batch."""
     t0 = time.time()
     # --- rollout: G samples for each of P prompts ---
     params = SamplingParams(g.temperature, g.top_p, g.max_new_tokens, stop_ids, seed=seed)
@@ -251,27 +267,33 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step, log)
     t_update = time.time()
 
-    lengths = [len(c) for c in gen.completion_ids]
-    acc_list = per_fn.get("accuracy", [])
+    # the record describes the whole batch: under N ranks, every rank's share of it in order
+    every = distributed.concat_across({
+        "texts": gen.texts, "lengths": [len(c) for c in gen.completion_ids], "truncated": gen.truncated,
+        "langs": [p.lang for p in grouped], "rewards": rewards.flatten().tolist(), "spread": spread.tolist(),
+        **{f"reward/{k}": list(v) for k, v in per_fn.items()}})
+    texts, lengths = every["texts"], every["lengths"]
+    acc_list = every.get("reward/accuracy", [])
     record = {
         "step": step + 1,
-        "reward": float(rewards.mean()),
-        **{f"reward/{k}": sum(v) / len(v) for k, v in per_fn.items()},
+        "reward": sum(every["rewards"]) / len(every["rewards"]),
+        **{f"reward/{k}": sum(every[f"reward/{k}"]) / len(lengths) for k in per_fn},
         "accuracy": sum(acc_list) / len(acc_list) if acc_list else None,
-        "format_rate": sum(per_fn["format"]) / len(lengths) if "format" in per_fn else None,
-        "reasoning_rate": sum(style_of(t) == "reasoning" for t in gen.texts) / len(lengths),
-        "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in gen.texts) / len(lengths),
-        "language_mixing": language_mixing(gen.texts, [p.lang for p in grouped])["language_mixing"],
+        "format_rate": sum(every["reward/format"]) / len(lengths) if "format" in per_fn else None,
+        "reasoning_rate": sum(style_of(t) == "reasoning" for t in texts) / len(lengths),
+        "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in texts) / len(lengths),
+        "language_mixing": language_mixing(texts, every["langs"])["language_mixing"],
         "len_mean": sum(lengths) / len(lengths),
         "len_max": max(lengths),
-        "truncation_rate": sum(gen.truncated) / len(lengths),
-        "zero_spread_frac": float((~spread).float().mean()),
-        "groups_nonfinite_reward": nonfinite,
+        "truncation_rate": sum(every["truncated"]) / len(lengths),
+        "zero_spread_frac": sum(not s for s in every["spread"]) / len(every["spread"]),
+        "groups_nonfinite_reward": int((~torch.isfinite(torch.tensor(every["rewards"]).view(-1, g.group_size))
+                                        .all(1)).sum()),
         **stats,
         "time_generate": t_gen - t0,
         "time_score": t_score - t_gen,
         "time_update": t_update - t_score - stats["time_logprobs"],
         "time_step": t_update - t0,
-        "gen_tokens_per_s": gen.num_tokens / max(gen.seconds, 1e-9),
+        "gen_tokens_per_s": sum(lengths) / max(gen.seconds, 1e-9),  # all ranks' tokens: they decode at once
     }
     return record, gen

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from r1lab import distributed
 from r1lab.benchmarks import read_jsonl
 from r1lab.checkpoint import check_run_dir, open_metrics, resolve_run_dir, save_checkpoint
 from r1lab.checkpoint import resume as resume_from
@@ -135,7 +136,8 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
     generator seeded once, so replaying the shuffles of the epochs before gives the same order."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps: list[dict] = resume_from(run, model, opt, log)["steps"] if resume else []
-    metrics = open_metrics(run, steps) if run else None
+    main = distributed.is_main()
+    metrics = open_metrics(run, steps) if run and main else None
     rng = random.Random(cfg.seed)
     total = math.ceil(len(pairs) / cfg.batch_pairs) * cfg.epochs
     t0 = time.time() - (steps[-1]["seconds"] if steps else 0.0)
@@ -148,19 +150,24 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
             if step < len(steps):  # done before the checkpoint resumed from
                 step += 1
                 continue
-            b = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
-            both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
-            loss = bt_loss(both[: len(b)], both[len(b) :])
-            loss.backward()
+            batch = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
+            b = [batch[j] for j in distributed.shard(len(batch), distributed.rank(), distributed.world_size())]
+            loss = torch.zeros(())
+            if b:  # this rank's pairs; the mean is over the whole batch's (the gradients summed over ranks)
+                both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
+                loss = bt_loss(both[: len(b)], both[len(b) :]) * (len(b) / len(batch))
+                loss.backward()
+            distributed.sum_gradients(model.parameters())
+            loss = torch.tensor(distributed.sum_across([float(loss.detach())])[0])
             _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log,
                                       f"rm epoch {epoch + 1} batch {i // cfg.batch_pairs + 1}")
             step += 1
-            steps.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "pairs": len(b),
+            steps.append({"step": step, "epoch": epoch + 1, "loss": float(loss), "pairs": len(batch),
                           "skipped_steps": int(skipped), "seconds": time.time() - t0})
             if metrics:
                 metrics.write(json.dumps(steps[-1]) + "\n")
                 metrics.flush()
-            if run and (step % cfg.save_every == 0 or step == total):
+            if main and run and (step % cfg.save_every == 0 or step == total):  # written once
                 save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
         r = epoch_records(steps)[-1]
         log(f"rm epoch {r['epoch']}/{cfg.epochs} loss {r['loss']:.4f} [{r['seconds']:.0f}s]")
@@ -187,15 +194,19 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume)
+    distributed.init()  # under torchrun / accelerate: each rank scores its share of every batch's pairs
+    if not distributed.is_main():
+        log = lambda *a: None  # noqa: E731
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))
     check_run_dir(run, resume)
     if resume and (run / "model").exists():
         log(f"rm: {run} is finished; nothing to resume")
         return run / "model"
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
     held_out = preference_pairs("test", cfg.seed)
-    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
-    torch.manual_seed(cfg.seed)  # the new score head is drawn from the global RNG: same seed, same run
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
+    torch.manual_seed(cfg.seed)  # the new score head's initialisation: reproducible, and the same on every rank
     model, tok = load_reward_model(base)
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]
@@ -204,10 +215,13 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     before = pair_accuracy(model, tok, held_out)  # of the base, also on resume (before its checkpoint is loaded)
     log(f"rm: {len(kept)} training pairs ({len(train) - len(kept)} too long), {len(held_out)} held-out pairs; "
         f"held-out accuracy before training {before:.3f}")
-    run.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(cfg, run / "config.yaml")
+    if distributed.is_main():
+        run.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(cfg, run / "config.yaml")
     history = train_rm(model, tok, kept, cfg, log, run=run, resume=resume)
+    if not distributed.is_main():  # rank 0 measures and writes the model
+        return run / "model"
     info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),
             "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
             "train_accuracy": pair_accuracy(model, tok, kept), "history": history}

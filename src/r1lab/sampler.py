@@ -49,7 +49,7 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 256
     stop_token_ids: tuple[int, ...] = ()  # besides the tokenizer's EOS
-    seed: int = 0
+    seed: int | tuple[int, ...] = 0  # a tuple: one seed per prompt (`PromptDraws`)
     min_new_tokens: int = 0  # stop tokens cannot be sampled before this many new tokens (as in HF)
 
 
@@ -71,17 +71,45 @@ class Sampler(Protocol):
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation: ...
 
 
-def categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+class PromptDraws:
+    """One seeded generator per prompt, so that a prompt's samples depend only on its own seed
+    and not on which other prompts share the batch: GRPO gives each group a seed of (seed, step,
+    global prompt index), and a rollout split across ranks (distributed.py) samples exactly what
+    one process does. `live` holds the sample index (prompt i's are i*n .. i*n+n-1) of each row
+    still decoding, in increasing order; each draw takes its rows' numbers from their prompts'
+    generators."""
+
+    def __init__(self, seeds: tuple[int, ...], n: int):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.n = n
+        self.live = torch.arange(len(seeds) * n)
+
+    def rand(self, count: int) -> torch.Tensor:
+        """(count, 1) float64 uniforms, one per live row."""
+        owners, counts = torch.unique_consecutive(self.live // self.n, return_counts=True)
+        assert int(counts.sum()) == count, (int(counts.sum()), count)
+        return torch.cat([torch.rand(c, 1, generator=self.generators[o], dtype=torch.float64)
+                          for o, c in zip(owners.tolist(), counts.tolist())])
+
+
+def uniforms(generator: torch.Generator | PromptDraws, count: int) -> torch.Tensor:
+    if isinstance(generator, PromptDraws):
+        return generator.rand(count)
+    return torch.rand(count, 1, generator=generator, dtype=torch.float64)
+
+
+def categorical(probs: torch.Tensor, generator: torch.Generator | PromptDraws) -> torch.Tensor:
     """One draw per row of unnormalised probabilities (B, V) -> (B,), by inverting the CDF: one
     uniform number per row, where `torch.multinomial` draws an exponential per vocabulary entry
     (~2 ms vs ~0.1 ms for 128 x 504 here). The CDF is float64 so large vocabularies keep exact
     tails; a zero-probability token is never drawn (its CDF step is empty)."""
     cdf = probs.double().cumsum(-1)  # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64) * cdf[:, -1:]
+    u = uniforms(generator, probs.shape[0]) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1).squeeze(-1)
 
 
-def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
+def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
+                  generator: torch.Generator | PromptDraws) -> torch.Tensor:
     """Next tokens from logits (B, V) -> (B,): greedy at temperature 0, else nucleus sampling."""
     if temperature == 0:
         return logits.argmax(-1)
@@ -94,12 +122,13 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float, genera
     return categorical(probs, generator)
 
 
-def draw(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, ops=None) -> torch.Tensor:
+def draw(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | PromptDraws,
+         ops=None) -> torch.Tensor:
     """`sample_tokens`, in C (r1lab.kernels.FusedOps.sample) when the decoder has the fused ops and
     there is no nucleus to sort: the same uniform draws from `generator`, the same inversion."""
     if ops is None or params.temperature == 0 or params.top_p < 1.0:
         return sample_tokens(logits, params.temperature, params.top_p, generator)
-    return ops.sample(logits, params.temperature, torch.rand(len(logits), generator=generator, dtype=torch.float64))
+    return ops.sample(logits, params.temperature, uniforms(generator, len(logits)).view(-1))
 
 
 def model_stop_ids(model, tokenizer) -> set[int]:
@@ -126,13 +155,17 @@ class HFSampler:
         t0 = time.time()
         was_training = self.model.training
         self.model.eval()
-        gen = torch.Generator().manual_seed(params.seed)
+        per_prompt = isinstance(params.seed, (tuple, list))
+        if per_prompt and len(params.seed) != len(prompts):
+            raise ValueError(f"{len(params.seed)} seeds for {len(prompts)} prompts")
+        gen = None if per_prompt else torch.Generator().manual_seed(params.seed)
         prompt_ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
         completions: list[list[int]] = []
         truncated: list[bool] = []
         per_batch = max(1, self.max_rows // n)
         for i in range(0, len(prompt_ids), per_batch):
-            c, t = self._generate_batch(prompt_ids[i : i + per_batch], n, params, gen)
+            draws = PromptDraws(tuple(params.seed[i : i + per_batch]), n) if per_prompt else gen
+            c, t = self._generate_batch(prompt_ids[i : i + per_batch], n, params, draws)
             completions += c
             truncated += t
         self.model.train(was_training)
@@ -152,6 +185,8 @@ class HFSampler:
         for step in range(steps):
             if step < params.min_new_tokens:
                 logits[:, stops] = float("-inf")
+            if isinstance(gen, PromptDraws):
+                gen.live = rows
             nxt = draw(logits, params, gen, getattr(decoder, "ops", None))  # (live,)
             out[rows, step] = nxt
             finished = torch.isin(nxt, stops)  # (live,)

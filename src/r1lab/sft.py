@@ -51,6 +51,7 @@ from typing import Literal
 
 import torch
 
+from r1lab import distributed
 from r1lab.benchmarks import read_jsonl
 from r1lab.checkpoint import (check_run_dir, open_metrics, resolve_run_dir, save_checkpoint, write_dir_atomically,
                               write_text_atomically)
@@ -86,6 +87,7 @@ class SFTConfig:
     save_every: int = 50  # optimizer steps between checkpoints (and one at each epoch's end)
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (distributed.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
@@ -266,9 +268,12 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
-    metrics = open_metrics(run, history) if run else None
+    main = distributed.is_main()
+    metrics = open_metrics(run, history) if run and main else None  # rank 0 writes
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
     rng = random.Random(cfg.seed)
+    rank, world = distributed.rank(), distributed.world_size()
+    fsdp = world > 1 and cfg.parallel == "fsdp2"  # run_sft has sharded the model
     model.train()
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     step = 0
@@ -280,16 +285,29 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 step += 1
                 continue
             batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
-            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))
+            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))  # the whole batch's
+            mine = [batch[i] for i in distributed.shard(len(batch), rank, world)]  # this rank's rows (all in 1 process)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg)
             total_loss = 0.0
-            for j in range(0, len(batch), cfg.micro_rows):
-                ids, pos, labels = collate(batch[j : j + cfg.micro_rows], pad)
+            # FSDP2 all-gathers weights in every forward, so every rank runs as many as rank 0
+            # (which has the most rows); a rank out of rows runs one pad token with no loss.
+            micro = math.ceil(len(distributed.shard(len(batch), 0, world)) / cfg.micro_rows) if fsdp else 0
+            for j in range(0, max(len(mine), micro * cfg.micro_rows), cfg.micro_rows):
+                part = mine[j : j + cfg.micro_rows]
+                ids, pos, labels = collate(part, pad) if part else (torch.tensor([[pad]]), torch.tensor([[0]]),
+                                                                    torch.tensor([[IGNORE]]))
+                saved = None if part else [c.clone() for c in tracker.counts.values()]
                 logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+                for c, before in zip(tracker.counts.values(), saved or []):  # the pad token's routing
+                    c.copy_(before)  # is not part of the batch
                 loss, _ = completion_loss(logits, labels)
-                (loss / n_tokens).backward()
+                (loss * (world if fsdp else 1) / n_tokens).backward()  # (FSDP2 averages over ranks)
                 total_loss += float(loss.detach())
+            if not fsdp:  # (FSDP2 reduce-scatters the gradients during backward)
+                distributed.sum_gradients(model.parameters())
+            distributed.sum_tensors_(list(tracker.counts.values()))  # the router bias sees the whole batch
+            total_loss = distributed.sum_across([total_loss])[0]
             grad_norm, skipped = guarded_step(opt, model.parameters(), cfg.grad_clip, total_loss, log,
                                               f"sft step {step + 1}")
             tracker.update_router_bias(0.0 if skipped else 1e-3)  # a skipped step moves no router bias either
@@ -305,8 +323,11 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
             if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1):
-                save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "history": history},
-                                {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json")
+                weights = distributed.full_state_dict(model) if fsdp else None  # FSDP2: gathered by every rank
+                if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
+                    save_checkpoint(run, step, model, tok, {"optimizer": None if fsdp else opt.state_dict(),
+                                                            "history": history},
+                                    {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights)
     tracker.remove()
     if metrics:
         metrics.close()
@@ -321,16 +342,26 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume)
+    distributed.init()  # under torchrun / accelerate: each rank trains on its share of every step's rows
+    main = distributed.is_main()
+    if not main:
+        log = lambda *a: None  # noqa: E731
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))
     check_run_dir(run, resume)
+    if resume and cfg.parallel == "fsdp2" and distributed.world_size() > 1:
+        raise UserError("--resume: a parallel=fsdp2 run does not resume (its optimizer state is sharded "
+                        "across ranks); parallel=ddp runs do")
     if resume and (run / "final").exists():
         log(f"sft: {run} is finished; nothing to resume")
         return run / (run / "final").read_text()
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
-    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base)
     if cfg.lora.r:
         model = add_adapters(model, cfg.lora)
+    if cfg.parallel == "fsdp2" and distributed.world_size() > 1:
+        distributed.shard_model(model)
     template = resolve_template(cfg.template, tok)
     examples = tokenize_examples(pairs, template, tok)
     kept = [ex for ex in examples if len(ex) <= cfg.seq_len]
@@ -340,14 +371,19 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     log(f"sft: {len(kept)} examples ({len(examples) - len(kept)} longer than {cfg.seq_len} tokens dropped), "
         f"{sum(len(ex.completion_ids) for ex in kept)} completion tokens, template {template}, "
         f"{n_rows} rows of <= {cfg.seq_len} tokens")
-    run.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(cfg, run / "config.yaml")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(cfg, run / "config.yaml")
     info = {"base": str(base), "data": cfg.data, "template": template, "examples": len(kept),
             "dropped_too_long": len(examples) - len(kept)}
     history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
-    # `final` appears only once training is done: it names the last epoch's checkpoint
-    write_text_atomically(run / "final", (run / "latest").read_text())
+    distributed.barrier()  # rank 0 has written the last checkpoint
+    if main:  # `final` appears only once training is done: it names the last epoch's checkpoint
+        write_text_atomically(run / "final", (run / "latest").read_text())
+    distributed.barrier()
     out = run / (run / "final").read_text()
+    if not main:
+        return out
     log(f"sft: loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f} over {len(history)} steps, wrote {out}")
     return out

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from r1lab import distributed
 from r1lab.checkpoint import check_run_dir, resolve_run_dir, save_checkpoint
 from r1lab.checkpoint import resume as resume_from
 from r1lab.config import config_to_dict, save_config
@@ -45,7 +46,7 @@ from r1lab.evaluate import EvalResult, evaluate
 from r1lab.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rewards import get_reward
-from r1lab.rl import GRPOConfig, grpo_step, update_policy  # noqa: F401 (re-exported)
+from r1lab.rl import GRPOConfig, group_seeds, grpo_step, update_policy  # noqa: F401 (re-exported)
 from r1lab.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task, register_task
 
@@ -101,8 +102,10 @@ class ZeroConfig:
     max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0 = steps only
     seed: int = 0
     threads: int = 0
+    parallel: str = "ddp"  # under torchrun: "ddp" only (distributed.py; fsdp2 is for `r1lab sft`)
 
     def validate(self) -> None:
+        distributed.check_parallel(self.parallel, fsdp_ok=False)
         if not self.rewards:
             raise UserError("rewards: at least one reward function is needed")
         for name in self.rewards:
@@ -180,9 +183,18 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     t_start = time.time()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = resolve_run_dir(cfg.run_dir, resume)
+    # Under torchrun / accelerate (distributed.py) every rank runs this function on its share of
+    # each step's prompts; rank 0 alone evaluates and writes files, and its log is the run's.
+    world, rank, main = distributed.init(), distributed.rank(), distributed.is_main()
+    if not main:
+        log = lambda *a: None  # noqa: E731
+    if cfg.grpo.prompts_per_step < world:
+        raise UserError(f"grpo.prompts_per_step: {cfg.grpo.prompts_per_step} prompts cannot be shared by {world} ranks "
+                        "(each rank needs at least one group)")
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))  # rank 0's clock names the run
     cfg.run_dir = str(run)
     check_run_dir(run, resume)
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
 
     # Everything the user can get wrong is checked before any expensive work or any write.
     # (checked here, not in validate(), because the pipeline fills these in for its stage 4)
@@ -206,7 +218,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
 
-    base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    base_path = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
     model, tok = load_policy(base_path)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written
@@ -215,11 +227,20 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     if resume:
         state = json.loads(state_path.read_text())
         base_res_metrics, base_samples = state["base"], state["base_samples"]
+    elif not main:  # only rank 0 evaluates; the others learn whether the gate let it through
+        base_res_metrics, base_samples = {}, []
+        if gate_error := distributed.broadcast(None):
+            raise UserError(gate_error)
     else:
         base_res = eval_model(sampler, test, cfg, seed=cfg.seed + 7)
         print_eval("base", base_res, log)
-        if cfg.gate:
-            check_gate(base_res, cfg)
+        try:
+            if cfg.gate:
+                check_gate(base_res, cfg)
+        except UserError as e:
+            distributed.broadcast(str(e))
+            raise
+        distributed.broadcast(None)
         base_res_metrics = base_res.metrics
         if cfg.eval.base_pass_k > 0:
             # How many problems can the base solve at all, given many samples? Compared with the
@@ -254,7 +275,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)
     general = register_task(make_task("general")).problems("train", 10_000, seed=cfg.seed, langs=langs) if n_general else []
     stop_ids = tuple(i for i in [tok.convert_tokens_to_ids("</answer>")] if i is not None and i != tok.unk_token_id)
-    logger = RunLog(run, resume=resume, total=g.steps, start=start_step)
+    logger = RunLog(run, resume=resume, total=g.steps, start=start_step) if main else None
 
     model.train()
     t_train, steps_done = time.time(), g.steps
@@ -263,18 +284,23 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         rng = random.Random(cfg.seed * 1_000_003 + step)
         batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
         batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
-        record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
-                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step,
-                              log=log)
-        logger.log(record)
-        out_of_time = cfg.max_seconds > 0 and time.time() - t_train >= cfg.max_seconds
-        if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time:
+        own = distributed.shard(len(batch), rank, world)  # whole groups: this rank's prompts of the batch
+        mine = [batch[i] for i in own]
+        record, _ = grpo_step(model, ref, opt, sampler, mine, [apply_template(p.prompt) for p in mine],
+                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=group_seeds(cfg.seed, step, own),
+                              step=step, log=log)
+        if logger:
+            logger.log(record)
+        out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds
+        if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time):
             save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed})
         if out_of_time:
             steps_done = step + 1
             log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")
             break
     train_seconds = time.time() - t_train
+    if not main:
+        return {"steps": steps_done, "train_seconds": train_seconds}
     logger.close()
     if cfg.lora.r:  # evaluate the merged model, as saved, on the sampler's fast path
         model = merge(model)

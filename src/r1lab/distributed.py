@@ -1,0 +1,206 @@
+"""Data-parallel training over processes: `torchrun` or `accelerate launch` runs N copies of a trainer.
+
+    torchrun --nproc_per_node 2 -m r1lab zero recipes/zero.yaml        # 2 processes, one machine
+    accelerate launch --num_processes 2 -m r1lab sft data=FILE.jsonl    # the same through accelerate
+
+Both launchers set RANK, WORLD_SIZE and LOCAL_RANK; `init()` joins the process group from them
+(gloo on CPU, nccl on CUDA) and is a no-op when WORLD_SIZE is unset or 1, so every trainer runs
+unchanged in one process. What the trainers do with it, and why the result equals one process's:
+
+- Work is split by the global batch, never by the rank's own choices: every rank draws the same
+  global batch from (seed, step) and takes a contiguous `shard` of it. GRPO shards prompts, so a
+  group (the G samples of one prompt, normalised together) always stays on one rank; its
+  samples are drawn from a seed that is a function of (seed, step, global prompt index).
+- Losses are normalised by the *global* batch (`sum_across` the counts first), and gradients are
+  summed across ranks (`sum_gradients`), so the gradient is the one a single process computes
+  for the whole batch, up to float summation order: tests/test_distributed.py checks 2 ranks
+  against 1 on losses and weights.
+- Metrics that are sums or normalised by global counts are summed across ranks; only rank 0
+  (`is_main`) writes metrics, checkpoints and reports; every rank loads the same checkpoint on
+  --resume.
+
+`parallel` picks how weights live on the ranks:
+- `ddp` (default): every rank holds the whole model and the gradients are all-reduced after the
+  micro-batch loop. This is DistributedDataParallel's arithmetic, done by hand rather than by
+  the `DistributedDataParallel` wrapper, because r1lab's loops are not one forward + one backward:
+  GRPO backpropagates completions into a detached prompt cache and then the prompt pass once
+  (rl.PromptPass), and the sampler reads the raw weights. One all-reduce per optimizer step is
+  also what DDP's `no_sync` accumulation does.
+- `fsdp2` (SFT only): parameters, gradients and optimizer state sharded across ranks with
+  `torch.distributed.fsdp.fully_shard`, for a model that does not fit one device. Every rank
+  must then run the same number of forwards (each one all-gathers weights), so a rank with no
+  rows left runs an empty-loss forward on a pad token. Not for GRPO, whose sampler decodes
+  with the full weights outside the model's forward.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from r1lab.errors import UserError
+
+PARALLEL = ("ddp", "fsdp2")
+T = TypeVar("T")
+
+
+def init() -> int:
+    """Join the launcher's process group (once); returns the world size (1: not distributed)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world_size()
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Whether this process writes files (metrics, checkpoints, reports): rank 0, or no group."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def shard(n: int, rank: int, world: int) -> range:
+    """The contiguous slice of n items that `rank` of `world` owns; sizes differ by at most one,
+    and the slices of ranks 0..world-1 cover 0..n-1 in order."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def sum_across(values: list[float]) -> list[float]:
+    """The element-wise sum of `values` over all ranks (float64; the identity in one process)."""
+    if world_size() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def max_across(value: float) -> float:
+    if world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t)
+
+
+def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Sum each trainable parameter's gradient over ranks, in one flat all-reduce. The losses are
+    normalised by the global batch, so the sum (not the mean) is the single-process gradient. A
+    parameter that got a gradient on some rank (e.g. an expert routed to only there) gets the
+    sum, with zeros from the others; one that got none anywhere keeps None, as in one process,
+    so that the optimizer skips it there too."""
+    if world_size() == 1:
+        return
+    params = [p for p in params if p.requires_grad]
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has)
+    params = [p for p, h in zip(params, has.tolist()) if h]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
+def sum_tensors_(tensors: list[torch.Tensor]) -> None:
+    """Sum each tensor over ranks, in place (e.g. the expert-load counts behind the router bias,
+    which must see the whole batch's routing to stay the same on every rank)."""
+    if world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def concat_across(lists: dict[str, list]) -> dict[str, list]:
+    """Each key's list concatenated over ranks in rank order: with contiguous shards, the whole
+    batch's values in the global order (the identity in one process)."""
+    if world_size() == 1:
+        return lists
+    parts: list[dict[str, list]] = [{} for _ in range(world_size())]
+    dist.all_gather_object(parts, lists)
+    return {k: [x for part in parts for x in part[k]] for k in lists}
+
+
+def broadcast(obj: T) -> T:
+    """Rank 0's `obj` on every rank (e.g. a run directory named after rank 0's clock)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """`fn()` on rank 0, then on the others: for work with a cache (the pretrained base) that
+    rank 0 fills and the others then only read."""
+    if world_size() == 1:
+        return fn()
+    out = fn() if is_main() else None
+    barrier()
+    return out if is_main() else fn()
+
+
+def check_parallel(parallel: str, fsdp_ok: bool = True) -> None:
+    if parallel not in PARALLEL:
+        raise UserError(f"parallel: expected one of {', '.join(PARALLEL)}, got '{parallel}'")
+    if parallel == "fsdp2" and not fsdp_ok:
+        raise UserError("parallel: fsdp2 is supported by `r1lab sft` only (GRPO's sampler decodes with the "
+                        "full weights); use parallel=ddp")
+
+
+def shard_model(model: torch.nn.Module) -> None:
+    """FSDP2: each decoder layer, then the rest (embeddings, norm, head), sharded across ranks.
+    FSDP2 averages the gradients it reduce-scatters over ranks, where r1lab's losses are already
+    normalised by the global batch: the trainer multiplies its loss by the world size (a divide
+    factor of 1 would say it directly, but it needs a reduce op that gloo lacks)."""
+    from torch.distributed.fsdp import fully_shard
+
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise UserError(f"parallel=fsdp2: {type(model).__name__} has no model.layers to shard; use parallel=ddp")
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict:
+    """The unsharded state dict of an FSDP2 model on rank 0 (empty on the others); collective.
+    A tied weight (the LM head sharing the embeddings) appears once, under its first name, as in
+    the state dict `save_pretrained` writes for an unsharded model."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {k: v for k, v in state.items() if k in names}

@@ -45,6 +45,7 @@ from r1lab.evaluate import EvalResult, evaluate
 from r1lab.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rewards import get_reward
+from r1lab.rollout_vllm import RolloutConfig, check_backend, make_sampler
 from r1lab.rl import GRPOConfig, grpo_step, update_policy  # noqa: F401 (re-exported)
 from r1lab.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task, register_task
@@ -92,6 +93,7 @@ class ZeroConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # backend=vllm: rollouts on a colocated vLLM (GPU)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
@@ -198,6 +200,9 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
                         "(a `r1lab rm` output directory)")
     if cfg.reward_model and not (Path(cfg.reward_model) / "config.json").exists():
         raise UserError(f"reward_model: '{cfg.reward_model}' is not a model directory (no config.json)")
+    check_backend(cfg.rollout)
+    if cfg.rollout.backend == "vllm" and cfg.lora.r:
+        raise UserError("rollout.backend, lora.r: vLLM rollouts of a LoRA model are not supported; use rollout.backend=hf")
     task = build_task(cfg.data)
     langs = tuple(cfg.data.langs)
     # A seed offset so that RL prompts are not the pretraining corpus's problems (same generator).
@@ -210,7 +215,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     model, tok = load_policy(base_path)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written
-    sampler = HFSampler(model, tok)
+    sampler = make_sampler(cfg.rollout, model, tok, base_path, log=log)
     state_path = run / "state.json"
     if resume:
         state = json.loads(state_path.read_text())
@@ -245,6 +250,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     start_step = 0
     if resume:
         start_step = resume_from(run, model, opt, log)["step"]  # ref, copied above, stays the base
+        sampler.load_weights(model)
     reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
     if "preference" in cfg.rewards:
         from r1lab.rewards import preference_reward
@@ -266,6 +272,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         record, _ = grpo_step(model, ref, opt, sampler, batch, [apply_template(p.prompt) for p in batch],
                               reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=cfg.seed * 7919 + step, step=step,
                               log=log)
+        sampler.load_weights(model)  # the next rollout samples the updated policy (vLLM holds its own copy)
         logger.log(record)
         out_of_time = cfg.max_seconds > 0 and time.time() - t_train >= cfg.max_seconds
         if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,12 +124,30 @@ class ZeroConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+def resolve_model(spec: str | Path, field: str = "base") -> Path:
+    """A model directory, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`, as in the GPU recipes)
+    downloaded once into the Hugging Face cache: either way a local directory for every stage."""
+    p = Path(spec)
+    if (p / "config.json").exists():
+        return p
+    if p.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)):
+        raise UserError(f"{field}: '{spec}' is not a Hugging Face model directory (no config.json)")
+    from huggingface_hub import constants, snapshot_download
+
+    from r1lab.benchmarks import _check_hub_reachable
+
+    _check_hub_reachable(str(spec))  # offline: one line at once, not retries
+    try:
+        return Path(snapshot_download(str(spec), local_files_only=constants.HF_HUB_OFFLINE))
+    except Exception as e:  # noqa: BLE001 -- a typo, no such repo, no access: the user's to fix
+        raise UserError(f"{field}: '{spec}' is neither a model directory (no config.json) nor a hub model "
+                        f"that could be downloaded ({type(e).__name__})") from None
+
+
 def load_policy(path: str | Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    p = Path(path)
-    if not (p / "config.json").exists():
-        raise UserError(f"base: '{path}' is not a Hugging Face model directory (no config.json)")
+    p = resolve_model(path)
     tok = AutoTokenizer.from_pretrained(p)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
@@ -211,7 +230,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
 
-    base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else Path(cfg.base)
+    base_path = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else resolve_model(cfg.base)
     model, tok = load_policy(base_path)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written

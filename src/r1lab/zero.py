@@ -124,13 +124,18 @@ class ZeroConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+def is_hub_id(spec: str | Path) -> bool:
+    """`owner/name` and no such local path: a Hugging Face hub model id."""
+    return not Path(spec).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) is not None
+
+
 def resolve_model(spec: str | Path, field: str = "base") -> Path:
     """A model directory, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`, as in the GPU recipes)
     downloaded once into the Hugging Face cache: either way a local directory for every stage."""
     p = Path(spec)
     if (p / "config.json").exists():
         return p
-    if p.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)):
+    if not is_hub_id(spec):
         raise UserError(f"{field}: '{spec}' is not a Hugging Face model directory (no config.json)")
     from huggingface_hub import constants, snapshot_download
 

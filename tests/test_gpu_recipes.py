@@ -70,3 +70,23 @@ def test_zero_recipe_runs_on_cpu_with_a_tiny_stand_in(recipe, qwen_dir, tmp_path
     summary = run_zero(cfg, log=lambda *_: None)
     assert summary["steps"] == 2 and (tmp_path / "run" / "checkpoint-2" / "config.json").exists()
     assert summary["config"]["grpo"]["lr"] == shipped.grpo.lr  # the recipe's settings, not the defaults
+
+
+def test_distill_recipe_runs_on_cpu_with_tiny_stand_ins(qwen_dir, tmp_path):
+    """Teacher and student are the tiny Qwen2 (a random teacher is never right, so every trace is
+    kept); the data are 60 MATH-500 records in MATH's hub columns."""
+    from r1lab.distill import DistillConfig, run_distill
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows("math500.jsonl", 60)), encoding="utf-8")
+    recipe = RECIPES / "distill-qwen2.5-1.5b.yaml"
+    shipped = load_config(DistillConfig, recipe, [])
+    assert all("/" in m and not Path(m).exists() for m in (shipped.teacher, shipped.student))
+    cfg = load_config(DistillConfig, recipe, [
+        f"teacher={qwen_dir}", f"student={qwen_dir}", f"data.path={data}", f"run_dir={tmp_path / 'run'}",
+        "sample.prompts=3", "sample.n=2", "sample.max_new_tokens=12", "sample.rejection.filters=[]",
+        "sft.epochs=1", "sft.rows_per_step=2", "sft.warmup_steps=0", "report.k=2", "report.problems=2",
+        "report.max_new_tokens=12"])
+    result = run_distill(cfg, log=lambda *_: None)
+    assert result["traces"]["kept"] == 6 and set(result["rows"]) == {"teacher", "distilled student", "base student"}
+    assert result["config"]["sft"]["lr"] == shipped.sft.lr

@@ -30,6 +30,8 @@ def test_sampling_params_map_onto_vllms_keywords():
     # prompts get distinct seeds, fixed by (seed, prompt); greedy stays greedy
     seeds = {vllm_sampling_kwargs(params, 16, set(), prompt=i)["seed"] for i in range(8)}
     assert len(seeds) == 8
+    per_prompt = SamplingParams(seed=(11, 12, 13))  # one seed per prompt, as a sharded rollout passes them
+    assert [vllm_sampling_kwargs(per_prompt, 2, set(), i)["seed"] for i in range(3)] == [11, 12, 13]
     assert vllm_sampling_kwargs(SamplingParams(temperature=0.0), 1, set(), 0)["temperature"] == 0.0
     if HAS_VLLM:  # the keywords are vLLM's own
         import vllm
@@ -91,3 +93,71 @@ def test_vllm_backend_without_vllm_or_gpu_is_one_line_and_exit_2(tmp_path, capsy
 def test_importing_r1lab_never_imports_vllm():
     code = "import sys, r1lab.zero, r1lab.rollout_vllm, r1lab.cli; assert 'vllm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class FakeLLM:
+    """Stands in for `vllm.LLM`: records calls, answers each prompt with n samples out of order
+    (sample 0 stops after two tokens, the others run to max_tokens), log-prob −0.5 × position."""
+
+    def __init__(self, **kwargs):
+        from types import SimpleNamespace as NS
+
+        self.kwargs, self.calls, self.pushed = kwargs, [], []
+        model = NS(load_weights=lambda weights: self.pushed.extend(name for name, _ in weights))
+        self.llm_engine = NS(model_executor=NS(driver_worker=NS(worker=NS(model_runner=NS(model=model)))))
+
+    def sleep(self, level):
+        self.calls.append("sleep")
+
+    def wake_up(self, tags=None):
+        self.calls.append("wake")
+
+    def reset_prefix_cache(self):
+        self.calls.append("reset")
+
+    def generate(self, prompts, params, use_tqdm=False):
+        from types import SimpleNamespace as NS
+
+        self.calls.append("generate")
+        self.requests = list(zip(prompts, params))
+        outs = []
+        for p, sp in zip(prompts, params):
+            samples = []
+            for j in range(sp.n):
+                ids = [p["prompt_token_ids"][0], 3] if j == 0 else [4 + j] * sp.max_tokens
+                samples.append(NS(index=j, token_ids=ids, finish_reason="stop" if j == 0 else "length",
+                                  logprobs=[{t: NS(logprob=-0.5 * (k + 1))} for k, t in enumerate(ids)]))
+            outs.append(NS(outputs=samples[::-1]))
+        return outs
+
+
+def test_vllm_sampler_glue_against_a_fake_engine(monkeypatch, rollout):
+    """Without vLLM: the engine's arguments, its outputs turned into a `Generation` (grouped, in
+    sample order, truncation, log-probs), sleep/wake around generation and the weight push."""
+    import types
+
+    from r1lab.rollout_vllm import RolloutConfig, VLLMSampler
+
+    model, tok, _, _ = rollout
+    fake = types.ModuleType("vllm")
+    fake.LLM = FakeLLM
+    fake.SamplingParams = lambda **kw: types.SimpleNamespace(**kw)
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    s = VLLMSampler("some/model", model, tok, RolloutConfig(backend="vllm", gpu_memory_utilization=0.25),
+                    log=lambda *_: None)
+    assert s.llm.kwargs["enable_sleep_mode"] and s.llm.kwargs["gpu_memory_utilization"] == 0.25
+    assert s.llm.kwargs["logprobs_mode"] == "raw_logprobs" and s.llm.calls == ["sleep"]
+    gen = s.generate(["abc", "x y z"], 3, SamplingParams(max_new_tokens=4, seed=2))
+    assert s.llm.calls == ["sleep", "wake", "generate", "sleep"]
+    ids = tok(["abc", "x y z"])["input_ids"]
+    assert gen.prompt_ids == ids and [r[0]["prompt_token_ids"] for r in s.llm.requests] == ids
+    assert gen.completion_ids[:3] == [[ids[0][0], 3], [5] * 4, [6] * 4]  # prompt 0's samples, in index order
+    assert gen.completion_ids[3:] == [[ids[1][0], 3], [5] * 4, [6] * 4]
+    assert gen.truncated == [False, True, True] * 2
+    assert gen.sampler_logprobs[0] == [-0.5, -1.0] and gen.sampler_logprobs[1] == [-0.5, -1.0, -1.5, -2.0]
+    assert gen.texts == tok.batch_decode(gen.completion_ids, skip_special_tokens=True)
+    s.load_weights(model)
+    assert s.llm.pushed == list(model.state_dict()) and s.llm.calls[-2:] == ["wake", "reset"]

@@ -11,10 +11,10 @@
   and gets the trainer's weights pushed into it after every optimizer step (`load_weights`).
 
 The weight push follows verl's colocated sharding manager and TRL's GRPOTrainer in colocate
-mode (`_move_model_to_vllm`): wake the engine's weights, call the engine model's own
-`load_weights` with (name, tensor) pairs of the trainer's state dict (the model class maps
-Hugging Face names onto its fused q/k/v and gate/up parameters), reset the prefix cache, and wake
-the KV cache only for the next generation. The engine model sits at
+mode (`_move_model_to_vllm`): wake the engine, call the engine model's own `load_weights` with
+(name, tensor) pairs of the trainer's state dict (the model class maps Hugging Face names onto
+its fused q/k/v and gate/up parameters) and reset the prefix cache; the next generation puts it
+back to sleep. The engine model sits at
 `llm.llm_engine.model_executor.driver_worker.worker.model_runner.model` with the V1 engine run in
 process (VLLM_ENABLE_V1_MULTIPROCESSING=0, which this module sets, as TRL does) and at
 `...driver_worker.model_runner.model` on the V0 engine; `engine_model` tries both.
@@ -91,8 +91,10 @@ def vllm_sampling_kwargs(params: SamplingParams, n: int, stop_ids: set[int] | tu
     """r1lab's `SamplingParams` for prompt number `prompt` as keyword arguments of `vllm.SamplingParams`.
 
     The same stop set as HFSampler (the model's EOS ids and `params.stop_token_ids`), the sampled
-    token's own log-prob (`logprobs=0`), and a seed per prompt derived from `params.seed`, so a
-    rollout is reproducible and two prompts never share a random stream."""
+    token's own log-prob (`logprobs=0`), and a seed per prompt: `params.seed[prompt]` when it is
+    a tuple of per-prompt seeds, else derived from (seed, prompt), so a rollout is reproducible and
+    two prompts never share a random stream."""
+    seed = params.seed[prompt] if isinstance(params.seed, tuple) else params.seed * 1_000_003 + prompt
     return {
         "n": n,
         "temperature": params.temperature,  # 0: greedy, as in HFSampler
@@ -102,7 +104,7 @@ def vllm_sampling_kwargs(params: SamplingParams, n: int, stop_ids: set[int] | tu
         "min_tokens": params.min_new_tokens,
         "stop_token_ids": sorted({*stop_ids, *params.stop_token_ids}),
         "ignore_eos": False,
-        "seed": (params.seed * 1_000_003 + prompt) % 2**63,
+        "seed": seed % 2**63,
         "logprobs": 0,  # the sampled token's log-prob only
         "skip_special_tokens": True,
     }
@@ -110,7 +112,8 @@ def vllm_sampling_kwargs(params: SamplingParams, n: int, stop_ids: set[int] | tu
 
 def engine_model(llm):
     """The `torch.nn.Module` inside a colocated vLLM engine (V1 in process, then V0)."""
-    executor = llm.llm_engine.model_executor
+    engine = llm.llm_engine
+    executor = getattr(engine, "model_executor", None) or engine.engine_core.engine_core.model_executor
     worker = executor.driver_worker
     worker = getattr(worker, "worker", worker)  # V1 wraps the GPU worker
     return worker.model_runner.model
@@ -136,17 +139,20 @@ class VLLMSampler:
 
     def _sleep(self) -> None:
         if self.cfg.sleep and not self.asleep:
-            self.llm.sleep(level=1)  # KV cache freed, weights offloaded to CPU
+            self.llm.sleep(level=1)  # KV cache freed, weights offloaded to CPU: the GPU is the trainer's
             self.asleep = True
 
-    def load_weights(self, model) -> None:
-        """Push the trainer's weights into the engine (after each optimizer step)."""
+    def _wake(self) -> None:
         if self.asleep:
-            self.llm.wake_up(tags=["weights"])
+            self.llm.wake_up()
+            self.asleep = False
+
+    def load_weights(self, model) -> None:
+        """Push the trainer's weights into the engine (after each optimizer step); it stays awake
+        for the next generation, which puts it back to sleep."""
+        self._wake()
         engine_model(self.llm).load_weights(weights=((name, t.detach()) for name, t in model.state_dict().items()))
         self.llm.reset_prefix_cache()  # cached prompt KV was computed by the old weights
-        if self.asleep:
-            self.llm.sleep(level=1)
 
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:
         from vllm import SamplingParams as VLLMParams
@@ -154,9 +160,7 @@ class VLLMSampler:
 
         t0 = time.time()
         prompt_ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
-        if self.asleep:
-            self.llm.wake_up()
-            self.asleep = False
+        self._wake()
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids],
             [VLLMParams(**vllm_sampling_kwargs(params, n, self.stop_ids, i)) for i in range(len(prompt_ids))],

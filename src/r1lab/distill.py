@@ -63,7 +63,7 @@ from r1lab.pipeline import ReportConfig, fingerprint, stage
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.sample import SampleConfig
 from r1lab.sft import SFTConfig
-from r1lab.zero import DataConfig, ZeroConfig
+from r1lab.zero import DataConfig, ZeroConfig, is_hub_id, resolve_model
 
 # Built-in students: dense, grouped-query attention, 287,808 parameters with r1lab's 1,024-token
 # vocabulary (0.31x the DeepSeek-V3 base's 930,560 active).
@@ -112,12 +112,15 @@ class DistillConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.teacher != "zero" and not (Path(self.teacher) / "config.json").exists():
-            raise UserError(f"teacher: '{self.teacher}' is not a model directory (no config.json); "
+        def model(spec: str) -> bool:  # a model directory, or a hub id (downloaded when the run starts)
+            return (Path(spec) / "config.json").exists() or is_hub_id(spec)
+
+        if self.teacher != "zero" and not model(self.teacher):
+            raise UserError(f"teacher: '{self.teacher}' is not a model directory (no config.json) nor a hub id; "
                             "or teacher=zero to train one")
-        if self.student not in STUDENTS and not (Path(self.student) / "config.json").exists():
+        if self.student not in STUDENTS and not model(self.student):
             raise UserError(f"student: '{self.student}' is neither a preset ({', '.join(STUDENTS)}) "
-                            "nor a model directory (no config.json)")
+                            "nor a model directory (no config.json) nor a hub id")
         if self.rl_after_steps < 0:
             raise UserError(f"rl_after_steps: expected >= 0, got {self.rl_after_steps}")
         if self.report.k < 1 or self.report.problems < 1:
@@ -140,7 +143,7 @@ def teacher_stage(cfg: DistillConfig, d: Path, log) -> dict:
 
 def student_base_stage(cfg: DistillConfig, d: Path, log) -> dict:
     if cfg.student not in STUDENTS:
-        return {"model": str(Path(cfg.student).resolve()), "train_seconds": 0.0}
+        return {"model": str(resolve_model(cfg.student, "student").resolve()), "train_seconds": 0.0}
     student = replace(cfg.pretrain, model=STUDENTS[cfg.student], corpus=cfg.student_corpus)
     t0 = time.time()
     base = pretrain(student, log=log)  # cached: a second run reads it
@@ -151,7 +154,8 @@ def traces_stage(cfg: DistillConfig, teacher: Path, d: Path, log) -> dict:
     from r1lab.sample import run_sample
 
     sample = replace(cfg.sample, model=str(teacher), out=str(d / "sample"), task=cfg.data.task,
-                     task_args=cfg.data.task_args, langs=cfg.data.langs, seed=cfg.seed)
+                     task_args=cfg.data.task_args, path=cfg.data.path, question_field=cfg.data.question_field,
+                     answer_field=cfg.data.answer_field, langs=cfg.data.langs, seed=cfg.seed)
     data = run_sample(sample, log=log)
     report = json.loads((d / "sample" / "report.json").read_text())
     if report["kept"] == 0:
@@ -268,7 +272,7 @@ def run_distill(cfg: DistillConfig, log=print) -> dict:
                                        lambda d: teacher_stage(cfg, d, log))
         teacher = Path(records["teacher"]["model"])
     else:
-        teacher = Path(cfg.teacher)
+        teacher = resolve_model(cfg.teacher, "teacher")  # a directory, or a hub id downloaded once
     records["student_base"] = run_stage("student-base", fingerprint(cfg.student, cfg.pretrain, cfg.student_corpus),
                                         lambda d: student_base_stage(cfg, d, log))
     student_base = Path(records["student_base"]["model"])

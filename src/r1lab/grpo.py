@@ -11,6 +11,10 @@ Variants, each from the paper that introduced it and chosen by name, never by an
   `token_mean` (DAPO: mean over every token of the batch) or `constant` (Dr. GRPO,
   arXiv 2503.20783: divide by samples × max completion length, no length bias);
 - `scale_rewards=False`: Dr. GRPO's advantage without the std division.
+Off-policy rollouts (a vLLM sampler, rollout_vllm.py) add truncated importance sampling:
+each token's loss is multiplied by min(π_old / π_sampler, C) (`truncated_is_weights`), since the
+engine that sampled the tokens computes their probabilities slightly differently from the trainer
+(TIS, as TRL's `vllm_importance_sampling_correction` and verl's TIS).
 `std` here is the population standard deviation of the group, as in the formula.
 """
 
@@ -56,6 +60,16 @@ def clipped_surrogate(
     return -torch.minimum(unclipped, clipped), clipped < unclipped
 
 
+def truncated_is_weights(old_logp: torch.Tensor, sampler_logp: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-token truncated importance weights min(π_old / π_sampler, cap), detached. (B, T).
+
+    old_logp: the trainer's log-probs of the sampled tokens (at μ = 1, the current policy's,
+    detached); sampler_logp: the rollout engine's log-probs of the same tokens. The weight
+    corrects the policy gradient for sampling from the engine's π_sampler instead of π_old; the
+    cap bounds its variance (TIS: it trades a small bias for bounded weights)."""
+    return torch.exp(old_logp.detach() - sampler_logp).clamp(max=cap)
+
+
 # Aggregations as per-token weights over a whole rollout batch, so that a batch split into
 # micro-batches (or across ranks) sums to exactly the same loss. mask: (B, T) 1 on completion
 # tokens; rows, tokens: the whole batch's sample and completion-token counts (B and mask.sum()
@@ -98,12 +112,16 @@ def grpo_loss(
     beta: float,
     eps_low: float,
     eps_high: float,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRPO loss of a (micro-)batch and detached statistics.
 
     logp/old_logp/ref_logp: (B, T) per-token log-probs under π_θ, π_old, π_ref; adv: (B,);
-    weights: (B, T) from `token_weights` (computed over the full rollout batch)."""
+    weights: (B, T) from `token_weights` (computed over the full rollout batch); is_weights:
+    (B, T) `truncated_is_weights` multiplying the policy-gradient term (None: on-policy rollouts)."""
     per_token, clipped = clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
+    if is_weights is not None:
+        per_token = per_token * is_weights
     kl = k3_kl(logp, ref_logp) if ref_logp is not None and beta > 0 else torch.zeros_like(logp)
     loss = ((per_token + beta * kl) * weights).sum()
     on = weights > 0

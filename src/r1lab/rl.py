@@ -29,7 +29,7 @@ from transformers import DynamicCache
 from r1lab import distributed
 from r1lab.errors import UserError
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
-from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights
+from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights, truncated_is_weights
 from r1lab.guard import guarded_step
 from r1lab.rewards import combine_rewards
 from r1lab.sampler import Generation, Sampler, SamplingParams, left_padded
@@ -57,6 +57,9 @@ class GRPOConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 200
+    # truncated importance sampling cap C, used when the rollout carries the sampler's own
+    # log-probs (rollout.backend=vllm): each token's loss × min(π_old / π_sampler, C); 0: off
+    tis_cap: float = 2.0
 
     def validate(self) -> None:
         if self.group_size < 2:
@@ -80,6 +83,8 @@ class GRPOConfig:
             raise UserError(f"eps_high: expected 0 <= eps_low <= eps_high, got {self.eps_low} and {self.eps_high}")
         if not self.temperature > 0 or not 0 < self.top_p <= 1:
             raise UserError("temperature, top_p: expected temperature > 0 and 0 < top_p <= 1")
+        if self.tis_cap < 0:
+            raise UserError(f"tis_cap: expected >= 0 (0: no importance-sampling correction), got {self.tis_cap}")
 
 
 
@@ -201,7 +206,14 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
             lp, logits, tmask = completion_logprobs(model, prompts, gen, chunk, pad)
             w = weights[[index_of[i] for i in chunk], : lp.shape[1]]
             old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
-            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high)
+            isw = None
+            if gen.sampler_logprobs is not None and g.tis_cap > 0:  # off-policy engine (vLLM): TIS
+                slp = torch.tensor([gen.sampler_logprobs[i] + [0.0] * (lp.shape[1] - len(gen.sampler_logprobs[i]))
+                                    for i in chunk])  # (b, Lc), right-padded like lp
+                isw = truncated_is_weights(old, slp, g.tis_cap) * tmask
+                stats["is_weight_mean"] = stats.get("is_weight_mean", 0.0) + float(isw.sum()) / n_tokens / g.mu
+            loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high,
+                                isw)
             loss.backward()
             share = float(tmask.sum()) / n_tokens / g.mu
             with torch.no_grad():

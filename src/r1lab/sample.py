@@ -31,6 +31,9 @@ class SampleConfig:
     out: str = "runs/sample-{time}"  # directory for sft.jsonl and report.json
     task: str = "arithmetic"
     task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})
+    path: str | None = None  # task=file: the JSONL / parquet / datasets dir, as zero's data.path
+    question_field: str = "problem"
+    answer_field: str = "answer"
     langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
     prompts: int = 256  # train-split problems
     n: int = 4  # samples per problem
@@ -77,7 +80,13 @@ def run_sample(cfg: SampleConfig, log=print) -> Path:
     out = resolve_run_dir(cfg.out, resume=False)
     if (out / "report.json").exists():  # written last: the mark of a finished sampling run
         raise UserError(f"out: '{out}' already holds sampled data; choose another out=")
-    task = register_task(make_task(cfg.task, **cfg.task_args))
+    if cfg.task == "file":  # the user's data, read as `r1lab zero` reads it
+        from r1lab.zero import DataConfig, build_task
+
+        task = build_task(DataConfig(task="file", path=cfg.path, question_field=cfg.question_field,
+                                     answer_field=cfg.answer_field))
+    else:
+        task = register_task(make_task(cfg.task, **cfg.task_args))
     problems = task.problems("train", cfg.prompts, seed=cfg.seed + 3000, langs=tuple(cfg.langs))
     model, tok = load_policy(cfg.model)
     sampler = HFSampler(model, tok, cfg.batch_rows)

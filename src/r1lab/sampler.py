@@ -61,6 +61,9 @@ class Generation:
     truncated: list[bool]  # hit max_new_tokens without a stop token (P*n)
     n: int  # samples per prompt
     seconds: float = 0.0
+    # the sampling engine's own log-prob of each sampled token (P*n lists), when it is not the
+    # trainer's model (rollout_vllm.VLLMSampler): GRPO corrects for the mismatch (grpo.truncated_is_weights)
+    sampler_logprobs: list[list[float]] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -69,6 +72,9 @@ class Generation:
 
 class Sampler(Protocol):
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation: ...
+
+    def load_weights(self, model) -> None:
+        """Make the next `generate` sample from `model`'s current weights (after an update)."""
 
 
 class PromptDraws:
@@ -149,6 +155,9 @@ class HFSampler:
         self.stop_ids = model_stop_ids(model, tokenizer)
         # False: always the model's own forward over a DynamicCache (slower; for comparison).
         self.static_cache = static_cache and StaticCacheDecoder.supports(model)
+
+    def load_weights(self, model) -> None:
+        """Nothing to push: this sampler decodes with the trainer's own model, read afresh each call."""
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:

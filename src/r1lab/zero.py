@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from r1lab.lora import LoRAConfig, add_adapters, check_targets, merge, reference
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rewards import get_reward
 from r1lab.rl import GRPOConfig, group_seeds, grpo_step, update_policy  # noqa: F401 (re-exported)
+from r1lab.rollout_vllm import RolloutConfig, check_backend, make_sampler
 from r1lab.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task, register_task
 
@@ -93,6 +95,7 @@ class ZeroConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # backend=vllm: rollouts on a colocated vLLM (GPU)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
@@ -124,12 +127,35 @@ class ZeroConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+def is_hub_id(spec: str | Path) -> bool:
+    """`owner/name` and no such local path: a Hugging Face hub model id."""
+    return not Path(spec).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) is not None
+
+
+def resolve_model(spec: str | Path, field: str = "base") -> Path:
+    """A model directory, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`, as in the GPU recipes)
+    downloaded once into the Hugging Face cache: either way a local directory for every stage."""
+    p = Path(spec)
+    if (p / "config.json").exists():
+        return p
+    if not is_hub_id(spec):
+        raise UserError(f"{field}: '{spec}' is not a Hugging Face model directory (no config.json)")
+    from huggingface_hub import constants, snapshot_download
+
+    from r1lab.benchmarks import _check_hub_reachable
+
+    _check_hub_reachable(str(spec))  # offline: one line at once, not retries
+    try:
+        return Path(snapshot_download(str(spec), local_files_only=constants.HF_HUB_OFFLINE))
+    except Exception as e:  # noqa: BLE001 -- a typo, no such repo, no access: the user's to fix
+        raise UserError(f"{field}: '{spec}' is neither a model directory (no config.json) nor a hub model "
+                        f"that could be downloaded ({type(e).__name__})") from None
+
+
 def load_policy(path: str | Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    p = Path(path)
-    if not (p / "config.json").exists():
-        raise UserError(f"base: '{path}' is not a Hugging Face model directory (no config.json)")
+    p = resolve_model(path)
     tok = AutoTokenizer.from_pretrained(p)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
@@ -210,6 +236,9 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
                         "(a `r1lab rm` output directory)")
     if cfg.reward_model and not (Path(cfg.reward_model) / "config.json").exists():
         raise UserError(f"reward_model: '{cfg.reward_model}' is not a model directory (no config.json)")
+    check_backend(cfg.rollout)
+    if cfg.rollout.backend == "vllm" and cfg.lora.r:
+        raise UserError("rollout.backend, lora.r: vLLM rollouts of a LoRA model are not supported; use rollout.backend=hf")
     task = build_task(cfg.data)
     langs = tuple(cfg.data.langs)
     # A seed offset so that RL prompts are not the pretraining corpus's problems (same generator).
@@ -218,11 +247,12 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
 
-    base_path = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
+    base_path = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" \
+        else distributed.main_first(lambda: resolve_model(cfg.base))  # rank 0 downloads a hub id first
     model, tok = load_policy(base_path)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written
-    sampler = HFSampler(model, tok)
+    sampler = make_sampler(cfg.rollout, model, tok, base_path, log=log)
     state_path = run / "state.json"
     if resume:
         state = json.loads(state_path.read_text())
@@ -266,6 +296,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     start_step = 0
     if resume:
         start_step = resume_from(run, model, opt, log)["step"]  # ref, copied above, stays the base
+        sampler.load_weights(model)
     reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
     if "preference" in cfg.rewards:
         from r1lab.rewards import preference_reward
@@ -289,6 +320,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         record, _ = grpo_step(model, ref, opt, sampler, mine, [apply_template(p.prompt) for p in mine],
                               reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=group_seeds(cfg.seed, step, own),
                               step=step, log=log)
+        sampler.load_weights(model)  # the next rollout samples the updated policy (vLLM holds its own copy)
         if logger:
             logger.log(record)
         out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds

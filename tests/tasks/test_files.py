@@ -101,6 +101,7 @@ def test_grade_delegates_to_verify(tmp_path, monkeypatch):
     calls = []
     fake = types.ModuleType("r1lab.verify")
     fake.answers_equal = lambda pred, gold: calls.append((pred, gold)) or pred == gold
+    fake.gold_answer = lambda gold: gold  # the gold field's final answer (the real one reads "#### N", \boxed{})
     monkeypatch.setitem(sys.modules, "r1lab.verify", fake)
     monkeypatch.setattr(r1lab, "verify", fake, raising=False)
     task = FileTask(write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1?", "answer": 2}]))
@@ -115,6 +116,17 @@ def test_grade_with_the_real_verifier(tmp_path):
     task = FileTask(write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1?", "answer": 2}]))
     problem = all_problems(task)[0]
     assert task.grade("2", problem) and not task.grade("3", problem)
+
+
+def test_gold_is_the_final_answer_of_gsm8k_and_math_rationales(tmp_path):
+    """The hub's GSM8K `answer` and MATH `solution` columns hold rationales: grade their final answer."""
+    rows = [{"problem": "ducks?", "answer": "16 - 3 - 4 = <<16-3-4=9>>9 eggs\n9 * 2 = 18\n#### 18"},
+            {"problem": "polar?", "answer": "So $r = 3$ and the point is $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}$."},
+            {"problem": "plain?", "answer": "7"}]
+    task = FileTask(write_jsonl(tmp_path / "d.jsonl", rows), test_percent=0)
+    gold = {p.prompt: p.answer for p in task.problems("train", 10, seed=0)}
+    assert gold == {"ducks?": "18", "polar?": "\\left( 3, \\frac{\\pi}{2} \\right)", "plain?": "7"}
+    assert task.grade("18", next(p for p in task.problems("train", 10, seed=0) if p.prompt == "ducks?"))
 
 
 GOOD = '{"problem": "p", "answer": "1"}\n'

@@ -9,8 +9,10 @@ question (`split_of(key, test_percent)`), so the same question lands in the same
 the file is ordered. A saved `DatasetDict` with both "train" and "test" splits keeps its own
 split instead. For a benchmark that is all test data, pass `test_percent=100`.
 
-Grading compares answers for mathematical equivalence with `r1lab.verify.answers_equal`, so
-"1/2" and "0.5" agree. Any mistake in the data raises UserError naming the file and line (row).
+The gold is the answer field's final answer (`verify.gold_answer`): a plain answer as it is, the
+last `#### N` of a GSM8K rationale, the last \\boxed{} of a MATH solution, so the hub's GSM8K
+(`answer`) and MATH (`solution`) columns work unchanged. Grading compares answers for
+mathematical equivalence with `r1lab.verify.answers_equal`, so "1/2" and "0.5" agree. Any mistake in the data raises UserError naming the file and line (row).
 """
 
 from __future__ import annotations
@@ -93,12 +95,14 @@ class FileTask:
 
     def _problems(self, rows, unit: str) -> list[Problem]:
         """One Problem per distinct question in `rows` ((number, dict) pairs); `unit` names a row in errors."""
+        from r1lab.verify import gold_answer  # at call time, as in `grade`
         by_key: dict[str, Problem] = {}
         for number, row in rows:
             # FILE:N for a line of a text file, as everywhere else; FILE: row N for a table's row
             where = f"{self.path}:{number}" if unit == "line" else f"{self.path}: {unit} {number}"
             question = text_field(row, self.fields["question"], where)
-            answer = text_field(row, self.fields["answer"], where)
+            # a rationale (GSM8K's "... #### 18", a MATH solution's last \boxed{}) becomes its final answer
+            answer = gold_answer(text_field(row, self.fields["answer"], where))
             lang = text_field(row, self.fields["lang"], where) if self.fields["lang"] else "en"
             problem = Problem(key=question, prompt=question, answer=answer, task=self.name, lang=lang)
             by_key.setdefault(question, problem)

@@ -4,8 +4,7 @@ and chat template, the RL-only comparison, the report, resumption and the preset
 import json
 
 import pytest
-import torch
-from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoTokenizer
 
 from r1lab.cli import main
 from r1lab.config import load_config
@@ -15,6 +14,7 @@ from r1lab.model import ModelConfig, build_model, count_parameters
 from r1lab.tokenizer import train_tokenizer
 
 from test_pipeline import TINY_PRETRAIN, TINY_RL
+from tiny_models import save_tiny_qwen2
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -27,13 +27,7 @@ def student_dir(tmp_path_factory):
     tok = train_tokenizer(["Compute: 1234+5678 <think> digit 4+8=12 </think> <answer>6912</answer> 计算 자리"] * 30,
                           vocab_size=280)
     tok.chat_template = CHAT_TEMPLATE
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=1024,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_qwen2(out, tok)
 
 
 def tiny_distill(tmp_path, *extra):

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.config import load_config
 from r1lab.tokenizer import train_tokenizer
 from r1lab.zero import ZeroConfig, build_task, run_zero
+from tiny_models import save_tiny_qwen2
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 DATA = Path(__file__).parent.parent.parent / "shared" / "data"  # the worktree's ../shared/data
@@ -37,13 +36,7 @@ def qwen_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("qwen2")
     text = " ".join(r["problem"] for r in rows("gsm8k_test.jsonl", 20) + rows("math500.jsonl", 20))
     tok = train_tokenizer([text, "<think> </think> <answer> </answer> \\boxed{}"] * 4, vocab_size=400)
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=4096,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_qwen2(out, tok, max_position_embeddings=4096)
 
 
 # GSM8K's hub export has question/answer ("... #### 18"); the ../shared/data copy names them

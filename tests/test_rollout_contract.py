@@ -11,11 +11,12 @@ import importlib.util
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.rollout_vllm import RolloutConfig, make_sampler
 from r1lab.sampler import SamplingParams
 from r1lab.tokenizer import train_tokenizer
+from test_sampler import reference as greedy_reference  # transformers' greedy decode, cut at a stop
+from tiny_models import save_tiny_qwen2
 
 PROMPTS = ["abc", "x y z cab ba abc", "b"]  # different lengths: left padding
 HAS_VLLM = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
@@ -26,13 +27,7 @@ BACKENDS = ["hf", pytest.param("vllm", marks=pytest.mark.skipif(not HAS_VLLM, re
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("qwen2")
     tok = train_tokenizer(["abcab cab ba xyz, x y z: 12+34=46"] * 20, vocab_size=300)
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_qwen2(out, tok, max_position_embeddings=256)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -42,15 +37,6 @@ def backend(request, model_dir):
 
     model, tok = load_policy(model_dir)
     return make_sampler(RolloutConfig(backend=request.param, dtype="float32"), model, tok, model_dir, log=lambda *_: None), model, tok
-
-
-def greedy_reference(model, tok, prompt: str, max_new_tokens: int, stops: list[int]) -> list[int]:
-    """transformers' greedy decoding of one unpadded prompt, cut after the first stop token."""
-    ids = tok(prompt, return_tensors="pt")["input_ids"]
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
-                         eos_token_id=stops, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
-    cut = next((i + 1 for i, t in enumerate(out) if t in stops), len(out))
-    return out[:cut]
 
 
 def test_greedy_equals_a_reference_decode_with_stops_grouping_and_truncation(backend):

@@ -178,6 +178,9 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     `skipped_steps` (guard.py); the learning-rate warm-up still counts its step."""
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
              "time_logprobs": 0.0}
+    tis = gen.sampler_logprobs is not None and g.tis_cap > 0  # off-policy engine (vLLM): TIS
+    if tis:  # the same on every rank, so every rank sums it below
+        stats["is_weight_mean"] = 0.0
     lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows], dtype=torch.long)
     # Under N ranks `rows` is this rank's share: the loss is normalised by the whole batch's
     # counts, and the gradients are summed across ranks below (distributed.py).
@@ -207,11 +210,11 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
             w = weights[[index_of[i] for i in chunk], : lp.shape[1]]
             old = old_lp[j] if old_lp else lp.detach()  # μ = 1: π_old is the current policy
             isw = None
-            if gen.sampler_logprobs is not None and g.tis_cap > 0:  # off-policy engine (vLLM): TIS
+            if tis:
                 slp = torch.tensor([gen.sampler_logprobs[i] + [0.0] * (lp.shape[1] - len(gen.sampler_logprobs[i]))
                                     for i in chunk])  # (b, Lc), right-padded like lp
                 isw = truncated_is_weights(old, slp, g.tis_cap) * tmask
-                stats["is_weight_mean"] = stats.get("is_weight_mean", 0.0) + float(isw.sum()) / n_tokens / g.mu
+                stats["is_weight_mean"] += float(isw.sum()) / n_tokens / g.mu
             loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high,
                                 isw)
             loss.backward()
@@ -235,7 +238,8 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
         grad_norm, skipped = guarded_step(opt, model.parameters(), g.grad_clip, update_loss, log, f"grpo step {step + 1}")
         stats["skipped_steps"] += skipped
         stats["grad_norm"] = grad_norm
-    keys = ("loss", "clip_frac", "kl", "entropy")  # each normalised by the global batch: sums over ranks
+    keys = ("loss", "clip_frac", "kl", "entropy") + (("is_weight_mean",) if tis else ())  # each normalised by
+    # the global batch: sums over ranks
     stats.update(zip(keys, distributed.sum_across([stats[k] for k in keys])))
     return stats
 

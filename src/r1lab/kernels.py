@@ -186,6 +186,5 @@ class FusedOps:
 
 def fused_ops(head_dim: int, groups: int) -> FusedOps | None:
     """The fused small operators (built with the attention kernel for this shape), or None."""
-    if decode_attention(head_dim, groups) is None:
-        return None
-    return FusedOps(_build(head_dim, groups))
+    kernel = decode_attention(head_dim, groups)
+    return None if kernel is None else FusedOps(kernel.lib)

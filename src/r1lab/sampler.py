@@ -303,7 +303,7 @@ class StaticCacheDecoder:
         self.length, self.capacity, self.limit = 0, room, max_new_tokens  # columns written; allocated; ever needed
         latent = type(model).__name__ in self.LATENT
         self.kernel = None if latent else dense_kernel(model, prompt_caches[0][0])
-        self.ops = None if self.kernel is None else dense_ops(model, prompt_caches[0][0])  # C norms, SwiGLU
+        self.ops = None if self.kernel is None else kernels.FusedOps(self.kernel.lib)  # C norms, SwiGLU, sampling
         self.layers = [LatentLayer(layer, model.config) if latent else DenseLayer(layer, model.config, self.ops)
                        for layer in inner.layers]
         self.eps = model.config.rms_norm_eps
@@ -439,11 +439,6 @@ def dense_kernel(model, keys: torch.Tensor):
         return None
     config = model.config
     return kernels.decode_attention(keys.shape[-1], config.num_attention_heads // config.num_key_value_heads)
-
-
-def dense_ops(model, keys: torch.Tensor):
-    config = model.config
-    return kernels.fused_ops(keys.shape[-1], config.num_attention_heads // config.num_key_value_heads)
 
 
 def select_rows(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:

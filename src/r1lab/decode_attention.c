@@ -155,6 +155,27 @@ void silu_mul(const float *gate_up, float *out, int64_t rows, int64_t inter, int
     }
 }
 
+/* The backward of silu_mul for the training update (r1lab.fused_mlp): from gate_up (rows, 2 * inter)
+   and the gradient dh (rows, inter) of h = silu(gate) * up, the gradient d_gate_up (rows, 2 * inter)
+   = [dh * up * silu'(gate) ; dh * silu(gate)], and h (rows, inter) itself, recomputed here rather
+   than kept from the forward, for the down projection's weight gradient.
+   silu'(g) = s * (1 + g * (1 - s)) with s = sigmoid(g). */
+void silu_mul_backward(const float *gate_up, const float *dh, float *d_gate_up, float *h, int64_t rows, int64_t inter,
+                       int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gate_up + r * 2 * inter, *u = g + inter, *d = dh + r * inter;
+        float *dg = d_gate_up + r * 2 * inter, *du = dg + inter, *hr = h + r * inter;
+        #pragma omp simd
+        for (int64_t i = 0; i < inter; i++) {
+            float s = 1.f / (1.f + expf(-g[i])), act = g[i] * s;
+            hr[i] = act * u[i];
+            du[i] = d[i] * act;
+            dg[i] = d[i] * u[i] * s * (1.f + g[i] * (1.f - s));
+        }
+    }
+}
+
 /* One token per row of logits (rows, V) from softmax(logits / temperature), by inverting the CDF
    with one uniform number u[r] in [0, 1) per row: the first token whose cumulative probability
    (float64) exceeds u[r] times the total, as r1lab.sampler.categorical does in torch. */

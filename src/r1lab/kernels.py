@@ -80,6 +80,7 @@ def _build(head_dim: int, groups: int) -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(out))
     lib.rms_norm.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 2
     lib.silu_mul.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_int]
+    lib.silu_mul_backward.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_int]
     lib.sample_rows.argtypes = [ctypes.c_void_p, ctypes.c_float] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + \
         [ctypes.c_int]
     lib.decode_attention.restype = None
@@ -170,6 +171,17 @@ class FusedOps:
         self.lib.silu_mul(gate_up.data_ptr(), out.data_ptr(), rows, width // 2, torch.get_num_threads())
         return out
 
+    def silu_mul_backward(self, gate_up: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backward of `silu_mul`: gate_up (rows, 2I) and dh (rows, I), both contiguous ->
+        (d_gate_up (rows, 2I), h = silu(gate) * up (rows, I), recomputed for the caller)."""
+        rows, width = gate_up.shape
+        if not (gate_up.is_contiguous() and dh.is_contiguous() and dh.shape == (rows, width // 2)
+                and gate_up.dtype == dh.dtype == torch.float32):
+            raise ValueError("silu_mul_backward: gate_up (rows, 2I) and dh (rows, I) must be contiguous float32")
+        d_gate_up, h = torch.empty_like(gate_up), dh.new_empty(rows, width // 2)
+        self.lib.silu_mul_backward(gate_up.data_ptr(), dh.data_ptr(), d_gate_up.data_ptr(), h.data_ptr(), rows,
+                                   width // 2, torch.get_num_threads())
+        return d_gate_up, h
 
     def sample(self, logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
         """One token per row of logits (rows, V) from softmax(logits / temperature), by inverting

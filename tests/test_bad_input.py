@@ -106,7 +106,7 @@ ROWS = [
     (["distill", "rl_after_steps=-1"], "rl_after_steps: expected >= 0"),
     (["distill", "sft.epochs=0"], "epochs: expected >= 1"),
     (["distill", "report.dtype=float64"], "report.dtype: expected one of 'float32', 'bfloat16', got 'float64'"),
-    (["distill", "device=cuda:"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:'"),
+    (["distill", "device=cuda:-1"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:-1'"),
     # --- config ---
     (["config", "zeroo"], "invalid choice: 'zeroo'"),
     (["config"], "the following arguments are required: stage"),

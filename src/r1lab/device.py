@@ -70,9 +70,10 @@ def resolve_dtype(name: str = "float32", field: str = "dtype") -> torch.dtype:
 
 
 def check(cfg, prefix: str = "") -> None:
-    """A config's `device` and `dtype` fields, checked in its validate()."""
+    """A config's `device` field and its `dtype` field (if it has one), checked in its validate()."""
     resolve_device(cfg.device, f"{prefix}device")
-    resolve_dtype(cfg.dtype, f"{prefix}dtype")
+    if hasattr(cfg, "dtype"):
+        resolve_dtype(cfg.dtype, f"{prefix}dtype")
 
 
 def model_device(model) -> torch.device:

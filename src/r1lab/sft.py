@@ -37,8 +37,8 @@ done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a ki
 newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
 With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds the merged model
 plus the adapters in `adapter/`. `device` and `dtype` place the model (device.py); `dtype=bfloat16`
-trains bfloat16 weights directly (no float32 master copy: steps much smaller than a weight's
-bfloat16 resolution, lr·|update| ≲ |w|/256, round away), so float32 is the default.
+trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16
+spacing, |w|/512 to |w|/256, rounds away), so float32 is the default.
 """
 
 from __future__ import annotations

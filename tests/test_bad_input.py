@@ -44,6 +44,8 @@ ROWS = [
     (["zero", "grpo.warmup_steps=-5"], "grpo.warmup_steps: expected >= 0, got -5"),
     (["zero", "threads=-1"], "threads: expected >= 0"),
     (["zero", "run_dir={existing}"], "already holds a run"),
+    (["zero", "device=gpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    (["zero", "dtype=float16"], "dtype: expected one of 'float32', 'bfloat16', got 'float16'"),
     # --- pretrain ---
     (["pretrain", "lr=-1"], "lr: expected a positive learning rate, got -1"),
     (["pretrain", "stpes=10"], "unknown key 'stpes' (did you mean 'steps'?)"),
@@ -64,6 +66,8 @@ ROWS = [
     (["sft", "data={sft_good}", "template=chatml"], "template: expected one of"),
     (["sft", "data={sft_good}", "base={tmp}/nomodel"], "no config.json"),
     (["sft", "data={sft_good}", "run_dir={existing}"], "already holds a run"),
+    (["sft", "data={sft_good}", "device=cuda:x"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'"),
+    (["sft", "data={sft_good}", "dtype=bf16"], "dtype: expected one of 'float32', 'bfloat16', got 'bf16'"),
     # --- sample ---
     (["sample"], "the following arguments are required: model"),
     (["sample", "{tmp}/nomodel"], "is not a Hugging Face model directory"),
@@ -74,6 +78,7 @@ ROWS = [
     (["sample", "{model}", "rejection.filters=[nope]"], "unknown filter 'nope'"),
     (["sample", "{model}", "task=sudoku"], "sudoku"),
     (["sample", "{model}", "out={sampled}"], "already holds sampled data"),
+    (["sample", "{model}", "device=tpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
     # --- rm ---
     (["rm", "data={tmp}/none.jsonl"], "none.jsonl: no such file"),
     (["rm", "data={rm_bad}"], "rm_bad.jsonl:2: malformed JSON"),
@@ -84,6 +89,7 @@ ROWS = [
     (["rm", "threads=-1"], "threads: expected >= 0"),
     (["rm", "base={tmp}/nomodel"], "no config.json"),
     (["rm", "run_dir={existing}"], "already holds a run"),
+    (["rm", "dtype=half"], "dtype: expected one of 'float32', 'bfloat16', got 'half'"),
     # --- pipeline ---
     (["pipeline", "{list_yaml}"], "top level must be a mapping"),
     (["pipeline", "reasoning_rl.grpo.group_size=1"], "reasoning_rl.grpo.group_size: GRPO needs at least 2"),
@@ -91,6 +97,7 @@ ROWS = [
     (["pipeline", "cold_start.data={tmp}/none.jsonl"], "none.jsonl: no such file"),
     (["pipeline", "report.k=0"], "report.k"),
     (["pipeline", "zero.grpo.lr=-1"], "zero.grpo.lr: expected a positive learning rate"),
+    (["pipeline", "device=gpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
     # --- distill ---
     (["distill", "--teacher", "{tmp}/nomodel"], "teacher:"),
     (["distill", "--student", "gpt-huge"], "student: 'gpt-huge' is neither a preset"),
@@ -98,6 +105,8 @@ ROWS = [
     (["distill", "--data", "{bad_jsonl}"], "bad.jsonl:2: malformed JSON"),
     (["distill", "rl_after_steps=-1"], "rl_after_steps: expected >= 0"),
     (["distill", "sft.epochs=0"], "epochs: expected >= 1"),
+    (["distill", "report.dtype=float64"], "report.dtype: expected one of 'float32', 'bfloat16', got 'float64'"),
+    (["distill", "device=cuda:-1"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:-1'"),
     # --- config ---
     (["config", "zeroo"], "invalid choice: 'zeroo'"),
     (["config"], "the following arguments are required: stage"),
@@ -113,6 +122,8 @@ ROWS = [
     (["eval", "{model}", "--data", "{good_jsonl}", "--top-p", "0"], "top-p: expected 0 < top-p <= 1, got 0.0"),
     (["eval", "{model}", "--data", "{good_jsonl}", "--temperature", "-1"], "temperature: expected >= 0, got -1.0"),
     (["eval", "{model}", "--data", "{good_jsonl}", "--limit", "-1"], "limit"),
+    (["eval", "{model}", "--data", "{good_jsonl}", "--device", "gpu"], "--device: expected 'auto', 'cpu', 'cuda' or"),
+    (["eval", "{model}", "--data", "{good_jsonl}", "--dtype", "fp16"], "--dtype: expected one of 'float32', 'bfloat16'"),
     (["eval", "{model}", "--data", "{good_jsonl}", "--out", "{existing}"], "holds no eval_config.yaml"),
     # an --out that holds an evaluation with k=4: a rerun with more samples per problem must not mix them in
     (["eval", "{model}", "--data", "{good_jsonl}", "--k", "8", "--out", "{evaluated}"], "other settings (k:"),

@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from r1lab.device import to_cpu
 from r1lab.errors import UserError
 from r1lab.lora import is_lora, load_weights, save_weights
 
@@ -63,13 +64,20 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 def rng_state() -> dict:
     """The global RNG states. The loops draw their data order and sampling seeds from their own
-    seeded generators, but dropout or a user's reward function may draw from these."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    seeded generators, but dropout or a user's reward function may draw from these. With CUDA,
+    the CUDA generators' states too (CPU tensors, like the rest of trainer_state.pt)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
@@ -82,7 +90,9 @@ def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | 
     def fill(tmp: Path) -> None:
         save_weights(model, tmp, state_dict)  # a LoRA model: the merged weights, and the adapters in adapter/
         tok.save_pretrained(tmp)
-        torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")
+        # tensors on the CPU (a CUDA optimizer state's too): the file loads on any machine, and
+        # `opt.load_state_dict` moves the state back to its parameters' device
+        torch.save(to_cpu({**state, "step": step, "rng": rng_state()}), tmp / "trainer_state.pt")
         if info is not None:
             (tmp / info_name).write_text(json.dumps(info, indent=2))
 
@@ -119,11 +129,12 @@ def load_checkpoint(ckpt: Path, model) -> dict:
     for name in ("config.json", "trainer_state.pt"):
         if not (ckpt / name).is_file():
             raise FileNotFoundError(f"{name} is missing")
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False, map_location="cpu")
     if not isinstance(state, dict) or not {"step", "optimizer", "rng"} <= state.keys():
         raise ValueError("trainer_state.pt lacks step/optimizer/rng")
     base = model.get_base_model() if is_lora(model) else model
-    saved = type(base).from_pretrained(ckpt, dtype=torch.float32)  # the same class: same keys, same layout
+    # the same class: same keys, same layout; load_state_dict copies into the model's device and dtype
+    saved = type(base).from_pretrained(ckpt, dtype=torch.float32)
     load_weights(model, ckpt, saved)  # a LoRA model: its adapters only, from ckpt/adapter
     return state
 

@@ -168,6 +168,8 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--batch-rows", type=int, default=d.batch_rows,
                    help="sequences decoded together; a chunk is batch-rows // k problems (default %(default)s)")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/eval-<data>-<time>)")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default %(default)s: CUDA if present)")
+    p.add_argument("--dtype", default=d.dtype, help="float32 or bfloat16 (default %(default)s)")
 
 
 def _eval_config(ns):
@@ -176,7 +178,7 @@ def _eval_config(ns):
 
     data = DataSpec(ns.data, ns.preset, ns.question_field, ns.answer_field, ns.split, ns.limit)
     return EvalRunConfig(ns.model, data, ns.k, ns.temperature, ns.top_p, ns.max_new_tokens, ns.template,
-                         ns.seed, ns.batch_rows, ns.out)
+                         ns.seed, ns.batch_rows, ns.out, ns.device, ns.dtype)
 
 
 def _add_grade_parser(sub) -> None:

@@ -57,6 +57,7 @@ from pathlib import Path
 
 from r1lab.config import config_to_dict, save_config
 from r1lab.corpus import CorpusConfig
+from r1lab.device import check as check_device
 from r1lab.errors import UserError
 from r1lab.model import ModelConfig
 from r1lab.pipeline import ReportConfig, fingerprint, stage
@@ -110,8 +111,12 @@ class DistillConfig:
     rl_after_steps: int = 0  # > 0: this many R1-Zero steps on the distilled student
     report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0
+    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py);
+    # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
+    device: str = "auto"
 
     def validate(self) -> None:
+        check_device(self)
         def model(spec: str) -> bool:  # a model directory, or a hub id (downloaded when the run starts)
             return (Path(spec) / "config.json").exists() or is_hub_id(spec)
 
@@ -135,7 +140,8 @@ class DistillConfig:
 def teacher_stage(cfg: DistillConfig, d: Path, log) -> dict:
     from r1lab.zero import run_zero
 
-    zero = replace(cfg.teacher_rl, pretrain=cfg.pretrain, data=cfg.data, run_dir=str(d / "run"), seed=cfg.seed)
+    zero = replace(cfg.teacher_rl, pretrain=cfg.pretrain, data=cfg.data, run_dir=str(d / "run"), seed=cfg.seed,
+                   device=cfg.device)
     summary = run_zero(zero, log=log)
     latest = (d / "run" / "latest").read_text().strip()
     return {"model": str((d / "run" / latest).resolve()), "train_seconds": summary["train_seconds"]}
@@ -155,7 +161,8 @@ def traces_stage(cfg: DistillConfig, teacher: Path, d: Path, log) -> dict:
 
     sample = replace(cfg.sample, model=str(teacher), out=str(d / "sample"), task=cfg.data.task,
                      task_args=cfg.data.task_args, path=cfg.data.path, question_field=cfg.data.question_field,
-                     answer_field=cfg.data.answer_field, langs=cfg.data.langs, seed=cfg.seed)
+                     answer_field=cfg.data.answer_field, langs=cfg.data.langs, seed=cfg.seed,
+                     device=cfg.device)
     data = run_sample(sample, log=log)
     report = json.loads((d / "sample" / "report.json").read_text())
     if report["kept"] == 0:
@@ -170,6 +177,7 @@ def sft_student_stage(cfg: DistillConfig, base: Path, data: Path, d: Path, log) 
 
     t0 = time.time()
     out = run_sft(replace(cfg.sft, base=str(base), data=str(data), run_dir=str(d / "sft"), seed=cfg.seed,
+                          device=cfg.device,
                           pretrain=cfg.pretrain), log=log)
     return {"model": str(out.resolve()), "template": json.loads((out / "sft.json").read_text())["template"],
             "train_seconds": time.time() - t0}
@@ -179,7 +187,7 @@ def rl_stage(rl: ZeroConfig, base: Path, cfg: DistillConfig, d: Path, log, **ove
     from r1lab.zero import run_zero
 
     run_cfg = replace(rl, base=str(base), pretrain=cfg.pretrain, data=cfg.data, run_dir=str(d / "run"),
-                      seed=cfg.seed, gate=False, **over)
+                      seed=cfg.seed, gate=False, device=cfg.device, **over)
     run_cfg.validate()
     summary = run_zero(run_cfg, log=log)
     latest = (d / "run" / "latest").read_text().strip()
@@ -200,7 +208,7 @@ def measure(model_dir: Path, template: str, cfg: DistillConfig) -> dict:
 
     r = cfg.report
     test = build_task(cfg.data).problems("test", r.problems, seed=cfg.seed + 1, langs=tuple(cfg.data.langs))
-    model, tok = load_policy(model_dir)
+    model, tok = load_policy(model_dir, cfg.device, r.dtype)
     template = resolve_template(template, tok)
     sampler = HFSampler(model, tok, add_special_tokens=template != "chat")
     params = SamplingParams(r.temperature, r.top_p, r.max_new_tokens, seed=cfg.seed + 7)

@@ -62,6 +62,14 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def comm_device() -> torch.device:
+    """Where collectives' tensors must be: the current CUDA device under nccl, else the CPU. The
+    helpers below move their inputs there and their results back, so a model on either device works."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
@@ -92,7 +100,7 @@ def sum_across(values: list[float]) -> list[float]:
     """The element-wise sum of `values` over all ranks (float64; the identity in one process)."""
     if world_size() == 1:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=comm_device())
     dist.all_reduce(t)
     return t.tolist()
 
@@ -100,7 +108,7 @@ def sum_across(values: list[float]) -> list[float]:
 def max_across(value: float) -> float:
     if world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t)
 
@@ -114,7 +122,7 @@ def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     if world_size() == 1:
         return
     params = [p for p in params if p.requires_grad]
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=comm_device())
     dist.all_reduce(has)
     params = [p for p, h in zip(params, has.tolist()) if h]
     for p in params:
@@ -122,7 +130,7 @@ def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             p.grad = torch.zeros_like(p)
     if not params:
         return
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    flat = torch.cat([p.grad.reshape(-1) for p in params]).to(comm_device())
     dist.all_reduce(flat)
     offset = 0
     for p in params:
@@ -135,7 +143,7 @@ def sum_tensors_(tensors: list[torch.Tensor]) -> None:
     which must see the whole batch's routing to stay the same on every rank)."""
     if world_size() == 1 or not tensors:
         return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+    flat = torch.cat([t.reshape(-1) for t in tensors]).to(comm_device())
     dist.all_reduce(flat)
     offset = 0
     for t in tensors:

@@ -190,7 +190,7 @@ class FusedOps:
         if not (logits.is_contiguous() and logits.dtype == torch.float32 and u.dtype == torch.float64
                 and u.is_contiguous() and len(u) == len(logits) and temperature > 0):
             raise ValueError("sample: logits must be contiguous float32 (rows, V), u float64 (rows,), temperature > 0")
-        out = torch.empty(len(logits), dtype=torch.int64)
+        out = torch.empty(len(logits), dtype=torch.int64, device=logits.device)
         self.lib.sample_rows(logits.data_ptr(), temperature, u.data_ptr(), out.data_ptr(), *logits.shape,
                              torch.get_num_threads())
         return out

@@ -129,7 +129,7 @@ class RouterLoadTracker:
         self.handles = []
         for module in model.modules():
             if type(module).__name__ == "DeepseekV3TopkRouter":
-                self.counts[module] = torch.zeros(module.num_experts)
+                self.counts[module] = torch.zeros(module.num_experts, device=module.weight.device)
                 self.handles.append(module.register_forward_hook(self._hook))
 
     def _hook(self, module, inputs, output):

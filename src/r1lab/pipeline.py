@@ -45,8 +45,10 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field, is_dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from r1lab.config import config_to_dict, save_config
+from r1lab.device import check as check_device
 from r1lab.errors import UserError
 from r1lab.pretrain import PretrainConfig, pretrain
 from r1lab.rm import RMConfig
@@ -98,12 +100,13 @@ class ReportConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 200
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the measured models' (and the reward model's) weights
 
 
 @dataclass
 class PipelineConfig:
     """The stages' own settings are nested configs; the pipeline sets, for every stage, its base
-    model (the previous stage's output), run directory, seed and pretraining config, and ties
+    model (the previous stage's output), run directory, seed, device and pretraining config, and ties
     every stage's reasoning task to `reasoning_rl.data` (so `zero.data`, `all_rl.data` and
     `rejection.sample.{task,task_args,langs}` are not read) and stage 4's reward model to the
     `rm` stage's output (`all_rl.reward_model` is not read)."""
@@ -123,10 +126,15 @@ class PipelineConfig:
     general_share: float = 0.25  # stage 4: share of each step's prompts that are general ones
     report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0
+    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py);
+    # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
+    device: str = "auto"
 
     def validate(self) -> None:
         """Every mistake a later stage would trip on, found before the first stage starts."""
         from r1lab.tasks.prompts import check_langs
+
+        check_device(self)
 
         if "language" not in self.reasoning_rl.rewards:
             raise UserError("reasoning_rl.rewards: stage 2 is defined by its language reward; keep 'language'")
@@ -184,7 +192,8 @@ def stage(run: Path, name: str, key: str, body, log, command: str = "pipeline") 
 def rl_stage(cfg: ZeroConfig, base: Path, pcfg: PipelineConfig, d: Path, log, **over) -> dict:
     from r1lab.zero import run_zero
 
-    stage_cfg = replace(cfg, base=str(base), pretrain=pcfg.pretrain, run_dir=str(d / "run"), seed=pcfg.seed, **over)
+    stage_cfg = replace(cfg, base=str(base), pretrain=pcfg.pretrain, run_dir=str(d / "run"), seed=pcfg.seed,
+                        device=pcfg.device, **over)
     stage_cfg.validate()
     summary = run_zero(stage_cfg, log=log)
     latest = (d / "run" / "latest").read_text().strip()
@@ -195,6 +204,7 @@ def sft_stage(cfg: SFTConfig, base: Path, data: Path, pcfg: PipelineConfig, d: P
     from r1lab.sft import run_sft
 
     out = run_sft(replace(cfg, base=str(base), data=str(data), run_dir=str(d / "sft"), seed=pcfg.seed,
+                          device=pcfg.device,
                           pretrain=pcfg.pretrain), log=log)
     return {"model": str(out.resolve())}
 
@@ -216,7 +226,8 @@ def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage
     from r1lab.rejection import Candidate, write_sft_jsonl
     from r1lab.sample import run_sample
 
-    data = run_sample(replace(sample, model=str(stage2), out=str(d / "sample"), seed=cfg.seed), log=log)
+    data = run_sample(replace(sample, model=str(stage2), out=str(d / "sample"), seed=cfg.seed, device=cfg.device),
+                      log=log)
     report = json.loads((d / "sample" / "report.json").read_text())
     if cfg.rejection.general_answers:  # the non-reasoning SFT data of stage 3
         general = [Candidate(g.prompt, r1_answer(g.reference), g.lang, True) for g in general_prompts("train")]
@@ -234,7 +245,8 @@ def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage
 def rm_stage(cfg: PipelineConfig, base: Path, d: Path, log) -> dict:
     from r1lab.rm import run_rm
 
-    out = run_rm(replace(cfg.rm, base=str(base), run_dir=str(d / "run"), seed=cfg.seed, pretrain=cfg.pretrain), log=log)
+    out = run_rm(replace(cfg.rm, base=str(base), run_dir=str(d / "run"), seed=cfg.seed, pretrain=cfg.pretrain,
+                         device=cfg.device), log=log)
     return {"model": str(out.resolve()), **json.loads((out / "rm.json").read_text())}
 
 
@@ -257,7 +269,7 @@ def measure(model_dir: Path, rm, rm_tok, cfg: PipelineConfig) -> dict:
     task = build_task(cfg.reasoning_rl.data)
     langs = tuple(cfg.reasoning_rl.data.langs)
     test = task.problems("test", r.problems, seed=cfg.seed + 1, langs=langs)
-    model, tok = load_policy(model_dir)
+    model, tok = load_policy(model_dir, cfg.device, r.dtype)
     sampler = HFSampler(model, tok)
     params = SamplingParams(r.temperature, r.top_p, r.max_new_tokens, seed=cfg.seed + 7)
     m = evaluate(sampler, test, [apply_template(p.prompt) for p in test], r.k, params).metrics
@@ -324,7 +336,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     names |= {"stage 3: rejection sampling + SFT": s3, "stage 4: RL for all scenarios (R1)": records["stage4"]["model"]}
     from r1lab.rm import load_reward_model
 
-    rm, rm_tok = load_reward_model(rm_dir)
+    rm, rm_tok = load_reward_model(rm_dir, cfg.device, cfg.report.dtype)
     rows = {}
     for name, model_dir in names.items():
         log(f"pipeline: measuring {name}")

@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from r1lab import distributed
+from r1lab.device import model_device
 from r1lab.errors import UserError
 from r1lab.fused_mlp import fused_mlps
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
@@ -132,7 +133,7 @@ class PromptPass:
 
 def prompt_pass(model, gen: Generation, pad: int) -> PromptPass:
     """The P distinct prompts through `model` into a KV cache (P rows, not P x G)."""
-    ids, pmask, ppos = left_padded(gen.prompt_ids, pad)  # (P, W)
+    ids, pmask, ppos = left_padded(gen.prompt_ids, pad, model_device(model))  # (P, W)
     cache = DynamicCache(config=model.config)
     with fused_mlps(model):
         head = model(input_ids=ids, attention_mask=pmask, position_ids=ppos, past_key_values=cache,
@@ -149,17 +150,18 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
     `prompts.inputs`); the log-prob of its first token comes from the prompt pass's last
     position. Same numbers as one forward over prompt+completion per row (tests/test_rl.py).
     Returns log-probs (B, Lc), logits (B, Lc, V) and the completion mask (B, Lc)."""
-    owner = torch.tensor([i // gen.n for i in chunk])  # (B,) the prompt of each completion
+    device = prompts.mask.device
+    owner = torch.tensor([i // gen.n for i in chunk], device=device)  # (B,) the prompt of each completion
     head, *kv = prompts.inputs
     cache = DynamicCache(config=model.config)
     for layer in range(len(kv) // 2):
         cache.update(kv[2 * layer][owner], kv[2 * layer + 1][owner], layer)
     completions = [gen.completion_ids[i] for i in chunk]
     Lc = max(map(len, completions))
-    cids = torch.tensor([c + [pad] * (Lc - len(c)) for c in completions])  # (B, Lc) right-padded
-    cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions])
+    cids = torch.tensor([c + [pad] * (Lc - len(c)) for c in completions], device=device)  # (B, Lc) right-padded
+    cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions], device=device)
     pmask = prompts.mask[owner]
-    positions = pmask.sum(1)[:, None] + torch.arange(Lc)  # (B, Lc): continue each prompt
+    positions = pmask.sum(1)[:, None] + torch.arange(Lc, device=device)  # (B, Lc): continue each prompt
     with fused_mlps(model):  # the dense MLPs' forward and backward in C (fused_mlp.py)
         body = model(input_ids=cids, attention_mask=torch.cat([pmask, cmask], 1), position_ids=positions,
                      past_key_values=cache, use_cache=True).logits  # (B, Lc, V)
@@ -184,13 +186,14 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     tis = gen.sampler_logprobs is not None and g.tis_cap > 0  # off-policy engine (vLLM): TIS
     if tis:  # the same on every rank, so every rank sums it below
         stats["is_weight_mean"] = 0.0
-    lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows], dtype=torch.long)
+    device = model_device(model)
+    lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows], dtype=torch.long, device=device)
     # Under N ranks `rows` is this rank's share: the loss is normalised by the whole batch's
     # counts, and the gradients are summed across ranks below (distributed.py).
     n_rows, n_tokens = distributed.sum_across([len(rows), float(lengths.sum())])
     if not n_rows:
         return stats
-    tmask_all = torch.arange(int(lengths.max()) if rows else 0)[None, :] < lengths[:, None]  # (B, Lc) `rows` order
+    tmask_all = torch.arange(int(lengths.max()) if rows else 0, device=device)[None, :] < lengths[:, None]  # (B, Lc) `rows` order
     weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens, int(n_rows), n_tokens)  # (B, Lc)
     index_of = {r: j for j, r in enumerate(rows)}
     active = [i for i in rows if g.beta > 0 or adv[i] != 0]  # the rest contribute exactly nothing
@@ -215,7 +218,7 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
             isw = None
             if tis:
                 slp = torch.tensor([gen.sampler_logprobs[i] + [0.0] * (lp.shape[1] - len(gen.sampler_logprobs[i]))
-                                    for i in chunk])  # (b, Lc), right-padded like lp
+                                    for i in chunk], device=device)  # (b, Lc), right-padded like lp
                 isw = truncated_is_weights(old, slp, g.tis_cap) * tmask
                 stats["is_weight_mean"] += float(isw.sum()) / n_tokens / g.mu
             loss, s = grpo_loss(lp, old, ref_lp[j] if ref_lp else None, adv[chunk], w, g.beta, g.eps_low, g.eps_high,
@@ -269,7 +272,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     # --- rewards and advantages ---
     grouped = [p for p in problems for _ in range(g.group_size)]
     per_fn = {name: fn(gen.texts, grouped) for name, fn in reward_fns.items()}
-    rewards = torch.tensor(combine_rewards(per_fn, reward_weights)).view(len(problems), g.group_size)  # (P, G)
+    rewards = torch.tensor(combine_rewards(per_fn, reward_weights), device=model_device(model)).view(
+        len(problems), g.group_size)  # (P, G)
     adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
     spread = rewards.max(1).values > rewards.min(1).values  # (P,); False for a group holding a NaN
     keep = spread if g.drop_zero_spread else torch.ones_like(spread)
@@ -306,7 +310,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
         "len_max": max(lengths),
         "truncation_rate": sum(every["truncated"]) / len(lengths),
         "zero_spread_frac": sum(not s for s in every["spread"]) / len(every["spread"]),
-        "groups_nonfinite_reward": int((~torch.isfinite(torch.tensor(every["rewards"]).view(-1, g.group_size))
+        "groups_nonfinite_reward": int((~torch.isfinite(torch.tensor(every["rewards"], device="cpu").view(-1, g.group_size))
                                         .all(1)).sum()),
         **stats,
         "time_generate": t_gen - t0,

@@ -12,6 +12,8 @@ each preferred answer against wrong, unhelpful, other-language, harmful and repe
 a JSONL of {"prompt", "chosen", "rejected"} lines. The built-in test split's pairs (prompts
 never seen in training) measure the held-out ranking accuracy, reported with the run.
 
+`device` and `dtype` place the model as in every trainer (device.py).
+
 Departure from the paper: one reward model for helpfulness and harmlessness (the paper trains
 preference models for each); stage 4 scores the summary and the whole response with it.
 
@@ -29,6 +31,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -37,6 +40,8 @@ from r1lab.benchmarks import read_jsonl
 from r1lab.checkpoint import check_run_dir, open_metrics, resolve_run_dir, save_checkpoint
 from r1lab.checkpoint import resume as resume_from
 from r1lab.config import save_config
+from r1lab.device import check as check_device
+from r1lab.device import model_device, resolve_device, resolve_dtype
 from r1lab.errors import UserError
 from r1lab.general import PreferencePair, preference_pairs
 from r1lab.guard import guarded_step
@@ -56,9 +61,12 @@ class RMConfig:
     save_every: int = 50  # batches (optimizer steps) between checkpoints, and one after the last
     seed: int = 0
     threads: int = 0
+    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py)
+    dtype: Literal["float32", "bfloat16"] = "float32"
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
+        check_device(self)
         for name in ("epochs", "batch_pairs", "max_tokens", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -79,9 +87,9 @@ def read_pairs(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def load_reward_model(path: str | Path):
+def load_reward_model(path: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"):
     """(model, tokenizer): a sequence-classification model with one output, from a causal LM or
-    a saved reward model directory."""
+    a saved reward model directory, on `device` in `dtype` (as zero.load_policy)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -94,18 +102,19 @@ def load_reward_model(path: str | Path):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "score.weight newly initialized" is expected from a causal LM
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=resolve_dtype(dtype))
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tok.pad_token_id
-    return model, tok
+    return model.to(device if isinstance(device, torch.device) else resolve_device(device)), tok
 
 
 def scores(model, tok, prompts: list[str], responses: list[str]) -> torch.Tensor:
     """r(prompt, response) for each pair of lists, (B,), differentiable."""
     texts = [apply_template(p) + " " + r for p, r in zip(prompts, responses)]
-    enc = tok(texts, return_tensors="pt", padding=True)
-    return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, 0]
+    enc = tok(texts, padding=True)  # lists: the tensors are made here, on the model's device
+    ids, mask = (torch.tensor(enc[k], device=model_device(model)) for k in ("input_ids", "attention_mask"))
+    return model(input_ids=ids, attention_mask=mask).logits[:, 0]
 
 
 def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -152,13 +161,13 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
                 continue
             batch = [pairs[j] for j in order[i : i + cfg.batch_pairs]]
             b = [batch[j] for j in distributed.shard(len(batch), distributed.rank(), distributed.world_size())]
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=model_device(model))
             if b:  # this rank's pairs; the mean is over the whole batch's (the gradients summed over ranks)
                 both = scores(model, tok, [p.prompt for p in b] * 2, [p.chosen for p in b] + [p.rejected for p in b])
                 loss = bt_loss(both[: len(b)], both[len(b) :]) * (len(b) / len(batch))
                 loss.backward()
             distributed.sum_gradients(model.parameters())
-            loss = torch.tensor(distributed.sum_across([float(loss.detach())])[0])
+            loss = torch.tensor(distributed.sum_across([float(loss.detach())])[0], device="cpu")  # a statistic
             _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log,
                                       f"rm epoch {epoch + 1} batch {i // cfg.batch_pairs + 1}")
             step += 1
@@ -207,7 +216,7 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     held_out = preference_pairs("test", cfg.seed)
     base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
     torch.manual_seed(cfg.seed)  # the new score head's initialisation: reproducible, and the same on every rank
-    model, tok = load_reward_model(base)
+    model, tok = load_reward_model(base, cfg.device, cfg.dtype)
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]
     if not kept:

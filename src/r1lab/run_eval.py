@@ -90,9 +90,14 @@ class EvalRunConfig:
     seed: int = 0
     batch_rows: int = 16  # sequences decoded together; a chunk is max(1, batch_rows // k) problems
     out: str | None = None  # default runs/eval-<data name>-<time>
+    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py)
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
     def validate(self) -> None:
+        from r1lab.device import check
+
         self.data.validate()
+        check(self, "--")
         if not self.model:
             raise UserError("model: give a Hugging Face model directory")
         for name in ("k", "max_new_tokens", "batch_rows"):
@@ -132,7 +137,7 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
         if any(p.task == "math" for p in bench.problems):  # start sympy's process while the model loads
             threading.Thread(target=verify.warm_up, daemon=True).start()
         if sampler is None:
-            sampler = HFSampler(load_model(model_dir), tokenizer, cfg.batch_rows, add_special_tokens=template != "chat")
+            sampler = HFSampler(load_model(model_dir, cfg.device, cfg.dtype), tokenizer, cfg.batch_rows, add_special_tokens=template != "chat")
         stop_ids = answer_stop_ids(tokenizer) if template == "r1zero" else ()
         out.mkdir(parents=True, exist_ok=True)
         write_atomically(out / CONFIG_FILE, yaml.safe_dump(settings, sort_keys=False))
@@ -224,12 +229,15 @@ def load_tokenizer(model_dir: Path):
     return tok
 
 
-def load_model(model_dir: Path):
-    """The model in float32 (CPU matmuls are fastest and exact there), in inference mode."""
-    import torch
+def load_model(model_dir: Path, device: str = "cpu", dtype: str = "float32"):
+    """The model on `device` in `dtype` (default float32: CPU matmuls are fastest and exact there),
+    in inference mode."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    from r1lab.device import resolve_device, resolve_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, "--dtype"))
+    return model.to(resolve_device(device, "--device")).eval()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from r1lab.errors import UserError
 from r1lab.rejection import Candidate, RejectionConfig, filter_candidates, write_sft_jsonl
@@ -43,8 +44,13 @@ class SampleConfig:
     batch_rows: int = 512  # sequences decoded together
     seed: int = 0
     rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py)
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
     def validate(self) -> None:
+        from r1lab.device import check
+
+        check(self)
         for name in ("prompts", "n", "max_new_tokens", "batch_rows"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -88,7 +94,7 @@ def run_sample(cfg: SampleConfig, log=print) -> Path:
     else:
         task = register_task(make_task(cfg.task, **cfg.task_args))
     problems = task.problems("train", cfg.prompts, seed=cfg.seed + 3000, langs=tuple(cfg.langs))
-    model, tok = load_policy(cfg.model)
+    model, tok = load_policy(cfg.model, cfg.device, cfg.dtype)
     sampler = HFSampler(model, tok, cfg.batch_rows)
     answer_end = tok.convert_tokens_to_ids("</answer>")
     stop_ids = (answer_end,) if answer_end is not None and answer_end != tok.unk_token_id else ()

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from r1lab import kernels
+from r1lab.device import model_device
 
 
 @dataclass
@@ -88,20 +89,22 @@ class PromptDraws:
     def __init__(self, seeds: tuple[int, ...], n: int):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.n = n
-        self.live = torch.arange(len(seeds) * n)
+        self.live = torch.arange(len(seeds) * n, device="cpu")  # the sampler sets its live rows before each draw
 
     def rand(self, count: int) -> torch.Tensor:
         """(count, 1) float64 uniforms, one per live row."""
         owners, counts = torch.unique_consecutive(self.live // self.n, return_counts=True)
         assert int(counts.sum()) == count, (int(counts.sum()), count)
-        return torch.cat([torch.rand(c, 1, generator=self.generators[o], dtype=torch.float64)
+        return torch.cat([torch.rand(c, 1, generator=self.generators[o], dtype=torch.float64, device="cpu")
                           for o, c in zip(owners.tolist(), counts.tolist())])
 
 
 def uniforms(generator: torch.Generator | PromptDraws, count: int) -> torch.Tensor:
+    """(count, 1) float64 uniforms, drawn on the CPU from seeded CPU generators (moved by the
+    caller): the same draws for a seed whatever device the model is on."""
     if isinstance(generator, PromptDraws):
         return generator.rand(count)
-    return torch.rand(count, 1, generator=generator, dtype=torch.float64)
+    return torch.rand(count, 1, generator=generator, dtype=torch.float64, device="cpu")
 
 
 def categorical(probs: torch.Tensor, generator: torch.Generator | PromptDraws) -> torch.Tensor:
@@ -110,7 +113,7 @@ def categorical(probs: torch.Tensor, generator: torch.Generator | PromptDraws) -
     (~2 ms vs ~0.1 ms for 128 x 504 here). The CDF is float64 so large vocabularies keep exact
     tails; a zero-probability token is never drawn (its CDF step is empty)."""
     cdf = probs.double().cumsum(-1)  # (B, V)
-    u = uniforms(generator, probs.shape[0]) * cdf[:, -1:]
+    u = uniforms(generator, probs.shape[0]).to(cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1).squeeze(-1)
 
 
@@ -183,14 +186,14 @@ class HFSampler:
 
     def _generate_batch(self, prompt_ids: list[list[int]], n: int, params: SamplingParams, gen):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        stops = torch.tensor(sorted({*self.stop_ids, *params.stop_token_ids}))
         decoder_class = StaticCacheDecoder if self.static_cache else DynamicCacheDecoder
         decoder, logits = decoder_class.prefill(self.model, prompt_ids, n, pad, params.max_new_tokens)
-        B, steps = len(prompt_ids) * n, params.max_new_tokens
-        out = torch.full((B, steps), pad)  # (B, steps) sampled tokens, by sample index
-        length = torch.full((B,), steps)  # (B,) tokens kept per sample
-        stopped = torch.zeros(B, dtype=torch.bool)  # (B,)
-        rows = torch.arange(B)  # sample index of each live row
+        B, steps, device = len(prompt_ids) * n, params.max_new_tokens, logits.device
+        stops = torch.tensor(sorted({*self.stop_ids, *params.stop_token_ids}), device=device)
+        out = torch.full((B, steps), pad, device=device)  # (B, steps) sampled tokens, by sample index
+        length = torch.full((B,), steps, device=device)  # (B,) tokens kept per sample
+        stopped = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+        rows = torch.arange(B, device=device)  # sample index of each live row
         for step in range(steps):
             if step < params.min_new_tokens:
                 logits[:, stops] = float("-inf")
@@ -214,17 +217,19 @@ class HFSampler:
         return tokens, (~stopped).tolist()
 
 
-def left_padded(prompt_ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prompts as one left-padded batch: ids, attention mask and position ids, each (P, W)."""
+def left_padded(prompt_ids: list[list[int]], pad: int, device: torch.device | str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts as one left-padded batch on `device`: ids, attention mask and position ids, each (P, W)."""
     width = max(len(p) for p in prompt_ids)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])
-    mask = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompt_ids])[:, None]).long()
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=device)
+    starts = torch.tensor([width - len(p) for p in prompt_ids], device=device)
+    mask = (torch.arange(width, device=device) >= starts[:, None]).long()
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def prefill_prompts(model, prompt_ids: list[list[int]], pad: int):
     """One forward over the distinct prompts: (DynamicCache, last logits (P, V), mask, positions)."""
-    ids, mask, positions = left_padded(prompt_ids, pad)
+    ids, mask, positions = left_padded(prompt_ids, pad, model_device(model))
     cache = DynamicCache(config=model.config)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
@@ -298,7 +303,7 @@ class StaticCacheDecoder:
         self.all_prompt_caches = prompt_caches  # per layer: (K, V) (P, H_kv, W, d) or (C,) (P, W, r + d_R)
         self.all_prompt_bias = prompt_bias  # (P, W) 0, or -inf at a prompt's left padding
         B, room = len(next_pos), min(max_new_tokens, self.FIRST_ROOM)
-        self.group = torch.arange(B) // n  # (B,) the prompt of each live row
+        self.group = torch.arange(B, device=next_pos.device) // n  # (B,) the prompt of each live row
         self.next_pos = next_pos  # (B,) position id of the next token
         self.length, self.capacity, self.limit = 0, room, max_new_tokens  # columns written; allocated; ever needed
         latent = type(model).__name__ in self.LATENT
@@ -309,7 +314,8 @@ class StaticCacheDecoder:
         self.eps = model.config.rms_norm_eps
         # transformers' RoPE cos/sin for every position this batch can reach; both RoPE layouts
         # use only the first half (the second repeats it)
-        cos, sin = inner.rotary_emb(prompt_bias, torch.arange(prompt_bias.shape[1] + max_new_tokens)[None])
+        positions = torch.arange(prompt_bias.shape[1] + max_new_tokens, device=prompt_bias.device)
+        cos, sin = inner.rotary_emb(prompt_bias, positions[None])
         self.cos, self.sin = (t[0, :, : t.shape[-1] // 2].contiguous() for t in (cos, sin))  # (positions, d_R / 2)
         if self.kernel is None:  # caches (B, ..., capacity, ·); live rows compacted when rows finish
             self.caches = [tuple(t.new_empty(B, *t.shape[1:-2], room, t.shape[-1]) for t in c) for c in prompt_caches]
@@ -324,7 +330,7 @@ class StaticCacheDecoder:
             self.prompt_caches = [(key_blocks(F.pad(K, (0, 0, pad, 0))), F.pad(V, (0, 0, pad, 0)))
                                   for K, V in prompt_caches]
             self.start = (prompt_bias == float("-inf")).sum(-1) + pad  # (P,) left padding columns per prompt
-            self.slot = torch.arange(B)
+            self.slot = torch.arange(B, device=next_pos.device)
             self.bind()
 
     def bind(self) -> None:
@@ -339,7 +345,7 @@ class StaticCacheDecoder:
             prompt_caches = [(torch.cat([layer.keys[:, 0], layer.values[:, 0]], dim=-1),) for layer in cache.layers]
         else:  # keys, values: (P, H_kv, W, d)
             prompt_caches = [(layer.keys, layer.values) for layer in cache.layers]
-        bias = torch.zeros(mask.shape, dtype=logits.dtype).masked_fill_(mask == 0, float("-inf"))
+        bias = torch.zeros(mask.shape, dtype=logits.dtype, device=mask.device).masked_fill_(mask == 0, float("-inf"))
         next_pos = positions[:, -1].repeat_interleave(n, 0) + 1
         decoder = cls(model, prompt_caches, bias, n, next_pos, max_new_tokens)
         return decoder, logits.repeat_interleave(n, dim=0)
@@ -399,9 +405,9 @@ class PromptGrid:
     def __init__(self, group: torch.Tensor):  # (B,) prompt of each row, non-decreasing
         self.prompts, counts = torch.unique_consecutive(group, return_counts=True)  # (P',) each
         self.m = int(counts.max())
-        grid_row = torch.repeat_interleave(torch.arange(len(counts)), counts)  # (B,)
+        grid_row = torch.repeat_interleave(torch.arange(len(counts), device=group.device), counts)  # (B,)
         first = counts.cumsum(0) - counts  # (P',) first row of each prompt
-        self.slot = grid_row * self.m + torch.arange(len(group)) - first[grid_row]  # (B,)
+        self.slot = grid_row * self.m + torch.arange(len(group), device=group.device) - first[grid_row]  # (B,)
         self.full = bool((counts == self.m).all())  # then the grid is the batch itself
 
     def scatter(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,9 @@ and at the end of every epoch, atomically (a temporary directory, fsync, rename)
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
 newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
 With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds the merged model
-plus the adapters in `adapter/`.
+plus the adapters in `adapter/`. `device` and `dtype` place the model (device.py); `dtype=bfloat16`
+trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16
+spacing, |w|/512 to |w|/256, rounds away), so float32 is the default.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from r1lab.checkpoint import (check_run_dir, open_metrics, resolve_run_dir, save
                               write_text_atomically)
 from r1lab.checkpoint import resume as resume_from
 from r1lab.config import save_config
+from r1lab.device import check as check_device
+from r1lab.device import model_device
 from r1lab.errors import UserError
 from r1lab.guard import guarded_step
 from r1lab.lora import LoRAConfig, add_adapters, save_weights
@@ -88,10 +92,13 @@ class SFTConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (distributed.py)
+    device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (device.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
     def validate(self) -> None:
+        check_device(self)
         for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -199,8 +206,9 @@ def labels_of(ex: Example) -> list[int]:
     return labels
 
 
-def collate(rows: list[list[Example]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids, position_ids and labels, each (B, L), L the longest row. Each example restarts
+def collate(rows: list[list[Example]], pad: int, device: torch.device | str = "cpu"
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, position_ids and labels on `device`, each (B, L), L the longest row. Each example restarts
     its positions at 0; labels are its completion tokens (shifted by the model's loss), IGNORE
     elsewhere. Padding at a row's end is a sequence of its own that carries no loss."""
     L = max(sum(map(len, r)) for r in rows)
@@ -212,7 +220,8 @@ def collate(rows: list[list[Example]], pad: int) -> tuple[torch.Tensor, torch.Te
         ids.append(i + [pad] * (L - len(i)))
         pos.append(p + list(range(L - len(p))))
         labels.append(y + [IGNORE] * (L - len(y)))
-    return torch.tensor(ids), torch.tensor(pos), torch.tensor(labels)
+    return (torch.tensor(ids, device=device), torch.tensor(pos, device=device),
+            torch.tensor(labels, device=device))
 
 
 def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -274,6 +283,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
     rng = random.Random(cfg.seed)
     rank, world = distributed.rank(), distributed.world_size()
     fsdp = world > 1 and cfg.parallel == "fsdp2"  # run_sft has sharded the model
+    device = model_device(model)
     model.train()
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     step = 0
@@ -295,8 +305,8 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
             micro = math.ceil(len(distributed.shard(len(batch), 0, world)) / cfg.micro_rows) if fsdp else 0
             for j in range(0, max(len(mine), micro * cfg.micro_rows), cfg.micro_rows):
                 part = mine[j : j + cfg.micro_rows]
-                ids, pos, labels = collate(part, pad) if part else (torch.tensor([[pad]]), torch.tensor([[0]]),
-                                                                    torch.tensor([[IGNORE]]))
+                # no rows left (FSDP2): one pad token, which carries no loss (labels_of)
+                ids, pos, labels = collate(part or [[Example([], [pad], "")]], pad, device)
                 saved = None if part else [c.clone() for c in tracker.counts.values()]
                 logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
                 for c, before in zip(tracker.counts.values(), saved or []):  # the pad token's routing
@@ -357,7 +367,7 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
     base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
-    model, tok = load_policy(base)
+    model, tok = load_policy(base, cfg.device, cfg.dtype)
     if cfg.lora.r:
         model = add_adapters(model, cfg.lora)
     if cfg.parallel == "fsdp2" and distributed.world_size() > 1:

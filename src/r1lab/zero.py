@@ -20,6 +20,10 @@ break the worked solutions); groups whose rewards are all equal are dropped from
 gradient and only dilute the aggregation; β defaults to 0 (no reference model), as in DAPO and
 Dr. GRPO, where R1-Zero used a small KL term (set `grpo.beta`).
 
+Where it runs: `device` (auto: the GPU when torch sees one, else the CPU) and `dtype` (float32, or
+bfloat16 weights without a float32 master copy) place the policy, its reference and the reward
+model (device.py); every tensor of the rollout and the update is made on the policy's device.
+
 The same loop runs the R1 pipeline's RL stages (pipeline.py): stage 2 adds the `language` reward;
 stage 4 (`data.general_share` > 0, `reward_model=DIR`) draws that share of each step's prompts
 from the built-in general prompts, scored by the reward model (`preference` reward) since they
@@ -35,6 +39,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -42,6 +47,7 @@ from r1lab import distributed
 from r1lab.checkpoint import check_run_dir, resolve_run_dir, save_checkpoint
 from r1lab.checkpoint import resume as resume_from
 from r1lab.config import config_to_dict, save_config
+from r1lab.device import check as check_device
 from r1lab.errors import UserError
 from r1lab.evaluate import EvalResult, evaluate
 from r1lab.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
@@ -106,9 +112,12 @@ class ZeroConfig:
     seed: int = 0
     threads: int = 0
     parallel: str = "ddp"  # under torchrun: "ddp" only (distributed.py; fsdp2 is for `r1lab sft`)
+    device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (device.py)
 
     def validate(self) -> None:
         distributed.check_parallel(self.parallel, fsdp_ok=False)
+        check_device(self)
         if not self.rewards:
             raise UserError("rewards: at least one reward function is needed")
         for name in self.rewards:
@@ -152,16 +161,21 @@ def resolve_model(spec: str | Path, field: str = "base") -> Path:
                         f"that could be downloaded ({type(e).__name__})") from None
 
 
-def load_policy(path: str | Path):
+def load_policy(path: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"):
+    """(model, tokenizer) from a model directory or hub id: the model on `device` (a torch.device,
+    or a `device` config value: auto, cpu, cuda, cuda:N) in `dtype` (float32 or bfloat16); the
+    tokenizer pads on the left, with EOS as its pad token when it has none."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r1lab.device import resolve_device, resolve_dtype
 
     p = resolve_model(path)
     tok = AutoTokenizer.from_pretrained(p)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
-    return model, tok
+    model = AutoModelForCausalLM.from_pretrained(p, dtype=resolve_dtype(dtype))
+    return model.to(device if isinstance(device, torch.device) else resolve_device(device)), tok
 
 
 def build_task(data: DataConfig):
@@ -249,7 +263,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
 
     base_path = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" \
         else distributed.main_first(lambda: resolve_model(cfg.base))  # rank 0 downloads a hub id first
-    model, tok = load_policy(base_path)
+    model, tok = load_policy(base_path, cfg.device, cfg.dtype)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written
     sampler = make_sampler(cfg.rollout, model, tok, base_path, log=log)
@@ -302,7 +316,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         from r1lab.rewards import preference_reward
         from r1lab.rm import load_reward_model
 
-        rm, rm_tok = load_reward_model(cfg.reward_model)
+        rm, rm_tok = load_reward_model(cfg.reward_model, cfg.device, cfg.dtype)
         reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)
     general = register_task(make_task("general")).problems("train", 10_000, seed=cfg.seed, langs=langs) if n_general else []
     stop_ids = tuple(i for i in [tok.convert_tokens_to_ids("</answer>")] if i is not None and i != tok.unk_token_id)

@@ -74,10 +74,11 @@ def fused_forward(module: nn.Module, ops):
 
 
 @contextlib.contextmanager
-def fused_mlps(model: nn.Module):
+def fused_mlps(model):
     """Within the block, every qualifying MLP of `model` runs through `SwiGLU`; a no-op when the
-    C library is unavailable or nothing qualifies."""
-    modules = [m for m in model.modules() if qualifies(m)]
+    C library is unavailable or nothing qualifies (e.g. `lora.DisabledAdapters`, not a module, whose
+    LoRA-wrapped layers would not qualify anyway)."""
+    modules = [m for m in model.modules() if qualifies(m)] if isinstance(model, nn.Module) else []
     ops = kernels.fused_ops(8, 1) if modules else None  # the library's MLP ops do not depend on the head shape
     if ops is None:
         yield

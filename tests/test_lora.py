@@ -81,7 +81,7 @@ def test_lora_grpo_trains_only_the_adapters_and_the_reference_is_the_base(qwen_d
     base, _ = load_policy(qwen_dir)
     gen = sampler.generate(["ab", "12"], 4, SamplingParams(max_new_tokens=8, seed=99))
     ref_lp, base_lp, policy_lp = (logprobs_of(m, gen, tok.pad_token_id) for m in (ref, base, model))
-    # the plain base's MLPs run fused (fused_mlp.py), the LoRA-wrapped ones as PEFT builds them: rounding apart
+    # the plain base's MLPs run fused (fused.py), the LoRA-wrapped ones as PEFT builds them: rounding apart
     torch.testing.assert_close(ref_lp, base_lp, rtol=0, atol=1e-5)
     assert (policy_lp - base_lp).abs().max() > 1e-3
 

@@ -176,6 +176,47 @@ void silu_mul_backward(const float *gate_up, const float *dh, float *d_gate_up, 
     }
 }
 
+/* RMSNorm for the training update (r1lab.fused): out = x * rstd * w per row of x (rows, dim), with
+   rstd = 1 / sqrt(mean(x^2) + eps) kept (rows,) for the backward. */
+void rms_norm_train(const float *x, const float *w, float eps, float *out, float *rstd, int64_t rows, int64_t dim,
+                    int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float ss = 0.f;
+        #pragma omp simd reduction(+:ss)
+        for (int64_t i = 0; i < dim; i++) ss += xr[i] * xr[i];
+        float inv = 1.f / sqrtf(ss / dim + eps);
+        rstd[r] = inv;
+        #pragma omp simd
+        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = xr[i] * inv * w[i];
+    }
+}
+
+/* Its backward, with n = x * rstd: dx = rstd * (dy * w - n * mean(dy * w * n)) per row, and the weight's
+   gradient sum_rows(dy * n) as `chunks` partial sums (chunks, dim), chunk c over rows [c * rows / chunks,
+   (c + 1) * rows / chunks): a fixed split, so the caller's sum over chunks is deterministic. */
+void rms_norm_backward(const float *x, const float *w, const float *rstd, const float *dy, float *dx, float *dw_chunks,
+                       int64_t rows, int64_t dim, int64_t chunks) {
+    #pragma omp parallel for num_threads(chunks) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        float *dw = dw_chunks + c * dim;
+        for (int64_t i = 0; i < dim; i++) dw[i] = 0.f;
+        for (int64_t r = c * rows / chunks; r < (c + 1) * rows / chunks; r++) {
+            const float *xr = x + r * dim, *d = dy + r * dim;
+            float inv = rstd[r], dot = 0.f;
+            #pragma omp simd reduction(+:dot)
+            for (int64_t i = 0; i < dim; i++) dot += d[i] * w[i] * xr[i];
+            float k = dot * inv / dim;  /* mean(dy * w * n), as n = x * rstd */
+            #pragma omp simd
+            for (int64_t i = 0; i < dim; i++) {
+                dx[r * dim + i] = inv * (d[i] * w[i] - xr[i] * inv * k);
+                dw[i] += d[i] * xr[i] * inv;
+            }
+        }
+    }
+}
+
 /* One token per row of logits (rows, V) from softmax(logits / temperature), by inverting the CDF
    with one uniform number u[r] in [0, 1) per row: the first token whose cumulative probability
    (float64) exceeds u[r] times the total, as r1lab.sampler.categorical does in torch. */

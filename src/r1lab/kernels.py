@@ -81,6 +81,9 @@ def _build(head_dim: int, groups: int) -> ctypes.CDLL | None:
     lib.rms_norm.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p] + [ctypes.c_int64] * 2
     lib.silu_mul.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_int]
     lib.silu_mul_backward.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_int]
+    lib.rms_norm_train.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_float] + [ctypes.c_void_p] * 2 + \
+        [ctypes.c_int64] * 2 + [ctypes.c_int]
+    lib.rms_norm_backward.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3
     lib.sample_rows.argtypes = [ctypes.c_void_p, ctypes.c_float] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + \
         [ctypes.c_int]
     lib.decode_attention.restype = None
@@ -182,6 +185,25 @@ class FusedOps:
         self.lib.silu_mul_backward(gate_up.data_ptr(), dh.data_ptr(), d_gate_up.data_ptr(), h.data_ptr(), rows,
                                    width // 2, torch.get_num_threads())
         return d_gate_up, h
+
+    def rms_norm_train(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (rows, dim) contiguous -> (x * rstd * weight, rstd (rows,)), rows in parallel."""
+        out, rstd = torch.empty_like(x), x.new_empty(len(x))
+        self.lib.rms_norm_train(x.data_ptr(), weight.data_ptr(), eps, out.data_ptr(), rstd.data_ptr(), *x.shape,
+                                torch.get_num_threads())
+        return out, rstd
+
+    def rms_norm_backward(self, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
+                          d_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backward of `rms_norm_train` for contiguous (rows, dim) x and d_out -> (dx, d_weight)."""
+        if not (x.is_contiguous() and d_out.is_contiguous() and d_out.shape == x.shape == (len(rstd), len(weight))
+                and x.dtype == d_out.dtype == rstd.dtype == weight.dtype == torch.float32):
+            raise ValueError("rms_norm_backward: x and d_out (rows, dim), rstd (rows,), weight (dim,), float32")
+        chunks = max(1, min(torch.get_num_threads(), len(x)))
+        dx, dw = torch.empty_like(x), x.new_empty(chunks, x.shape[1])
+        self.lib.rms_norm_backward(x.data_ptr(), weight.data_ptr(), rstd.data_ptr(), d_out.data_ptr(), dx.data_ptr(),
+                                   dw.data_ptr(), *x.shape, chunks)
+        return dx, dw.sum(0)
 
     def sample(self, logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
         """One token per row of logits (rows, V) from softmax(logits / temperature), by inverting

@@ -29,7 +29,7 @@ from transformers import DynamicCache
 from r1lab import distributed
 from r1lab.device import model_device
 from r1lab.errors import UserError
-from r1lab.fused_mlp import fused_mlps
+from r1lab.fused import fused_modules
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights, truncated_is_weights
 from r1lab.guard import guarded_step
@@ -135,7 +135,7 @@ def prompt_pass(model, gen: Generation, pad: int) -> PromptPass:
     """The P distinct prompts through `model` into a KV cache (P rows, not P x G)."""
     ids, pmask, ppos = left_padded(gen.prompt_ids, pad, model_device(model))  # (P, W)
     cache = DynamicCache(config=model.config)
-    with fused_mlps(model):
+    with fused_modules(model):
         head = model(input_ids=ids, attention_mask=pmask, position_ids=ppos, past_key_values=cache,
                      use_cache=True, logits_to_keep=1).logits  # (P, 1, V): predicts each first token
     outputs = [head] + [t for layer in cache.layers for t in (layer.keys, layer.values)]
@@ -162,7 +162,7 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
     cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions], device=device)
     pmask = prompts.mask[owner]
     positions = pmask.sum(1)[:, None] + torch.arange(Lc, device=device)  # (B, Lc): continue each prompt
-    with fused_mlps(model):  # the dense MLPs' forward and backward in C (fused_mlp.py)
+    with fused_modules(model):  # the dense MLPs' forward and backward in C (fused.py)
         body = model(input_ids=cids, attention_mask=torch.cat([pmask, cmask], 1), position_ids=positions,
                      past_key_values=cache, use_cache=True).logits  # (B, Lc, V)
     logits = torch.cat([head[owner], body[:, :-1]], dim=1)  # (B, Lc, V): position t predicts token t

@@ -1,4 +1,5 @@
-"""Compiled CPU kernels for the sampler, built on first use by the system C compiler and cached.
+"""Compiled CPU kernels for the sampler and the update's fused ops (fused.py), built on first use
+by the system C compiler and cached.
 
     kernel = decode_attention(head_dim, groups)   # None when it cannot be built: use torch ops
     layer = kernel.bind(cos, sin, scale, start, prompt_keys, prompt_values, keys, values)  # once per buffers

@@ -196,7 +196,8 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     tmask_all = torch.arange(int(lengths.max()) if rows else 0, device=device)[None, :] < lengths[:, None]  # (B, Lc) `rows` order
     weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens, int(n_rows), n_tokens)  # (B, Lc)
     index_of = {r: j for j, r in enumerate(rows)}
-    active = [i for i in rows if g.beta > 0 or adv[i] != 0]  # the rest contribute exactly nothing
+    adv_list = adv.tolist()  # one device-to-host copy, not one per row
+    active = [i for i in rows if g.beta > 0 or adv_list[i] != 0]  # the rest contribute exactly nothing
     batches = length_batches(gen, active, g.micro_batch, g.micro_tokens)
     t0 = time.time()
     with torch.no_grad():  # π_ref and π_old log-probs: only β > 0 and μ > 1 need them
@@ -286,7 +287,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     t_score = time.time()
 
     # --- policy update ---
-    rows = [i for i in range(len(gen.texts)) if keep[i // g.group_size]]
+    keep_list = keep.tolist()
+    rows = [i for i in range(len(gen.texts)) if keep_list[i // g.group_size]]
     stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step, log)
     t_update = time.time()
 

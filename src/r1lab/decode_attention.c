@@ -132,17 +132,20 @@ void decode_attention(const float *qkv, int64_t stride, const float *cos, const 
 /* The decode step's small operators, fused (r1lab.kernels.fused_ops): at batch ~128 each torch
    operator costs tens of microseconds of dispatch and thread hand-off for a few of work. */
 
+/* out = x / sqrt(mean(x^2) + eps) * w for one row of dim; returns 1 / sqrt(mean(x^2) + eps) */
+static inline float norm_row(const float *x, const float *w, float eps, float *out, int64_t dim) {
+    float ss = 0.f;
+    #pragma omp simd reduction(+:ss)
+    for (int64_t i = 0; i < dim; i++) ss += x[i] * x[i];
+    float inv = 1.f / sqrtf(ss / dim + eps);
+    #pragma omp simd
+    for (int64_t i = 0; i < dim; i++) out[i] = x[i] * inv * w[i];
+    return inv;
+}
+
 /* out = x / sqrt(mean(x^2) + eps) * w, per row of x (rows, dim) */
 void rms_norm(const float *x, const float *w, float eps, float *out, int64_t rows, int64_t dim) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float ss = 0.f;
-        #pragma omp simd reduction(+:ss)
-        for (int64_t i = 0; i < dim; i++) ss += xr[i] * xr[i];
-        float inv = 1.f / sqrtf(ss / dim + eps);
-        #pragma omp simd
-        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = xr[i] * inv * w[i];
-    }
+    for (int64_t r = 0; r < rows; r++) norm_row(x + r * dim, w, eps, out + r * dim, dim);
 }
 
 /* out = silu(gate) * up, where each row of gate_up (rows, 2 * inter) is [gate ; up] */
@@ -181,16 +184,7 @@ void silu_mul_backward(const float *gate_up, const float *dh, float *d_gate_up, 
 void rms_norm_train(const float *x, const float *w, float eps, float *out, float *rstd, int64_t rows, int64_t dim,
                     int threads) {
     #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float ss = 0.f;
-        #pragma omp simd reduction(+:ss)
-        for (int64_t i = 0; i < dim; i++) ss += xr[i] * xr[i];
-        float inv = 1.f / sqrtf(ss / dim + eps);
-        rstd[r] = inv;
-        #pragma omp simd
-        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = xr[i] * inv * w[i];
-    }
+    for (int64_t r = 0; r < rows; r++) rstd[r] = norm_row(x + r * dim, w, eps, out + r * dim, dim);
 }
 
 /* Its backward, with n = x * rstd: dx = rstd * (dy * w - n * mean(dy * w * n)) per row, and the weight's

@@ -118,7 +118,7 @@ def fused_modules(model):
     reference: the policy's own modules with the adapters off) is not a module: its `.model` is
     swapped, so policy and reference compute their norms the same way."""
     module = model if isinstance(model, nn.Module) else getattr(model, "model", None)
-    ops = kernels.fused_ops(8, 1) if isinstance(module, nn.Module) else None  # these ops do not depend on the head shape
+    ops = kernels.fused_ops(8, 1) if isinstance(module, nn.Module) else None  # (any head shape's build has them)
     swapped = []
     try:
         for m in module.modules() if ops is not None else ():

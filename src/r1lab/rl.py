@@ -20,6 +20,7 @@ completions on its cache in length-sorted micro-batches capped by rows and padde
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -29,8 +30,8 @@ from transformers import DynamicCache
 from r1lab import distributed
 from r1lab.device import model_device
 from r1lab.errors import UserError
-from r1lab.fused import fused_modules
 from r1lab.evaluate import REFLECTION_RE, language_mixing, style_of
+from r1lab.fused import fused_modules
 from r1lab.grpo import AGGREGATIONS, group_advantages, grpo_loss, token_logprobs, token_weights, truncated_is_weights
 from r1lab.guard import guarded_step
 from r1lab.rewards import combine_rewards
@@ -162,7 +163,7 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
     cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions], device=device)
     pmask = prompts.mask[owner]
     positions = pmask.sum(1)[:, None] + torch.arange(Lc, device=device)  # (B, Lc): continue each prompt
-    with fused_modules(model):  # the dense MLPs' forward and backward in C (fused.py)
+    with fused_modules(model):  # dense MLPs and RMSNorms: forward and backward in C (fused.py)
         body = model(input_ids=cids, attention_mask=torch.cat([pmask, cmask], 1), position_ids=positions,
                      past_key_values=cache, use_cache=True).logits  # (B, Lc, V)
     logits = torch.cat([head[owner], body[:, :-1]], dim=1)  # (B, Lc, V): position t predicts token t
@@ -193,7 +194,8 @@ def update_policy(model, ref, opt, gen, adv: torch.Tensor, rows: list[int], g: G
     n_rows, n_tokens = distributed.sum_across([len(rows), float(lengths.sum())])
     if not n_rows:
         return stats
-    tmask_all = torch.arange(int(lengths.max()) if rows else 0, device=device)[None, :] < lengths[:, None]  # (B, Lc) `rows` order
+    columns = torch.arange(int(lengths.max()) if rows else 0, device=device)
+    tmask_all = columns[None, :] < lengths[:, None]  # (B, Lc) in `rows` order
     weights = token_weights(tmask_all, g.aggregation, g.max_new_tokens, int(n_rows), n_tokens)  # (B, Lc)
     index_of = {r: j for j, r in enumerate(rows)}
     adv_list = adv.tolist()  # one device-to-host copy, not one per row
@@ -312,8 +314,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
         "len_max": max(lengths),
         "truncation_rate": sum(every["truncated"]) / len(lengths),
         "zero_spread_frac": sum(not s for s in every["spread"]) / len(every["spread"]),
-        "groups_nonfinite_reward": int((~torch.isfinite(torch.tensor(every["rewards"], device="cpu").view(-1, g.group_size))
-                                        .all(1)).sum()),
+        "groups_nonfinite_reward": sum(not all(map(math.isfinite, every["rewards"][k : k + g.group_size]))
+                                       for k in range(0, len(every["rewards"]), g.group_size)),
         **stats,
         "time_generate": t_gen - t0,
         "time_score": t_score - t_gen,

@@ -45,10 +45,13 @@ from r1lab.errors import UserError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(name: str = "auto", field: str = "device") -> torch.device:
-    """The torch.device the `device` config field names; UserError (one line) when it is malformed
-    or names a CUDA device this machine does not have. "auto" and "cuda" mean this process's GPU:
-    cuda:LOCAL_RANK under a launcher (distributed.init sets it as the current device too)."""
+def resolve_device(name: str | torch.device = "auto", field: str = "device") -> torch.device:
+    """The torch.device the `device` config field names (a torch.device is returned as it is);
+    UserError (one line) when it is malformed or names a CUDA device this machine does not have.
+    "auto" and "cuda" mean this process's GPU: cuda:LOCAL_RANK under a launcher (distributed.init
+    sets it as the current device too)."""
+    if isinstance(name, torch.device):
+        return name
     if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
         raise UserError(f"{field}: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):

@@ -106,7 +106,7 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu", dtyp
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tok.pad_token_id
-    return model.to(device if isinstance(device, torch.device) else resolve_device(device)), tok
+    return model.to(resolve_device(device)), tok
 
 
 def scores(model, tok, prompts: list[str], responses: list[str]) -> torch.Tensor:

@@ -175,7 +175,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", dtype: str
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(p, dtype=resolve_dtype(dtype))
-    return model.to(device if isinstance(device, torch.device) else resolve_device(device)), tok
+    return model.to(resolve_device(device)), tok
 
 
 def build_task(data: DataConfig):

@@ -47,10 +47,10 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1lab.pretrain import PretrainConfig, pretrain
-from r1lab.sampler import HFSampler, SamplingParams
+from r1lab.model.base import PretrainConfig, pretrain
+from r1lab.engine.sampler import HFSampler, SamplingParams
 from r1lab.tasks import apply_template, make_task
-from r1lab.zero import load_policy
+from r1lab.stages.zero import load_policy
 
 PROMPTS, SAMPLES = 8, 16
 

@@ -4,14 +4,14 @@
 
 What is compared. Two tiny causal LMs, each trained by both frameworks:
   deepseek  r1lab's own DeepSeek-V3 base (MLA + DeepSeekMoE, 1.81M parameters, 0.93M active per
-            token), from `r1lab.pretrain.pretrain(PretrainConfig())`: the cached base directory, or
+            token), from `r1lab.model.base.pretrain(PretrainConfig())`: the cached base directory, or
             on a fresh clone ~15 minutes of pretraining first; `--base DIR` uses another directory;
   qwen      a dense `Qwen2ForCausalLM` of the same total size (hidden 128, 4 layers, 4 heads,
             2 KV heads, intermediate 1024: 1.84M parameters, all active, so about twice the
             deepseek model's compute per token; `--qwen-intermediate 384` gives 0.85M, the
             deepseek model's *active* size), random weights from seed 0, r1lab's tokenizer
             copied from the base, saved to a temporary directory.
-Both frameworks load a model with `r1lab.zero.load_policy` (float32, from disk).
+Both frameworks load a model with `r1lab.stages.zero.load_policy` (float32, from disk).
 
 The workload, identical for both (r1lab's `GRPOConfig` is the single source; TRL's config is
 derived from it in `trl_config`):
@@ -129,7 +129,7 @@ def brevity(completions: list[str], problems: list) -> list[float]:
 
 
 def reward_fn(name: str):
-    from r1lab.rewards import get_reward
+    from r1lab.rl.rewards import get_reward
 
     return brevity if name == "brevity" else get_reward(name)
 TASK_ARGS = {"digits": 4, "terms": 2}
@@ -139,7 +139,7 @@ PROMPT_SEED = 1000  # zero.py's train-pool seed offset, so these are RL prompts,
 
 def grpo_config(steps: int):
     """The one workload both frameworks run (r1lab's GRPOConfig; TRL's is derived from it)."""
-    from r1lab.rl import GRPOConfig
+    from r1lab.rl.step import GRPOConfig
 
     g = GRPOConfig(steps=steps, prompts_per_step=8, group_size=16, lr=5e-5, beta=0.0, mu=1,
                    aggregation="sequence_mean", scale_rewards=True, drop_zero_spread=False, micro_batch=64,
@@ -180,7 +180,7 @@ def rss_mib() -> float:
 def base_model_dir(override: str | None) -> Path:
     if override:
         return Path(override)
-    from r1lab.pretrain import PretrainConfig, base_dir, pretrain
+    from r1lab.model.base import PretrainConfig, base_dir, pretrain
 
     if not (base_dir(PretrainConfig()) / "config.json").exists():
         print("no cached base model: pretraining r1lab's DeepSeek-V3 base first (~15 min on this CPU)", flush=True)
@@ -210,10 +210,10 @@ def run_r1lab(model_dir: Path, steps: list[list], g, seed: int) -> tuple[list[di
     """grpo_step exactly as zero.py calls it; returns per-step measurements and RSS after loading."""
     import torch
 
-    from r1lab.rl import group_seeds, grpo_step
-    from r1lab.sampler import HFSampler
+    from r1lab.rl.step import group_seeds, grpo_step
+    from r1lab.engine.sampler import HFSampler
     from r1lab.tasks import apply_template
-    from r1lab.zero import load_policy
+    from r1lab.stages.zero import load_policy
 
     model, tok = load_policy(model_dir)
     loaded = rss_mib()
@@ -298,7 +298,7 @@ def run_trl(model_dir: Path, steps: list[list], g, seed: int, checkpointing: boo
     from trl import GRPOTrainer
 
     from r1lab.tasks import apply_template
-    from r1lab.zero import load_policy
+    from r1lab.stages.zero import load_policy
 
     hf_logging.set_verbosity_error()
     model, tok = load_policy(model_dir)

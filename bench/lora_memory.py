@@ -5,7 +5,7 @@
 The model: a dense `Qwen2ForCausalLM` with random weights from seed 0 (hidden 768, `--layers`
 layers, 12 heads, 4 KV heads, intermediate 2048; 8 layers: 51.0M parameters), with a tokenizer
 trained on the arithmetic task's prompts, saved to a temporary directory; both variants load it
-with `r1lab.zero.load_policy` (float32).
+with `r1lab.stages.zero.load_policy` (float32).
 
 The workload, identical for both: `--steps` calls of `rl.grpo_step` (P = 4 prompts of r1lab's
 arithmetic task under the R1-Zero template x G = 8 samples, at most 48 new tokens,
@@ -54,7 +54,7 @@ def build_model(out: Path, layers: int) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from r1lab.tasks import apply_template, make_task
-    from r1lab.tokenizer import train_tokenizer
+    from r1lab.model.tokenizer import train_tokenizer
 
     task = make_task("arithmetic", digits=4, terms=2)
     texts = [apply_template(p.prompt) + " <think> 1+2=3 </think> <answer>3</answer>"
@@ -75,11 +75,11 @@ def length_reward(completions, problems):
 def worker(variant: str, model_dir: str, steps: int, threads: int) -> dict:
     import torch
 
-    from r1lab.lora import LoRAConfig, add_adapters, reference_model
-    from r1lab.rl import GRPOConfig, grpo_step
-    from r1lab.sampler import HFSampler, SamplingParams
+    from r1lab.runtime.lora import LoRAConfig, add_adapters, reference_model
+    from r1lab.rl.step import GRPOConfig, grpo_step
+    from r1lab.engine.sampler import HFSampler, SamplingParams
     from r1lab.tasks import apply_template, make_task
-    from r1lab.zero import load_policy
+    from r1lab.stages.zero import load_policy
 
     if threads:
         torch.set_num_threads(threads)

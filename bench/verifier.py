@@ -4,7 +4,7 @@
 
 Both graders decide, for each of the 500 problems, whether the reference `solution` (a worked
 solution ending in `\\boxed{...}`) is correct against the gold `answer`:
-  r1lab:        r1lab.verify.grade(solution, answer)
+  r1lab:        r1lab.grading.verify.grade(solution, answer)
   math-verify:  verify(parse(f"${answer}$"), parse(solution))   (its documented usage, gold first)
 Each timing is the median of `--repeat` passes over all 500 items, after both have started up
 (math-verify's import and r1lab's symbolic process are not counted; the startups are printed).
@@ -64,7 +64,7 @@ def main() -> None:
     parse("$1$")
     mv_start = time.perf_counter() - t0
     t0 = time.perf_counter()
-    from r1lab import verify as r1
+    from r1lab.grading import verify as r1
 
     r1.warm_up()
     r1_start = time.perf_counter() - t0

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import r1lab.distill
-import r1lab.pipeline
-import r1lab.pretrain
-import r1lab.rm
-import r1lab.run_eval
-import r1lab.sft
-import r1lab.zero
+import r1lab.stages.distill
+import r1lab.stages.pipeline
+import r1lab.model.base
+import r1lab.stages.rm
+import r1lab.stages.eval
+import r1lab.stages.sft
+import r1lab.stages.zero
 from r1lab.cli import main
 
 ROWS = [
@@ -147,9 +147,9 @@ def write(path: Path, text: str) -> str:
 def files(tmp_path) -> dict[str, str]:
     from transformers import Qwen2Config
 
-    from r1lab.benchmarks import DataSpec
-    from r1lab.run_eval import EvalRunConfig, saved_settings
-    from r1lab.tokenizer import train_tokenizer
+    from r1lab.eval.benchmarks import DataSpec
+    from r1lab.stages.eval import EvalRunConfig, saved_settings
+    from r1lab.model.tokenizer import train_tokenizer
 
     model = tmp_path / "model"  # a config and a tokenizer, no weights: loading it would fail loudly
     Qwen2Config(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(model)
@@ -213,12 +213,12 @@ def no_models(monkeypatch):
             return load(path, *args, **kwargs)
         return guarded
 
-    for module in (r1lab.zero, r1lab.sft, r1lab.rm, r1lab.pipeline, r1lab.distill, r1lab.pretrain):
+    for module in (r1lab.stages.zero, r1lab.stages.sft, r1lab.stages.rm, r1lab.stages.pipeline, r1lab.stages.distill, r1lab.model.base):
         monkeypatch.setattr(module, "pretrain", forbidden)
-    monkeypatch.setattr(r1lab.pretrain, "build_model", forbidden)
-    monkeypatch.setattr(r1lab.zero, "load_policy", guard(r1lab.zero.load_policy))
-    monkeypatch.setattr(r1lab.rm, "load_reward_model", guard(r1lab.rm.load_reward_model))
-    monkeypatch.setattr(r1lab.run_eval, "load_model", forbidden)
+    monkeypatch.setattr(r1lab.model.base, "build_model", forbidden)
+    monkeypatch.setattr(r1lab.stages.zero, "load_policy", guard(r1lab.stages.zero.load_policy))
+    monkeypatch.setattr(r1lab.stages.rm, "load_reward_model", guard(r1lab.stages.rm.load_reward_model))
+    monkeypatch.setattr(r1lab.stages.eval, "load_model", forbidden)
 
 
 def test_table_size():

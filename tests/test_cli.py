@@ -70,7 +70,7 @@ def config_only_model(tmp_path):
     """A model directory with a config and a tokenizer but no weights: enough for every check."""
     from transformers import Qwen2Config
 
-    from r1lab.tokenizer import train_tokenizer
+    from r1lab.model.tokenizer import train_tokenizer
 
     path = tmp_path / "model"
     Qwen2Config(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(path)
@@ -103,7 +103,7 @@ def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_mode
                                                 capsys, monkeypatch):
     import socket
 
-    import r1lab.run_eval
+    import r1lab.stages.eval
     from huggingface_hub import constants
 
     def no_network(*args, **kwargs):
@@ -114,7 +114,7 @@ def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_mode
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(r1lab.run_eval, "load_model", must_not_load)
+    monkeypatch.setattr(r1lab.stages.eval, "load_model", must_not_load)
     good = tmp_path / "good.jsonl"
     good.write_text('{"problem": "1+1", "answer": "2"}\n')
     args, needles = EVAL_CASES[name]

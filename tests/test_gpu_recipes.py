@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from r1lab.config import load_config
-from r1lab.tokenizer import train_tokenizer
-from r1lab.zero import ZeroConfig, build_task, run_zero
-from tiny_models import save_tiny_qwen2
+from r1lab.model.tokenizer import train_tokenizer
+from r1lab.stages.zero import ZeroConfig, build_task, run_zero
+from tests.tiny_models import save_tiny_qwen2
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 DATA = Path(__file__).parent.parent.parent / "shared" / "data"  # the worktree's ../shared/data
@@ -68,7 +68,7 @@ def test_zero_recipe_runs_on_cpu_with_a_tiny_stand_in(recipe, qwen_dir, tmp_path
 def test_distill_recipe_runs_on_cpu_with_tiny_stand_ins(qwen_dir, tmp_path):
     """Teacher and student are the tiny Qwen2 (a random teacher is never right, so every trace is
     kept); the data are 60 MATH-500 records in MATH's hub columns."""
-    from r1lab.distill import DistillConfig, run_distill
+    from r1lab.stages.distill import DistillConfig, run_distill
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows("math500.jsonl", 60)), encoding="utf-8")

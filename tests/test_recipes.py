@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from r1lab.config import config_to_dict, load_config
-from r1lab.distill import DistillConfig
-from r1lab.zero import ZeroConfig
+from r1lab.stages.distill import DistillConfig
+from r1lab.stages.zero import ZeroConfig
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 

@@ -36,13 +36,13 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _configs():
-    from r1lab.distill import DistillConfig
-    from r1lab.pretrain import PretrainConfig
-    from r1lab.pipeline import PipelineConfig
-    from r1lab.rm import RMConfig
-    from r1lab.sample import SampleConfig
-    from r1lab.sft import SFTConfig
-    from r1lab.zero import ZeroConfig
+    from r1lab.stages.distill import DistillConfig
+    from r1lab.model.base import PretrainConfig
+    from r1lab.stages.pipeline import PipelineConfig
+    from r1lab.stages.rm import RMConfig
+    from r1lab.stages.sample import SampleConfig
+    from r1lab.stages.sft import SFTConfig
+    from r1lab.stages.zero import ZeroConfig
 
     return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig, "sample": SampleConfig, "rm": RMConfig, "pipeline": PipelineConfig,
             "distill": DistillConfig}
@@ -89,12 +89,12 @@ def _run(argv: list[str]) -> int:
     ns = parser.parse_args(argv)
 
     if ns.command == "eval":
-        from r1lab.run_eval import run_eval
+        from r1lab.stages.eval import run_eval
 
         run_eval(_eval_config(ns))
         return 0
     if ns.command == "grade":
-        from r1lab.grade_file import GradeConfig, grade_file
+        from r1lab.stages.grade import GradeConfig, grade_file
 
         grade_file(GradeConfig(ns.input, ns.gold_field, ns.pred_field, ns.out, ns.task))
         return 0
@@ -111,40 +111,40 @@ def _run(argv: list[str]) -> int:
         overrides += ["data.task=file"] * (ns.data is not None) + ["compare_rl=true"] * ns.compare_rl
     cfg = load_config(_configs()[ns.command], recipe, overrides)
     if ns.command == "pretrain":
-        from r1lab.pretrain import pretrain
+        from r1lab.model.base import pretrain
 
         pretrain(cfg)
     elif ns.command == "sft":
-        from r1lab.sft import run_sft
+        from r1lab.stages.sft import run_sft
 
         run_sft(cfg, resume=ns.resume)
     elif ns.command == "pipeline":
-        from r1lab.pipeline import run_pipeline
+        from r1lab.stages.pipeline import run_pipeline
 
         run_pipeline(cfg)
     elif ns.command == "distill":
-        from r1lab.distill import run_distill
+        from r1lab.stages.distill import run_distill
 
         run_distill(cfg)
     elif ns.command == "rm":
-        from r1lab.rm import run_rm
+        from r1lab.stages.rm import run_rm
 
         run_rm(cfg, resume=ns.resume)
     elif ns.command == "sample":
-        from r1lab.sample import run_sample
+        from r1lab.stages.sample import run_sample
 
         cfg.model = ns.model
         run_sample(cfg)
     else:
-        from r1lab.zero import run_zero
+        from r1lab.stages.zero import run_zero
 
         run_zero(cfg, resume=ns.resume)
     return 0
 
 
 def _add_eval_parser(sub) -> None:
-    from r1lab.benchmarks import PRESETS
-    from r1lab.run_eval import EvalRunConfig
+    from r1lab.eval.benchmarks import PRESETS
+    from r1lab.stages.eval import EvalRunConfig
 
     d = EvalRunConfig()  # the defaults live in the config class; help shows them
     p = sub.add_parser("eval", help="sample, grade and score a model on a math or code benchmark (pass@1, pass@k, cons@k)",
@@ -173,8 +173,8 @@ def _add_eval_parser(sub) -> None:
 
 
 def _eval_config(ns):
-    from r1lab.benchmarks import DataSpec
-    from r1lab.run_eval import EvalRunConfig
+    from r1lab.eval.benchmarks import DataSpec
+    from r1lab.stages.eval import EvalRunConfig
 
     data = DataSpec(ns.data, ns.preset, ns.question_field, ns.answer_field, ns.split, ns.limit)
     return EvalRunConfig(ns.model, data, ns.k, ns.temperature, ns.top_p, ns.max_new_tokens, ns.template,
@@ -182,7 +182,7 @@ def _eval_config(ns):
 
 
 def _add_grade_parser(sub) -> None:
-    from r1lab.grade_file import GRADE_TASKS, PRED_FIELDS
+    from r1lab.stages.grade import GRADE_TASKS, PRED_FIELDS
 
     p = sub.add_parser("grade", help="grade a JSONL file of predictions against gold answers (or code against tests)",
                        description="Writes each input line with `extracted` and `correct` added, in input order.")
@@ -206,6 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         print("r1lab: interrupted", file=sys.stderr)
         return 130
     finally:
-        from r1lab.distributed import shutdown
+        from r1lab.runtime.distributed import shutdown
 
         shutdown()  # leave the process group of a torchrun / accelerate launch, if joined

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-import r1lab
+import r1lab.grading
 from r1lab.errors import UserError
 from r1lab.tasks.base import split_of
 from r1lab.tasks.files import FileTask
@@ -99,11 +99,11 @@ def test_saved_dataset_dict_keeps_its_own_splits(tmp_path):
 
 def test_grade_delegates_to_verify(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("r1lab.verify")
+    fake = types.ModuleType("r1lab.grading.verify")
     fake.answers_equal = lambda pred, gold: calls.append((pred, gold)) or pred == gold
     fake.gold_answer = lambda gold: gold  # the gold field's final answer (the real one reads "#### N", \boxed{})
-    monkeypatch.setitem(sys.modules, "r1lab.verify", fake)
-    monkeypatch.setattr(r1lab, "verify", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "r1lab.grading.verify", fake)
+    monkeypatch.setattr(r1lab.grading, "verify", fake, raising=False)
     task = FileTask(write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1?", "answer": 2}]))
     problem = all_problems(task)[0]
     assert task.grade("2", problem) and not task.grade("3", problem)
@@ -112,7 +112,7 @@ def test_grade_delegates_to_verify(tmp_path, monkeypatch):
 
 
 def test_grade_with_the_real_verifier(tmp_path):
-    pytest.importorskip("r1lab.verify")
+    pytest.importorskip("r1lab.grading.verify")
     task = FileTask(write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1?", "answer": 2}]))
     problem = all_problems(task)[0]
     assert task.grade("2", problem) and not task.grade("3", problem)

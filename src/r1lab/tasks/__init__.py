@@ -9,9 +9,9 @@
 
 Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "file" (files.py: the
 user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields)
-"math" (math.py: the grader of benchmark problems loaded by r1lab.benchmarks), "code" (code.py:
+"math" (math.py: the grader of benchmark problems loaded by r1lab.eval.benchmarks), "code" (code.py:
 small Python functions, and the grader of HumanEval/MBPP problems, run against their tests in
-r1lab.sandbox) and "general" (general.py: unverifiable general prompts, scored by a reward model
+r1lab.grading.sandbox) and "general" (general.py: unverifiable general prompts, scored by a reward model
 in stage 4 RL).
 `get_task(name)` returns the instance registered under `name`, creating a default-configured one
 for a built-in name on first use; `register_task` puts a configured instance there so that

@@ -1,4 +1,4 @@
-"""The "code" task: write a Python function; graded by running its tests in r1lab.sandbox.
+"""The "code" task: write a Python function; graded by running its tests in r1lab.grading.sandbox.
 
 Built-in problems come from 18 templates of small functions (`TEMPLATES`), each with settings
 from a fixed grid, e.g. "Write a Python function `poly(x)` that returns 3*x**2 - 4*x + 7":
@@ -9,7 +9,7 @@ template's reference solution (the problem's `answer`). Splits: ~10% of all keys
 problems, by a hash of the key (`base.split_of`), for every seed. Prompts are in English only
 (`langs`).
 
-Benchmark files load here too (`code_problem`, called by r1lab.benchmarks and `r1lab grade`):
+Benchmark files load here too (`code_problem`, called by r1lab.eval.benchmarks and `r1lab grade`):
   * MBPP: `tests` or `test_list`, a list of assert statements, and `test_setup_code`, run after
     the program. The prompt is the problem text followed by its tests, as MBPP's paper prompts;
   * HumanEval: `test`, a module defining `check(candidate)`, and `entry_point`. Each top-level
@@ -187,7 +187,7 @@ def _check_python(source: str, where: str) -> None:
 def run_codes(codes: list[str | None], specs: list[CodeTests], workers: int | None = None) -> list:
     """One sandbox.Result per (code, tests), run in parallel; no code is a zero without a run."""
     # At call time: importing the tasks must not need the sandbox.
-    from r1lab import sandbox
+    from r1lab.grading import sandbox
 
     rows = [i for i, code in enumerate(codes) if code is not None]
     ran = sandbox.run_many([sandbox.Program(assemble(codes[i], specs[i].prefix, specs[i].entry_point), specs[i].tests,

@@ -9,10 +9,10 @@ question (`split_of(key, test_percent)`), so the same question lands in the same
 the file is ordered. A saved `DatasetDict` with both "train" and "test" splits keeps its own
 split instead. For a benchmark that is all test data, pass `test_percent=100`.
 
-The gold is the answer field's final answer (`verify.gold_answer`): a plain answer as it is, the
+The gold is the answer field's final answer (`extract.gold_answer`): a plain answer as it is, the
 last `#### N` of a GSM8K rationale, the last \\boxed{} of a MATH solution, so the hub's GSM8K
 (`answer`) and MATH (`solution`) columns work unchanged. Grading compares answers for
-mathematical equivalence with `r1lab.verify.answers_equal`, so "1/2" and "0.5" agree. Any mistake in the data raises UserError naming the file and line (row).
+mathematical equivalence with `r1lab.grading.verify.answers_equal`, so "1/2" and "0.5" agree. Any mistake in the data raises UserError naming the file and line (row).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ class FileTask:
         return shuffled[:n]
 
     def grade(self, extracted: str | None, problem: Problem) -> bool:
-        """Is `extracted` mathematically equal to the gold answer? (r1lab.verify decides.)"""
+        """Is `extracted` mathematically equal to the gold answer? (r1lab.grading.verify decides.)"""
         if extracted is None:
             return False
-        from r1lab import verify  # at call time: loading data must not need the math verifier
+        from r1lab.grading import verify  # at call time: loading data must not need the math verifier
 
         return verify.answers_equal(extracted, problem.answer)
 
@@ -95,7 +95,7 @@ class FileTask:
 
     def _problems(self, rows, unit: str) -> list[Problem]:
         """One Problem per distinct question in `rows` ((number, dict) pairs); `unit` names a row in errors."""
-        from r1lab.verify import gold_answer  # at call time, as in `grade`
+        from r1lab.grading.extract import gold_answer  # at call time, as in `grade`
         by_key: dict[str, Problem] = {}
         for number, row in rows:
             # FILE:N for a line of a text file, as everywhere else; FILE: row N for a table's row

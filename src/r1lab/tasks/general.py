@@ -1,6 +1,6 @@
 """General (non-reasoning) prompts as a task, so RL can mix them with reasoning prompts (stage 4).
 
-The prompts are `r1lab.general`'s built-in ones (greetings, facts, harmful requests in
+The prompts are `r1lab.data.general`'s built-in ones (greetings, facts, harmful requests in
 en/zh/ja/ko); a problem's `answer` is the preferred reference answer. Nothing is verifiable, so
 `grade` always says no: the accuracy reward gives general prompts 0 and the reward model
 (`rewards.preference_reward`) scores them instead.
@@ -21,7 +21,7 @@ class GeneralTask:
     def problems(self, split: str, n: int, seed: int, langs: tuple[str, ...] = ("en",)) -> list[Problem]:
         """`n` general prompts of `split` in `langs`, drawn with replacement when `n` exceeds the
         distinct ones (the built-in set is small), deterministic in `seed`."""
-        from r1lab.general import general_prompts
+        from r1lab.data.general import general_prompts
 
         check_split(split)
         langs = check_langs(langs)

@@ -1,0 +1,435 @@
+"""Run untrusted Python against its tests, contained: the code reward, `r1lab grade --task code`
+and `r1lab eval` on HumanEval/MBPP all come here.
+
+    run_tests(code, tests, setup="", limits=Limits()) -> Result(passed, total, status, ...)
+    run_many([Program(code, tests, setup), ...], limits, workers) -> [Result, ...] (a small pool)
+
+`tests` is a list of Python statements, usually one `assert` each (MBPP's `test_list`); each counts
+on its own, so `Result.fraction` = passed / total is the reward. All of one program's tests run in
+one process, in order, after the program and `setup` (code run between them, e.g. MBPP's
+test_setup_code), in a namespace that holds the program's names.
+
+Containment: one fresh process per program, started as `python -I -S -B` (no site-packages, no
+PYTHON* variables, no bytecode written) with a cleaned environment (PATH, HOME and TMPDIR = the
+working directory, a UTF-8 locale) in a new session, so in a process group of its own. Inside
+(sandbox_child.py does all this before the first line of the program runs):
+  * namespaces, when the platform allows them (`Result.isolation`):
+      - "namespaces" (we are root): new mount, network, PID, IPC and UTS namespaces, and the
+        program runs as a random unused uid with no groups, no capabilities and no_new_privs;
+      - "userns" (an ordinary user, where unprivileged user namespaces are enabled): the same
+        namespaces inside a new user namespace, every capability dropped (bounding set too);
+    and in both: the network namespace has only a loopback that is down, so no connection to
+    anything, the host's loopback included; the program is PID 1 of its PID namespace, in a
+    process group of its own, sees only its own processes in a fresh /proc and cannot signal
+    anything outside; and when it exits or is killed, the kernel kills every process it left
+    behind, however it detached itself;
+    the filesystem view is read-only everywhere (each mount remounted read-only and nosuid in
+    the private mount namespace, so the host is untouched), except size-capped tmpfs (Limits.
+    disk_mb each) on the working directory, /tmp, /var/tmp, /dev/shm and /run/lock, which vanish
+    with the namespace; the home directories (/root, /home and the caller's $HOME) are covered by
+    empty tmpfs, with the interpreter's own prefix bound back read-only if it lives there;
+  * rlimits: CPU seconds (SIGXCPU, then SIGKILL), address space, file size, open files,
+    processes (RLIMIT_NPROC; it counts per uid and user namespace, so the random uid or the user
+    namespace makes it per sandbox, and it holds for root too, whom the kernel otherwise exempts),
+    no core files;
+  * time: an alarm per test (`test_s`; the program's top level and the setup get one too) fails
+    the test it interrupts and the next test runs; the warden (the program's parent, outside its
+    namespaces) SIGKILLs the program at `wall_s`, which ends the whole PID namespace, keeping the
+    tests already reported; the caller SIGKILLs the warden's process group `GRACE_S` later if even
+    that did not end it;
+  * stdin is /dev/null; stdout and stderr go to one pipe of which the first `output_bytes` are
+    kept and at most MAX_DRAIN_BYTES read, after which the pipe is closed (the program's next
+    write fails); nothing reaches the disk;
+  * Python's socket module refuses to create sockets (socketpair() still works): a second line,
+    and the only one in basic mode.
+
+The verdict cannot be faked by the usual tricks. The parent picks a random nonce per run. The
+harness compiles the tests before the program runs, and reports each test on a pipe of its own,
+as `NONCE i pass|fail`, after the test's code returned; a test the harness did not report passed
+failed. So exit codes, os._exit(0) before the tests, SystemExit or KeyboardInterrupt in a test,
+killing oneself, and "all tests passed" on stdout score nothing; any line on the result pipe
+without the nonce (a program writing blindly to its file descriptors) makes the run "tampered",
+scored 0. Tests resolve builtins in a snapshot taken before the program ran (patching
+builtins.abs, .len, .AssertionError or .isinstance changes nothing for them; `assert` itself
+cannot be patched, and tests are compiled with asserts on), and the harness itself only uses
+functions it bound before the program ran. With `strict=True` (the default), every operand of a
+comparison (== != < <= > >= in, not in) and of a truth test (assert, not, and, or) in the tests
+is first replaced by a copy made only of built-in C types (int, float, str, bytes, list, tuple,
+dict, set, deque, ...), whose comparisons no program can patch: exact built-in values as they are,
+instances of their subclasses (Counter, namedtuple, a program's `class X(int)` with its own
+__eq__) as copies of their real contents read with the base type's C methods, anything else a
+failed test. So an object whose __eq__ always says True scores nothing, while a Counter equal to
+the expected dict still passes (all 164 HumanEval and 974 MBPP reference solutions pass). The
+cost: a correct answer of a type that is neither (Fraction, Decimal, a dataclass) fails a test
+that compares it.
+
+NOT contained, in any mode:
+  * reading files that are readable by everyone: /etc/passwd, the Python installation, the
+    repository, ../shared/data (HumanEval's canonical solutions included). What a program reads
+    cannot leave, though: no network, no writable place outside its tmpfs, and its output is
+    capped and never part of the reward;
+  * a program that deliberately attacks the harness in its own process: it can find the nonce
+    and the result pipe (frames, gc.get_objects(), /proc/self/fd) and forge reports, or skip
+    assertions with a trace function that moves a test's frame. The guarantee is that the
+    program cannot escape, and that cheap fakes fail, not that a determined attacker of this
+    harness cannot lie about its own tests;
+  * CPU and memory bandwidth: a program may use one core for `wall_s` seconds, and memory up to
+    `memory_mb` plus its tmpfs.
+In "basic" mode (no namespaces: user namespaces disabled, or seccomp forbids unshare) only the
+rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory,
+the cleaned environment, the socket-module block and the verdict protocol hold. The program then
+runs as the caller: it can read the caller's files, write wherever the caller can (and fill the
+disk, one file of `file_mb` at a time), open sockets through ctypes, signal the caller's
+processes, and leave behind processes that left its process group (RLIMIT_CPU ends the busy
+ones). Root without namespaces is worse still: RLIMIT_NPROC does not bind root.
+`isolation()` says which mode this machine gives. "auto" (the default) is the best that works:
+namespaces as root, a user namespace otherwise, basic when neither can be set up (a warning says
+so, once).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import marshal
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CHILD = Path(__file__).with_name("sandbox_child.py")
+GRACE_S = 5.0  # beyond wall_s, the caller's own backstop (warden start-up, set-up, clean-up)
+MAX_DRAIN_BYTES = 16 << 20  # output read and thrown away beyond output_bytes, before the pipe is closed
+MAX_RESULT_BYTES = 1 << 20  # more than this on the result pipe is tampering (a real report is ~20 B/test)
+ISOLATIONS = ("auto", "namespaces", "userns", "basic")
+STATUSES = ("passed", "failed", "error", "timeout", "killed", "exited", "tampered")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not the program's fault): grading must not go on."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_s: float = 10.0  # the whole run: start-up, program, setup and every test
+    test_s: float = 5.0  # the program's top level, the setup, and each test (an alarm: a test fails)
+    cpu_s: int = 10  # CPU seconds per process
+    memory_mb: int = 1024  # address space per process
+    file_mb: int = 16  # largest file a process may write
+    disk_mb: int = 64  # each tmpfs: working directory, /tmp, /var/tmp, /dev/shm, /run/lock
+    processes: int = 32  # processes and threads, the program's first included
+    open_files: int = 64
+    output_bytes: int = 8192  # of stdout + stderr, kept in Result.output
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not value > 0:
+                raise ValueError(f"Limits.{name}: expected > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Program:
+    code: str
+    tests: tuple[str, ...]
+    setup: str = ""
+
+
+@dataclass
+class Result:
+    passed: int  # tests reported passed
+    total: int  # tests given
+    status: str  # one of STATUSES (see `_status`)
+    detail: str = ""  # why, in words: "ZeroDivisionError in the program", "killed by SIGXCPU", ...
+    errors: list[str] = field(default_factory=list)  # per test: "" passed, else the exception name or "not run"
+    output: str = ""  # the first Limits.output_bytes of stdout + stderr
+    seconds: float = 0.0
+    isolation: str = ""  # namespaces, userns or basic (see the module docstring)
+
+    @property
+    def fraction(self) -> float:
+        """The reward: the share of tests passed; 0 for a program with no tests."""
+        return self.passed / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fraction": self.fraction}
+
+
+# --------------------------------------------------------------------------------------------
+# Tests: checked, and made strict
+
+
+GUARD = "__r1lab_plain__"  # the child defines it (sandbox_child._value_guards)
+_LYING_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
+
+
+class _Strict(ast.NodeTransformer):
+    """Wrap every operand that a program's object could answer for (see the module docstring)."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if any(isinstance(op, _LYING_OPS) for op in node.ops):  # `is` cannot lie
+            node.left = _guarded(node.left)
+            node.comparators = [_guarded(c) for c in node.comparators]
+        return node
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        self.generic_visit(node)
+        node.test = _guarded(node.test)
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            node.operand = _guarded(node.operand)
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        node.values = [_guarded(v) for v in node.values]
+        return node
+
+
+def _guarded(node: ast.expr) -> ast.expr:
+    call = ast.Call(func=ast.Name(id=GUARD, ctx=ast.Load()), args=[node], keywords=[])
+    return ast.copy_location(call, node)
+
+
+def strict_test(source: str) -> str:
+    """`source` with its comparisons and truth tests guarded (see the module docstring)."""
+    tree = _Strict().visit(ast.parse(source))
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def check_source(source: str, what: str) -> None:
+    """ValueError naming `what` if `source` is not valid Python."""
+    try:
+        compile(source, what, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        raise ValueError(f"{what} is not valid Python ({type(e).__name__}: {getattr(e, 'msg', e)})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def default_python() -> str:
+    """The interpreter the sandbox runs: this one, outside any virtual environment (no site-packages
+    are loaded anyway)."""
+    base = getattr(sys, "_base_executable", None)
+    return base if base and os.path.exists(base) else sys.executable
+
+
+def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits = Limits(), *,
+              strict: bool = True, isolation: str = "auto", python: str | None = None) -> Result:
+    """Run `code`, then `setup`, then each of `tests`, in a fresh sandbox; see the module docstring.
+
+    ValueError for tests or setup that are not valid Python (the caller's mistake, not the
+    program's); SandboxError if the sandbox could not be built."""
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation: expected one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    tests = list(tests)
+    for i, test in enumerate(tests):
+        check_source(test, f"test {i}")
+    check_source(setup, "the test setup")
+    sources = [strict_test(t) for t in tests] if strict else tests
+    if isolation == "auto" and python in _AUTO_IS_BASIC:
+        isolation = "basic"
+    try:
+        return _run(code, sources, setup, limits, isolation, python)
+    except SandboxError as e:
+        if isolation != "auto":
+            raise
+        # Namespaces were granted but not usable (e.g. Ubuntu's AppArmor gives a user namespace no
+        # capabilities, so nothing can be mounted): "auto" means the best that works, so say so once.
+        _AUTO_IS_BASIC.add(python)
+        warnings.warn(f"r1lab.grading.sandbox: namespaces unusable here ({e}); running in basic mode, see r1lab.grading.sandbox",
+                      RuntimeWarning, stacklevel=2)
+        return _run(code, sources, setup, limits, "basic", python)
+
+
+_AUTO_IS_BASIC: set = set()  # interpreters for which "auto" turned out to mean "basic"
+
+
+def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None) -> Result:
+    start = time.monotonic()
+    nonce = secrets.token_hex(16)
+    workdir = tempfile.mkdtemp(prefix="r1lab-sandbox-")
+    out_r, out_w = os.pipe()
+    res_r, res_w = os.pipe()
+    stat_r, stat_w = os.pipe()
+    job = {"code": code, "tests": tests, "setup": setup,
+           "nonce": nonce, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
+           "hide": _homes(), "result_fd": res_w, "status_fd": stat_w, "grader_pid": os.getpid()}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+    try:
+        try:
+            proc = subprocess.Popen([python or default_python(), "-I", "-S", "-B", str(CHILD)], stdin=subprocess.PIPE,
+                                    stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w), cwd=workdir, env=env,
+                                    start_new_session=True)
+        finally:
+            for fd in (out_w, res_w, stat_w):
+                os.close(fd)
+        try:
+            pipes = _collect(proc, marshal.dumps(job, 4), out_r, res_r, stat_r, limits,
+                             start + limits.wall_s + GRACE_S)
+        finally:
+            _kill_group(proc.pid)  # before reaping: the group id cannot be reused until then
+            proc.wait()
+    finally:
+        for fd in (out_r, res_r, stat_r):
+            os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = _result(pipes, nonce, len(tests), limits)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def run_many(programs: Sequence[Program], limits: Limits = Limits(), workers: int | None = None, **options) -> list[Result]:
+    """`run_tests` for each program, `workers` at a time (default: one per CPU core, at most 8)."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers == 1 or len(programs) <= 1:
+        return [run_tests(p.code, p.tests, p.setup, limits, **options) for p in programs]
+    with ThreadPoolExecutor(workers) as pool:  # threads: each only waits on its sandbox process
+        return list(pool.map(lambda p: run_tests(p.code, p.tests, p.setup, limits, **options), programs))
+
+
+@functools.cache
+def isolation(mode: str = "auto", python: str | None = None) -> str:
+    """The isolation `mode` gives on this machine (namespaces, userns or basic), measured once by
+    running an empty program; SandboxError if `mode` cannot be had."""
+    return run_tests("", [], isolation=mode, python=python).isolation
+
+
+def _homes() -> list[str]:
+    homes = [os.environ.get("HOME"), str(Path.home()), "/root", "/home"]
+    return list(dict.fromkeys(h for h in homes if h and os.path.isabs(h) and h != "/"))
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _collect(proc: subprocess.Popen, job: bytes, out_r: int, res_r: int, stat_r: int, limits: Limits,
+             deadline: float) -> dict:
+    """Feed the job; read the three pipes until the warden exits (its status pipe closes) or the
+    deadline passes. Returns {"out", "res", "stat": bytes, "backstop": bool}."""
+    try:
+        proc.stdin.write(job)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    data = {out_r: bytearray(), res_r: bytearray(), stat_r: bytearray()}
+    drained = 0
+    open_fds = [out_r, res_r, stat_r]
+    backstop = False
+    while stat_r in open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            backstop = True
+            break
+        for fd in select.select(open_fds, [], [], left)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.remove(fd)
+            elif fd == out_r:
+                drained += len(chunk)
+                data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
+                if drained >= MAX_DRAIN_BYTES:
+                    open_fds.remove(out_r)
+                    os.dup2(os.open(os.devnull, os.O_RDONLY), out_r)  # closes our end: writes now fail
+            elif len(data[fd]) < MAX_RESULT_BYTES:
+                data[fd] += chunk
+    # The warden has gone; whatever its child wrote before dying is in the pipes already.
+    for fd in (res_r, out_r):
+        while fd in open_fds and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            if fd == res_r and len(data[fd]) < MAX_RESULT_BYTES:
+                data[fd] += chunk
+            elif fd == out_r:
+                data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
+    return {"out": bytes(data[out_r]), "res": bytes(data[res_r]), "stat": bytes(data[stat_r]), "backstop": backstop}
+
+
+def _result(pipes: dict, nonce: str, total: int, limits: Limits) -> Result:
+    """The verdict from what the pipes held; see `_status` for the order of precedence."""
+    messages = _status_messages(pipes["stat"])
+    for message in messages:
+        if "setup_error" in message:
+            raise SandboxError(f"the sandbox could not be set up: {message['setup_error']}")
+    warden = messages[-1] if messages else {}
+    errors = ["not run"] * total
+    reported, done, failure, tampered = set(), False, "", ""
+    text = pipes["res"].decode("ascii", errors="replace")
+    lines = text.split("\n")
+    if lines[-1]:
+        tampered = "an unterminated line on the result pipe"
+    for line in lines[:-1]:
+        words = line.split(" ")
+        if words[0] != nonce or len(words) < 2:
+            tampered = "a line without the nonce on the result pipe"
+            break
+        if words[1] == "done" and len(words) == 2:
+            done = True
+        elif words[1] == "error" and len(words) == 4:
+            failure = f"{words[3]} in the {'program' if words[2] == 'solution' else 'test setup'}"
+        elif len(words) == 4 and words[1].isdigit() and words[2] in ("pass", "fail"):
+            i = int(words[1])
+            if i >= total or i in reported or (reported and i < max(reported)):
+                tampered = f"test {i} reported out of order"
+                break
+            reported.add(i)
+            errors[i] = "" if words[2] == "pass" else words[3]
+        else:
+            tampered = "a malformed line on the result pipe"
+            break
+    passed = sum(1 for i in reported if errors[i] == "")
+    output = pipes["out"][: limits.output_bytes].decode(errors="replace")
+    status, detail = _status(tampered, done, passed, total, failure, warden, pipes["backstop"], limits)
+    if status == "tampered":
+        passed = 0
+    return Result(passed, total, status, detail, errors, output, isolation=warden.get("isolation", ""))
+
+
+def _status_messages(data: bytes) -> list[dict]:
+    """The status pipe's messages (sandbox_child.send: a 4-byte length, then a dict in marshal);
+    only the warden and the child's set-up, before the program runs, write there."""
+    messages, i = [], 0
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        messages.append(marshal.loads(data[i + 4 : i + 4 + n]))
+        i += 4 + n
+    return messages
+
+
+def _status(tampered: str, done: bool, passed: int, total: int, failure: str, warden: dict, backstop: bool,
+            limits: Limits) -> tuple[str, str]:
+    """(status, detail), the first that applies: tampered (scores 0) > passed / failed (the
+    harness finished) > error (the program or setup raised) > timeout > killed (by a signal: CPU
+    limit, segfault, ...) > exited (ended before reporting every test: os._exit, ...)."""
+    if tampered:
+        return "tampered", tampered
+    if done:
+        return ("passed", f"{passed}/{total} tests passed") if passed == total else ("failed", f"{passed}/{total} tests passed")
+    if failure:
+        return "error", failure
+    if warden.get("timeout") or backstop:
+        return "timeout", f"killed after the wall-clock limit of {limits.wall_s:g} s"
+    if warden.get("signal"):
+        return "killed", f"killed by {signal.Signals(warden['signal']).name}"
+    return "exited", f"exited with status {warden.get('exit')} before finishing its tests"

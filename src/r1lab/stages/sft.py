@@ -1,0 +1,399 @@
+"""Supervised fine-tuning: DeepSeek-R1's cold start (stage 1), its rejection-sampling SFT (stage 3)
+and distillation all train a causal LM on (prompt, completion) pairs.
+
+    r1lab sft [recipe.yaml] data=FILE.jsonl [key=value ...] [--resume]
+
+Data: JSONL, one example per line, either `{"prompt": ..., "completion": ...}` or
+`{"messages": [{"role": "user", "content": ...}, ..., {"role": "assistant", "content": ...}]}`
+(the last message is the completion, everything before it the prompt). Templates:
+  * chat: the tokenizer's chat template (prompt rendered with the generation prompt, so the
+    completion is exactly what the model is asked to generate);
+  * r1zero: the R1-Zero template around the prompt (`tasks.apply_template`), the format r1lab's
+    own base and RL stages use; with `messages`, the last user message is the prompt;
+  * plain: the prompt text as given;
+  * auto (default): chat if the tokenizer has a chat template, else r1zero.
+The completion is followed by the tokenizer's EOS, so the model learns to stop.
+
+Loss: token-level cross-entropy on completion tokens (and that EOS) only; prompt tokens and
+padding carry no loss. The mean is over every completion token of an optimizer step, so a long
+completion weighs in proportion to its length (as in the paper's SFT; TRL's default).
+
+Packing: examples are packed into rows of at most `seq_len` tokens by first-fit decreasing,
+position ids restarting at 0 for each example and no attention mask, which transformers turns
+into a block-diagonal causal mask: an example never attends to another in its row (the result
+equals training on each example alone; tests/test_sft.py checks it). Examples longer than
+`seq_len` are dropped and counted, not truncated, because a cut chain of thought would teach the
+model to stop mid-thought. `pack=false` gives one example per row instead (padded).
+
+Optimisation: AdamW (no weight decay on norms and biases), linear warm-up then cosine (or
+constant) learning rate, gradient clipping, `epochs` passes over the data in a seeded order. A
+step whose loss or gradient norm is not finite is skipped (guard.py) and counted in its record's
+`skipped_steps`; the schedule counts it as a step. For
+r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
+pretraining. A checkpoint (the model in Hugging Face format, with the optimizer state and the
+records so far; checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
+and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
+done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
+newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
+With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds the merged model
+plus the adapters in `adapter/`. `device` and `dtype` place the model (device.py); `dtype=bfloat16`
+trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16
+spacing, |w|/512 to |w|/256, rounds away), so float32 is the default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from r1lab.runtime import distributed
+from r1lab.eval.benchmarks import read_jsonl
+from r1lab.runtime.checkpoint import (check_run_dir, open_metrics, resolve_run_dir, save_checkpoint, write_dir_atomically,
+                              write_text_atomically)
+from r1lab.runtime.checkpoint import resume as resume_from
+from r1lab.config import save_config
+from r1lab.runtime.device import check as check_device
+from r1lab.runtime.device import model_device
+from r1lab.errors import UserError
+from r1lab.runtime.guard import guarded_step
+from r1lab.runtime.lora import LoRAConfig, add_adapters, save_weights
+from r1lab.model.base import PretrainConfig, pretrain
+from r1lab.tasks.prompts import apply_template
+
+IGNORE = -100  # label of tokens that carry no loss
+
+
+@dataclass
+class SFTConfig:
+    base: str = "builtin"  # "builtin" (r1lab's pretrained tiny base) or a Hugging Face model directory
+    data: str = ""  # JSONL of {prompt, completion} or {messages}
+    template: Literal["auto", "chat", "r1zero", "plain"] = "auto"
+    run_dir: str = "runs/sft-{time}"
+    epochs: int = 2
+    lr: float = 1e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 5
+    min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seq_len: int = 1024  # tokens per packed row; longer examples are dropped
+    rows_per_step: int = 8  # packed rows per optimizer step
+    micro_rows: int = 4  # rows per forward/backward (gradient accumulation); memory, not results
+    pack: bool = True
+    max_examples: int = 0  # 0: all
+    save_every: int = 50  # optimizer steps between checkpoints (and one at each epoch's end)
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (distributed.py)
+    device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (device.py)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
+
+    def validate(self) -> None:
+        check_device(self)
+        for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.warmup_steps < 0 or self.max_examples < 0 or self.threads < 0:
+            raise UserError("warmup_steps, max_examples, threads: expected >= 0")
+        if not self.grad_clip > 0:  # a negative clip norm would flip the gradient's sign
+            raise UserError(f"grad_clip: expected > 0, got {self.grad_clip}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UserError(f"min_lr_ratio: expected a fraction in [0, 1], got {self.min_lr_ratio}")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    prompt_ids: list[int]
+    completion_ids: list[int]  # ends with EOS
+    source: str  # FILE:LINE
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+def read_pairs(path: str | Path, limit: int = 0) -> list[tuple[str, object, str]]:
+    """(source, prompt, completion) per JSONL line; the prompt is a string or a message list."""
+    if not str(path):
+        raise UserError("data: give the training data, data=FILE.jsonl ({prompt, completion} or {messages} per line)")
+    pairs = []
+    for number, row in read_jsonl(path):
+        where = f"{path}:{number}"
+        if "messages" in row:
+            msgs = row["messages"]
+            ok = isinstance(msgs, list) and len(msgs) >= 2 and all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs)
+            if not ok or msgs[-1]["role"] != "assistant":
+                raise UserError(f"{where}: 'messages' must be a list of {{role, content}} strings ending with an "
+                                "assistant message")
+            pairs.append((where, msgs[:-1], msgs[-1]["content"]))
+        elif isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str):
+            pairs.append((where, row["prompt"], row["completion"]))
+        else:
+            raise UserError(f"{where}: expected string fields 'prompt' and 'completion', or a 'messages' list")
+        if limit and len(pairs) == limit:
+            break
+    if not pairs:
+        raise UserError(f"{path}: no examples")
+    return pairs
+
+
+def resolve_template(template: str, tokenizer) -> str:
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if template == "auto":
+        return "chat" if has_chat else "r1zero"
+    if template == "chat" and not has_chat:
+        raise UserError("template: the model's tokenizer has no chat template; use template=r1zero or plain")
+    return template
+
+
+def render_prompt(prompt, template: str, tokenizer) -> str:
+    """The prompt text the model sees: a string, or messages, under `template`."""
+    if template == "chat":
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if not isinstance(prompt, str):  # messages outside a chat template: the last user turn
+        users = [m["content"] for m in prompt if m["role"] == "user"]
+        prompt = users[-1] if users else ""
+    return apply_template(prompt) if template == "r1zero" else prompt
+
+
+def tokenize_examples(pairs, template: str, tokenizer) -> list[Example]:
+    """Token ids of each (prompt, completion); the completion ends with EOS. A chat-rendered prompt
+    already holds its special tokens, so none are added to it."""
+    if tokenizer.eos_token_id is None:
+        raise UserError("base: the tokenizer has no EOS token, so the model could not learn to stop")
+    prompts = [render_prompt(p, template, tokenizer) for _, p, _ in pairs]
+    p_ids = tokenizer(prompts, add_special_tokens=template != "chat")["input_ids"]
+    c_ids = tokenizer([c for _, _, c in pairs], add_special_tokens=False)["input_ids"]
+    return [Example(p, c + [tokenizer.eos_token_id], src) for (src, _, _), p, c in zip(pairs, p_ids, c_ids)]
+
+
+def pack(examples: list[Example], seq_len: int) -> list[list[Example]]:
+    """First-fit decreasing: each row holds examples whose lengths sum to at most `seq_len`."""
+    rows: list[list[Example]] = []
+    room: list[int] = []
+    for ex in sorted(examples, key=len, reverse=True):
+        j = next((j for j, r in enumerate(room) if r >= len(ex)), None)
+        if j is None:
+            rows.append([ex])
+            room.append(seq_len - len(ex))
+        else:
+            rows[j].append(ex)
+            room[j] -= len(ex)
+    return rows
+
+
+def labels_of(ex: Example) -> list[int]:
+    """IGNORE for the prompt, the completion's tokens after it. A completion with no prompt before
+    it cannot have its first token predicted (no position precedes it within the example), so that
+    token is IGNORE too, never predicted from a packed neighbour's last token."""
+    labels = [IGNORE] * len(ex.prompt_ids) + ex.completion_ids
+    labels[0] = IGNORE
+    return labels
+
+
+def collate(rows: list[list[Example]], pad: int, device: torch.device | str = "cpu"
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, position_ids and labels on `device`, each (B, L), L the longest row. Each example restarts
+    its positions at 0; labels are its completion tokens (shifted by the model's loss), IGNORE
+    elsewhere. Padding at a row's end is a sequence of its own that carries no loss."""
+    L = max(sum(map(len, r)) for r in rows)
+    ids, pos, labels = [], [], []
+    for r in rows:
+        i = [t for ex in r for t in ex.prompt_ids + ex.completion_ids]
+        p = [k for ex in r for k in range(len(ex))]
+        y = [t for ex in r for t in labels_of(ex)]
+        ids.append(i + [pad] * (L - len(i)))
+        pos.append(p + list(range(L - len(p))))
+        labels.append(y + [IGNORE] * (L - len(y)))
+    return (torch.tensor(ids, device=device), torch.tensor(pos, device=device),
+            torch.tensor(labels, device=device))
+
+
+def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy of each labelled token given the positions before it, and the count.
+
+    logits (B, L, V), labels (B, L): position t predicts token t + 1; IGNORE labels carry no loss."""
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, int((targets != IGNORE).sum())
+
+
+def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -> None:
+    """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
+
+    def fill(tmp: Path) -> None:
+        save_weights(model, tmp)  # a LoRA model: merged weights, and the adapters in adapter/
+        tok.save_pretrained(tmp)
+        (tmp / info_name).write_text(json.dumps(info, indent=2))
+
+    write_dir_atomically(out, fill)
+
+
+def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, run: Path | None = None,
+              resume: bool = False, info: dict | None = None) -> list[dict]:
+    """Fine-tune `model` in place on `examples`; returns one record per optimizer step.
+
+    With a `run` directory: each step's record is appended to run/metrics.jsonl, and a checkpoint
+    (model, tokenizer, optimizer, records so far, `info` as sft.json) is written every
+    `save_every` steps and at each epoch's end. `resume` continues from the newest usable one
+    exactly: the learning rate is a function of the step, and each epoch's order comes from one
+    generator seeded once, so replaying the shuffles of the epochs before gives the same order."""
+    from r1lab.model.architecture import RouterLoadTracker
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows = pack(examples, cfg.seq_len) if cfg.pack else [[ex] for ex in examples]
+    steps_per_epoch = math.ceil(len(rows) / cfg.rows_per_step)
+    total = steps_per_epoch * cfg.epochs
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]  # LoRA: adapters only
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
+    main = distributed.is_main()
+    metrics = open_metrics(run, history) if run and main else None  # rank 0 writes
+    tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
+    rng = random.Random(cfg.seed)
+    rank, world = distributed.rank(), distributed.world_size()
+    fsdp = world > 1 and cfg.parallel == "fsdp2"  # run_sft has sharded the model
+    device = model_device(model)
+    model.train()
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        for s in range(steps_per_epoch):
+            if step < len(history):  # done before the checkpoint resumed from
+                step += 1
+                continue
+            batch = [rows[i] for i in order[s * cfg.rows_per_step : (s + 1) * cfg.rows_per_step]]
+            n_tokens = max(1, sum(t != IGNORE for r in batch for ex in r for t in labels_of(ex)))  # the whole batch's
+            mine = [batch[i] for i in distributed.shard(len(batch), rank, world)]  # this rank's rows (all in 1 process)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, cfg)
+            total_loss = 0.0
+            # FSDP2 all-gathers weights in every forward, so every rank runs as many as rank 0
+            # (which has the most rows); a rank out of rows runs one pad token with no loss.
+            micro = math.ceil(len(distributed.shard(len(batch), 0, world)) / cfg.micro_rows) if fsdp else 0
+            for j in range(0, max(len(mine), micro * cfg.micro_rows), cfg.micro_rows):
+                part = mine[j : j + cfg.micro_rows]
+                # no rows left (FSDP2): one pad token, which carries no loss (labels_of)
+                ids, pos, labels = collate(part or [[Example([], [pad], "")]], pad, device)
+                saved = None if part else [c.clone() for c in tracker.counts.values()]
+                logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+                for c, before in zip(tracker.counts.values(), saved or []):  # the pad token's routing
+                    c.copy_(before)  # is not part of the batch
+                loss, _ = completion_loss(logits, labels)
+                (loss * (world if fsdp else 1) / n_tokens).backward()  # (FSDP2 averages over ranks)
+                total_loss += float(loss.detach())
+            if not fsdp:  # (FSDP2 reduce-scatters the gradients during backward)
+                distributed.sum_gradients(model.parameters())
+            distributed.sum_tensors_(list(tracker.counts.values()))  # the router bias sees the whole batch
+            total_loss = distributed.sum_across([total_loss])[0]
+            grad_norm, skipped = guarded_step(opt, model.parameters(), cfg.grad_clip, total_loss, log,
+                                              f"sft step {step + 1}")
+            tracker.update_router_bias(0.0 if skipped else 1e-3)  # a skipped step moves no router bias either
+            step += 1
+            record = {"step": step, "epoch": epoch + 1, "loss": total_loss / n_tokens, "lr": lr_at(step - 1, total, cfg),
+                      "grad_norm": grad_norm, "skipped_steps": int(skipped), "tokens": n_tokens,
+                      "seconds": time.time() - t0}
+            history.append(record)
+            if step % 10 == 0 or step == total:
+                log(f"sft step {step}/{total} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+                    f"[{record['seconds']:.0f}s]")
+            if metrics:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+            if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1):
+                weights = distributed.full_state_dict(model) if fsdp else None  # FSDP2: gathered by every rank
+                if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
+                    save_checkpoint(run, step, model, tok, {"optimizer": None if fsdp else opt.state_dict(),
+                                                            "history": history},
+                                    {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights)
+    tracker.remove()
+    if metrics:
+        metrics.close()
+    return history
+
+
+def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
+    """The `r1lab sft` command: read and check the data, fine-tune, write checkpoints; returns
+    the final checkpoint's directory. `resume`: continue the run in run_dir from its newest usable
+    checkpoint (a finished run is left as it is)."""
+    from r1lab.stages.zero import load_policy
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    distributed.init()  # under torchrun / accelerate: each rank trains on its share of every step's rows
+    main = distributed.is_main()
+    if not main:
+        log = lambda *a: None  # noqa: E731
+    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))
+    check_run_dir(run, resume)
+    if resume and cfg.parallel == "fsdp2" and distributed.world_size() > 1:
+        raise UserError("--resume: a parallel=fsdp2 run does not resume (its optimizer state is sharded "
+                        "across ranks); parallel=ddp runs do")
+    if resume and (run / "final").exists():
+        log(f"sft: {run} is finished; nothing to resume")
+        return run / (run / "final").read_text()
+    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
+    pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
+    model, tok = load_policy(base, cfg.device, cfg.dtype)
+    if cfg.lora.r:
+        model = add_adapters(model, cfg.lora)
+    if cfg.parallel == "fsdp2" and distributed.world_size() > 1:
+        distributed.shard_model(model)
+    template = resolve_template(cfg.template, tok)
+    examples = tokenize_examples(pairs, template, tok)
+    kept = [ex for ex in examples if len(ex) <= cfg.seq_len]
+    if not kept:
+        raise UserError(f"seq_len: every example is longer than {cfg.seq_len} tokens; raise seq_len")
+    n_rows = len(pack(kept, cfg.seq_len)) if cfg.pack else len(kept)
+    log(f"sft: {len(kept)} examples ({len(examples) - len(kept)} longer than {cfg.seq_len} tokens dropped), "
+        f"{sum(len(ex.completion_ids) for ex in kept)} completion tokens, template {template}, "
+        f"{n_rows} rows of <= {cfg.seq_len} tokens")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(cfg, run / "config.yaml")
+    info = {"base": str(base), "data": cfg.data, "template": template, "examples": len(kept),
+            "dropped_too_long": len(examples) - len(kept)}
+    history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
+    distributed.barrier()  # rank 0 has written the last checkpoint
+    if main:  # `final` appears only once training is done: it names the last epoch's checkpoint
+        write_text_atomically(run / "final", (run / "latest").read_text())
+    distributed.barrier()
+    out = run / (run / "final").read_text()
+    if not main:
+        return out
+    log(f"sft: loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f} over {len(history)} steps, wrote {out}")
+    return out

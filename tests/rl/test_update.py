@@ -1,0 +1,165 @@
+"""The fast GRPO update against a plain, textbook one: same loss, same gradients, same weights.
+
+`update_policy` takes shortcuts: length-sorted micro-batches, each padded only to its own longest
+completion; each distinct prompt computed once per micro-batch and its KV cache shared by its
+completions (gradients flow back through the sharing); log-probs as gather − logsumexp; no π_old
+forward when μ = 1; no reference forward when β = 0; rows with a zero advantage skipped when
+β = 0; token weights precomputed over the whole rollout. `plain_update` below takes none of
+them: one batch padded to the global maximum, full logits, full log-softmax, an explicit π_old
+forward, and each aggregation written out as in its paper. Both run from the same weights with
+plain SGD (so weight differences are gradient differences, not Adam's sign-like first step);
+everything must agree within float tolerance.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from r1lab.model.architecture import ModelConfig, build_model
+from r1lab.rl.step import GRPOConfig, length_batches, update_policy
+from r1lab.engine.sampler import Generation
+
+VOCAB, PAD = 64, 0
+TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
+                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
+                            qk_nope_dim=8, v_head_dim=8, max_positions=256)
+
+
+def tiny_model(kind: str):
+    torch.manual_seed(0)
+    if kind == "deepseek":
+        return build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
+    config = Qwen2Config(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
+                         pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    return Qwen2ForCausalLM(config).float()
+
+
+def rollout() -> Generation:
+    """3 prompts of different lengths × 3 samples of lengths 1..13 (ragged, as a real rollout)."""
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    lengths = [7, 1, 13, 4, 12, 2, 9, 3, 6]
+    completions = [torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in lengths]
+    return Generation(prompts, completions, [""] * 9, [False] * 9, n=3)
+
+
+def plain_update(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: list[int], g: GRPOConfig) -> float:
+    prompts = [gen.prompt_ids[i // gen.n] for i in rows]
+    completions = [gen.completion_ids[i] for i in rows]
+    Lp, Lc = max(map(len, prompts)), max(map(len, completions))
+    ids = torch.tensor([[PAD] * (Lp - len(p)) + p + c + [PAD] * (Lc - len(c)) for p, c in zip(prompts, completions)])
+    mask = torch.tensor([[0] * (Lp - len(p)) + [1] * (len(p) + len(c)) + [0] * (Lc - len(c))
+                         for p, c in zip(prompts, completions)])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    targets = ids[:, Lp:]
+    on = torch.tensor([[1.0] * len(c) + [0.0] * (Lc - len(c)) for c in completions])  # (B, Lc)
+
+    def logps(m):
+        logits = m(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, Lp - 1 : -1]
+        return torch.log_softmax(logits.float(), -1).gather(-1, targets[..., None]).squeeze(-1)
+
+    with torch.no_grad():
+        old = logps(model)
+        ref_lp = logps(ref) if ref is not None else None
+    A = adv[rows][:, None]
+    total = 0.0
+    for _ in range(g.mu):
+        lp = logps(model)
+        ratio = torch.exp(lp - old)
+        objective = torch.minimum(ratio * A, ratio.clamp(1 - g.eps_low, 1 + g.eps_high) * A)
+        per_token = -objective
+        if ref_lp is not None:
+            per_token = per_token + g.beta * (torch.exp(ref_lp - lp) - (ref_lp - lp) - 1)
+        if g.aggregation == "sequence_mean":  # GRPO: 1/|o_i| Σ_t, then the mean over samples
+            loss = ((per_token * on).sum(1) / on.sum(1)).mean()
+        elif g.aggregation == "token_mean":  # DAPO: the mean over every token of the batch
+            loss = (per_token * on).sum() / on.sum()
+        else:  # Dr. GRPO: a constant, samples × the maximum completion length
+            loss = (per_token * on).sum() / (len(rows) * g.max_new_tokens)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        total += float(loss.detach()) / g.mu
+    return total
+
+
+@pytest.mark.parametrize("kind", ["deepseek", "qwen2"])
+@pytest.mark.parametrize(
+    "aggregation, beta, mu, micro_tokens",  # micro_tokens 20: 4 micro-batches instead of 2
+    [("sequence_mean", 0.0, 1, 0), ("sequence_mean", 0.0, 1, 20), ("token_mean", 0.1, 1, 20),
+     ("constant", 0.0, 2, 0), ("sequence_mean", 0.05, 2, 20)],
+)
+def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_tokens):
+    gen = rollout()
+    adv = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])  # two zero advantages
+    rows = [0, 1, 2, 6, 7, 8]  # group 1 dropped, as a zero-spread group would be
+    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens,
+                   max_new_tokens=16, grad_clip=1e9)
+    fast = tiny_model(kind).train()
+    plain = copy.deepcopy(fast)
+    ref = copy.deepcopy(fast).eval().requires_grad_(False) if beta > 0 else None
+    if ref is not None:  # a reference that differs from the policy, so the KL term is not zero
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    before = copy.deepcopy(fast.state_dict())
+
+    stats = update_policy(fast, ref, torch.optim.SGD(fast.parameters(), lr=g.lr), gen, adv, rows, g, PAD, step=0)
+    loss = plain_update(plain, ref, torch.optim.SGD(plain.parameters(), lr=g.lr), gen, adv, rows, g)
+
+    assert stats["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
+    moved = 0.0
+    for name, p in fast.state_dict().items():
+        torch.testing.assert_close(p, plain.state_dict()[name], rtol=1e-4, atol=1e-6, msg=name)
+        moved = max(moved, float((p - before[name]).abs().max()))
+    assert moved > 1e-3  # the update did something, so agreeing is not trivial
+
+
+def test_length_batches_keep_every_row_and_sort_by_length():
+    gen = rollout()
+    batches = length_batches(gen, [0, 1, 2, 6, 7, 8], 4)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 6, 7, 8] and [len(b) for b in batches] == [4, 2]
+    flat = [len(gen.completion_ids[i]) for b in batches for i in b]
+    assert flat == sorted(flat)
+
+
+def test_length_batches_respect_the_token_budget():
+    gen = rollout()  # lengths 7, 1, 13, 4, 12, 2, 9, 3, 6
+    batches = length_batches(gen, list(range(9)), size=4, tokens=20)
+    assert sorted(i for b in batches for i in b) == list(range(9))
+    padded = [len(b) * max(len(gen.completion_ids[i]) for i in b) for b in batches]
+    assert [len(b) for b in batches] == [4, 2, 1, 1, 1] and padded == [16, 14, 9, 12, 13]
+    # a single row longer than the budget still gets its own micro-batch
+    assert length_batches(gen, [2], size=4, tokens=5) == [[2]]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_all_zero_advantages_step_like_a_zero_gradient(optimizer):
+    # Nothing is computed, but the optimizer still steps on a zero gradient, as the plain update
+    # does: for AdamW with momentum from an earlier step, that still moves the weights.
+    gen = rollout()
+    g = GRPOConfig(lr=0.01, micro_batch=4, max_new_tokens=16)
+    fast = tiny_model("qwen2").train()
+    plain = copy.deepcopy(fast)
+    make = (lambda m: torch.optim.SGD(m.parameters(), lr=g.lr)) if optimizer == "sgd" else \
+        (lambda m: torch.optim.AdamW(m.parameters(), lr=g.lr))
+    opt_fast, opt_plain = make(fast), make(plain)
+    warm = torch.tensor([1.0, -1.0, 0.5, 0.0, 0.0, 0.0, -0.5, 0.2, 0.3])
+    for model, opt in ((fast, opt_fast), (plain, opt_plain)):  # the same first step, so same state
+        update_policy(model, None, opt, gen, warm, list(range(9)), g, PAD, step=0)
+    before = copy.deepcopy(fast.state_dict())
+    zero = torch.zeros(9)
+    stats = update_policy(fast, None, opt_fast, gen, zero, list(range(9)), g, PAD, step=1)
+    plain_update(plain, None, opt_plain, gen, zero, list(range(9)), g)
+    assert stats["loss"] == 0.0
+    moved = 0.0
+    for name, p in fast.state_dict().items():
+        torch.testing.assert_close(p, plain.state_dict()[name], rtol=1e-5, atol=1e-7, msg=name)
+        moved = max(moved, float((p - before[name]).abs().max()))
+    assert (moved > 1e-4) == (optimizer == "adamw")  # SGD stands still on a zero gradient; Adam does not

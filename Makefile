@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean results results-zero results-pipeline results-distill results-bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,24 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# docs/results.md, section by section (bench/results.py): each runs its commands from scratch on the
+# code as it is, holding the CPU lock so that nothing else skews its timings. All four: about an hour.
+RESULTS := flock /tmp/r1lab-cpu.lock $(BIN)/python bench/results.py
+
+results: results-zero results-pipeline results-distill results-bench
+
+results-zero: $(STAMP)
+	$(RESULTS) zero
+
+results-pipeline: $(STAMP)
+	$(RESULTS) pipeline
+
+results-distill: $(STAMP)
+	$(RESULTS) distill
+
+results-bench: $(STAMP)
+	$(RESULTS) bench
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -47,10 +47,11 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.engine.sampler import HFSampler, SamplingParams
+from r1lab.runtime.loading import load
 from r1lab.tasks import apply_template, make_task
-from r1lab.stages.zero import load_policy
 
 PROMPTS, SAMPLES = 8, 16
 
@@ -112,7 +113,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    deepseek, tok = load_policy(pretrain(PretrainConfig(), log=lambda *a: None))
+    deepseek, tok = load(pretrain(PretrainConfig(), log=lambda *a: None))
     deepseek.eval()
     problems = make_task("arithmetic", digits=4, terms=2).problems("train", PROMPTS, seed=1000,
                                                                    langs=("en", "zh", "ja", "ko"))
@@ -124,7 +125,7 @@ def main() -> None:
         "qwen": (qwen_like(tok), SamplingParams(1.0, 1.0, m, (answer_end,), seed=0, min_new_tokens=m)),
     }
     if args.trained:
-        workloads["trained"] = (load_policy(args.trained)[0].eval(), workloads["deepseek"][1])
+        workloads["trained"] = (load(args.trained)[0].eval(), workloads["deepseek"][1])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {PROMPTS} prompts x {SAMPLES} samples, "
           f"max {m} new tokens; tok/s: median of {args.repeat} calls after a warm-up call")
     print(f"{'workload':<9} {'params':>6} | {'generate tok/s':>14} {'len':>6} {'first':>6} | "

@@ -11,7 +11,7 @@ What is compared. Two tiny causal LMs, each trained by both frameworks:
             deepseek model's compute per token; `--qwen-intermediate 384` gives 0.85M, the
             deepseek model's *active* size), random weights from seed 0, r1lab's tokenizer
             copied from the base, saved to a temporary directory.
-Both frameworks load a model with `r1lab.stages.zero.load_policy` (float32, from disk).
+Both frameworks load a model with `r1lab.runtime.loading.load` (float32, from disk).
 
 The workload, identical for both (r1lab's `GRPOConfig` is the single source; TRL's config is
 derived from it in `trl_config`):
@@ -21,7 +21,7 @@ derived from it in `trl_config`):
             `shuffle_dataset=False`);
   rollout   P=8 prompts x G=16 samples = 128 completions per step, at most 200 new tokens,
             temperature 1.0, top_p 1.0 (TRL: top_k 0, no min_p, no repetition penalty); both stop
-            a sample at the tokenizer's EOS or at `</answer>` (r1lab: `stop_ids` as in zero.py;
+            a sample at the tokenizer's EOS or at `</answer>` (r1lab: `stop_ids` as in stages/zero.py;
             TRL: both ids in the model's generation_config.eos_token_id, which TRL reads into
             its generation config and its completion mask);
   rewards   r1lab's `accuracy` + `format` + this script's `brevity` (a small length penalty that
@@ -29,7 +29,7 @@ derived from it in `trl_config`):
             `brevity`) at weights 1.0 / 0.1 / 0.01 (TRL: the same functions wrapped for its
             `reward_funcs` signature, `reward_weights=[1.0, 0.1, 0.01]`, sum then normalise);
   update    lr 5e-5 constant (TRL: `lr_scheduler_type="constant"`), AdamW betas (0.9, 0.99)
-            with no weight decay as zero.py builds it (TRL: `optim="adamw_torch"`, the same torch
+            with no weight decay as stages/zero.py builds it (TRL: `optim="adamw_torch"`, the same torch
             class), grad clip 1.0, β = 0 (no reference model), μ = 1, ε = 0.2, group-std
             scaled advantages, loss aggregated per sequence then averaged over the 128 samples
             (r1lab `sequence_mean` = TRL `loss_type="grpo"`: each micro-batch's mean of
@@ -134,16 +134,17 @@ def reward_fn(name: str):
     return brevity if name == "brevity" else get_reward(name)
 TASK_ARGS = {"digits": 4, "terms": 2}
 LANGS = ("en", "zh", "ja", "ko")
-PROMPT_SEED = 1000  # zero.py's train-pool seed offset, so these are RL prompts, not the pretraining corpus's
+PROMPT_SEED = 1000  # data/problems.py's TRAIN_SEED, so these are RL prompts, not the pretraining corpus's
 
 
 def grpo_config(steps: int):
     """The one workload both frameworks run (r1lab's GRPOConfig; TRL's is derived from it)."""
+    from r1lab.engine.params import SamplingConfig
     from r1lab.rl.step import GRPOConfig
 
     g = GRPOConfig(steps=steps, prompts_per_step=8, group_size=16, lr=5e-5, beta=0.0, mu=1,
                    aggregation="sequence_mean", scale_rewards=True, drop_zero_spread=False, micro_batch=64,
-                   temperature=1.0, top_p=1.0, max_new_tokens=200, grad_clip=1.0)
+                   grad_clip=1.0, sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=200))
     g.validate()
     return g
 
@@ -155,12 +156,6 @@ def step_problems(g, n_steps: int) -> list[list]:
     task = register_task(make_task("arithmetic", **TASK_ARGS))
     pool = task.problems("train", n_steps * g.prompts_per_step, seed=PROMPT_SEED, langs=LANGS)
     return [pool[i : i + g.prompts_per_step] for i in range(0, len(pool), g.prompts_per_step)]
-
-
-def stop_token_ids(tok) -> tuple[int, ...]:
-    """`</answer>`, as zero.py passes it to grpo_step (besides the tokenizer's EOS)."""
-    i = tok.convert_tokens_to_ids("</answer>")
-    return (i,) if i is not None and i != tok.unk_token_id else ()
 
 
 def cpu_name() -> str:
@@ -207,20 +202,21 @@ def write_dense_model(base: Path, out: Path, intermediate: int, seed: int = 0) -
 
 
 def run_r1lab(model_dir: Path, steps: list[list], g, seed: int) -> tuple[list[dict], float]:
-    """grpo_step exactly as zero.py calls it; returns per-step measurements and RSS after loading."""
+    """grpo_step exactly as stages/zero.py calls it; returns per-step measurements and RSS after loading."""
     import torch
 
-    from r1lab.rl.step import group_seeds, grpo_step
+    from r1lab.data.prompting import answer_stop_ids
     from r1lab.engine.sampler import HFSampler
+    from r1lab.rl.step import group_seeds, grpo_step
+    from r1lab.runtime.loading import load
     from r1lab.tasks import apply_template
-    from r1lab.stages.zero import load_policy
 
-    model, tok = load_policy(model_dir)
+    model, tok = load(model_dir)
     loaded = rss_mib()
     sampler = HFSampler(model, tok)
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
     reward_fns = {name: reward_fn(name) for name in REWARD_WEIGHTS}
-    stop_ids = stop_token_ids(tok)
+    stop_ids = answer_stop_ids(tok)
     model.train()
     out = []
     for step, batch in enumerate(steps):
@@ -259,8 +255,8 @@ def trl_config(g, n_steps: int, seed: int, output_dir: str, checkpointing: bool)
         gradient_checkpointing=checkpointing,  # TRL's default is True; r1lab has none, so False for equal work
         # one generation batch of P*G = one optimizer step of P*G / micro_batch micro-batches
         per_device_train_batch_size=g.micro_batch, gradient_accumulation_steps=batch // g.micro_batch,
-        num_generations=g.group_size, max_completion_length=g.max_new_tokens,
-        temperature=g.temperature, top_p=g.top_p, top_k=0, min_p=None, repetition_penalty=1.0,
+        num_generations=g.group_size, max_completion_length=g.sampling.max_new_tokens,
+        temperature=g.sampling.temperature, top_p=g.sampling.top_p, top_k=0, min_p=None, repetition_penalty=1.0,
         learning_rate=g.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=g.weight_decay,
         adam_beta1=0.9, adam_beta2=0.99, optim="adamw_torch", max_grad_norm=g.grad_clip,
         beta=g.beta, num_iterations=g.mu, epsilon=g.eps_low, epsilon_high=g.eps_high, loss_type="grpo",
@@ -297,14 +293,15 @@ def run_trl(model_dir: Path, steps: list[list], g, seed: int, checkpointing: boo
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
 
+    from r1lab.data.prompting import answer_stop_ids
+    from r1lab.runtime.loading import load
     from r1lab.tasks import apply_template
-    from r1lab.stages.zero import load_policy
 
     hf_logging.set_verbosity_error()
-    model, tok = load_policy(model_dir)
+    model, tok = load(model_dir)
     loaded = rss_mib()
     # TRL stops generation at, and masks after, every id in the model's generation_config EOS list.
-    model.generation_config.eos_token_id = sorted({tok.eos_token_id, *stop_token_ids(tok)})
+    model.generation_config.eos_token_id = sorted({tok.eos_token_id, *answer_stop_ids(tok)})
     problems = [p for batch in steps for p in batch]
     dataset = Dataset.from_dict({"prompt": [apply_template(p.prompt) for p in problems],
                                  "problem_index": list(range(len(problems)))})
@@ -447,7 +444,7 @@ def main() -> None:
     print(f"CPU {cpu_name()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, trl {trl.__version__}")
     print(f"P={g.prompts_per_step} x G={g.group_size} = {g.prompts_per_step * g.group_size} completions/step, "
-          f"max {g.max_new_tokens} new tokens, T={g.temperature}, top_p={g.top_p}, lr={g.lr}, beta={g.beta}, "
+          f"max {g.sampling.max_new_tokens} new tokens, T={g.sampling.temperature}, top_p={g.sampling.top_p}, lr={g.lr}, beta={g.beta}, "
           f"mu={g.mu}, micro-batch {g.micro_batch}, {args.warmup} warm-up + {args.steps} timed steps")
     tmp = Path(tempfile.mkdtemp(prefix="grpo-vs-trl-"))
     try:

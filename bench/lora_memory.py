@@ -5,7 +5,7 @@
 The model: a dense `Qwen2ForCausalLM` with random weights from seed 0 (hidden 768, `--layers`
 layers, 12 heads, 4 KV heads, intermediate 2048; 8 layers: 51.0M parameters), with a tokenizer
 trained on the arithmetic task's prompts, saved to a temporary directory; both variants load it
-with `r1lab.stages.zero.load_policy` (float32).
+with `r1lab.runtime.loading.load` (float32).
 
 The workload, identical for both: `--steps` calls of `rl.grpo_step` (P = 4 prompts of r1lab's
 arithmetic task under the R1-Zero template x G = 8 samples, at most 48 new tokens,
@@ -13,7 +13,7 @@ temperature 1, micro-batches of at most 512 padded completion tokens) with β = 
 sample takes part in the update; the base never earns the task's own rewards). Exactly what
 `r1lab zero` builds for each:
   full  every weight trains; AdamW over all of them; the reference is a frozen deep copy of the
-        base (`lora.reference_model`), i.e. what zero.py does with lora.r = 0;
+        base (`lora.reference_model`), i.e. what stages/zero.py does with lora.r = 0;
   lora  rank-16 adapters (alpha 32) on q/k/v/o and the MLP projections (`lora.DEFAULT_TARGETS`);
         AdamW over the adapters; the reference is the same model with adapters off
         (`lora.DisabledAdapters`), no copy; rollouts through the model's own forward.
@@ -53,8 +53,8 @@ def build_model(out: Path, layers: int) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from r1lab.tasks import apply_template, make_task
     from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.tasks import apply_template, make_task
 
     task = make_task("arithmetic", digits=4, terms=2)
     texts = [apply_template(p.prompt) + " <think> 1+2=3 </think> <answer>3</answer>"
@@ -75,27 +75,29 @@ def length_reward(completions, problems):
 def worker(variant: str, model_dir: str, steps: int, threads: int) -> dict:
     import torch
 
-    from r1lab.runtime.lora import LoRAConfig, add_adapters, reference_model
+    from r1lab.engine.params import SamplingConfig, SamplingParams
+    from r1lab.engine.sampler import HFSampler
     from r1lab.rl.step import GRPOConfig, grpo_step
-    from r1lab.engine.sampler import HFSampler, SamplingParams
+    from r1lab.runtime.loading import load
+    from r1lab.runtime.lora import LoRAConfig, add_adapters, reference_model
     from r1lab.tasks import apply_template, make_task
-    from r1lab.stages.zero import load_policy
 
     if threads:
         torch.set_num_threads(threads)
-    model, tok = load_policy(model_dir)
+    model, tok = load(model_dir)
     loaded = rss_mb()
     if variant == "lora":
         model = add_adapters(model, LoRAConfig(r=16, alpha=32))
-    g = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=NEW_TOKENS, beta=0.04,
-                   micro_tokens=512, lr=1e-4 if variant == "lora" else 1e-5)
+    g = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, beta=0.04,
+                   micro_tokens=512, lr=1e-4 if variant == "lora" else 1e-5,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=NEW_TOKENS))
     ref = reference_model(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=g.lr, betas=(0.9, 0.99))
     sampler = HFSampler(model, tok)
     problems = make_task("arithmetic", digits=4, terms=2).problems("train", PROMPTS * steps, seed=1000,
                                                                    langs=("en", "zh", "ja", "ko"))
     prompts = [apply_template(p.prompt) for p in problems[:PROMPTS]]
-    sampler.generate(prompts, GROUP, SamplingParams(g.temperature, g.top_p, g.max_new_tokens, seed=99))
+    sampler.generate(prompts, GROUP, SamplingParams(g.sampling.temperature, g.sampling.top_p, g.sampling.max_new_tokens, seed=99))
     rollout_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model.train()
     t0, kl = time.time(), []

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import r1lab.model.base
+import r1lab.runtime.loading
 import r1lab.stages.distill
 import r1lab.stages.pipeline
-import r1lab.model.base
+import r1lab.stages.pretrain
 import r1lab.stages.rm
-import r1lab.stages.eval
 import r1lab.stages.sft
 import r1lab.stages.zero
 from r1lab.cli import main
@@ -31,8 +32,12 @@ ROWS = [
     (["zero", "grpo.lr=-1"], "grpo.lr: expected a positive learning rate, got -1"),
     (["zero", "grpo.group_size=abc"], "grpo.group_size: expected int, got 'abc'"),
     (["zero", "grpo.steps=-3"], "grpo.steps: expected >= 1, got -3"),
-    (["zero", "grpo.top_p=0"], "top_p"),
-    (["zero", "grpo.temperature=-1"], "temperature"),
+    (["zero", "grpo.sampling.top_p=0"], "grpo.sampling.top_p: expected 0 < top_p <= 1, got 0"),
+    (["zero", "grpo.sampling.temperature=-1"], "grpo.sampling.temperature: expected >= 0, got -1"),
+    (["zero", "grpo.sampling.temperature=0"], "grpo.sampling.temperature: expected > 0"),
+    (["zero", "grpo.temperature=1"], "grpo.temperature: renamed to grpo.sampling.temperature"),
+    (["zero", "eval.max_new_tokens=50"], "eval.max_new_tokens: renamed to eval.sampling.max_new_tokens"),
+    (["zero", "eval.sampling.max_new_tokens=0"], "eval.sampling.max_new_tokens: expected >= 1, got 0"),
     (["zero", "eval.k=0"], "eval.k"),
     (["zero", "save_every=0"], "save_every: expected >= 1, got 0"),
     (["zero", "data.n_test=-1"], "data.n_test: expected >= 1, got -1"),
@@ -64,19 +69,21 @@ ROWS = [
     (["sft", "data={sft_good}", "grad_clip=-1"], "grad_clip: expected > 0, got -1"),
     (["sft", "data={sft_good}", "threads=-1"], "threads: expected >= 0"),
     (["sft", "data={sft_good}", "template=chatml"], "template: expected one of"),
-    (["sft", "data={sft_good}", "base={tmp}/nomodel"], "no config.json"),
+    (["sft", "data={sft_good}", "base={tmp}/nomodel"], "no such model directory"),
     (["sft", "data={sft_good}", "run_dir={existing}"], "already holds a run"),
     (["sft", "data={sft_good}", "device=cuda:x"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'"),
     (["sft", "data={sft_good}", "dtype=bf16"], "dtype: expected one of 'float32', 'bfloat16', got 'bf16'"),
     # --- sample ---
     (["sample"], "the following arguments are required: model"),
-    (["sample", "{tmp}/nomodel"], "is not a Hugging Face model directory"),
-    (["sample", "{model}", "temperature=-1"], "temperature"),
-    (["sample", "{model}", "top_p=0"], "top_p"),
+    (["sample", "{tmp}/nomodel"], "no such model directory"),
+    (["sample", "{model}", "sampling.temperature=-1"], "sampling.temperature: expected >= 0"),
+    (["sample", "{model}", "sampling.top_p=0"], "sampling.top_p: expected 0 < top_p <= 1"),
+    (["sample", "{model}", "temperature=1"], "temperature: renamed to sampling.temperature"),
+    (["sample", "{model}", "task=countdown"], "task: renamed to data.task"),
     (["sample", "{model}", "n=0"], "n: expected >= 1, got 0"),
     (["sample", "{model}", "prompts=1.5"], "prompts: expected int, got 1.5"),
     (["sample", "{model}", "rejection.filters=[nope]"], "unknown filter 'nope'"),
-    (["sample", "{model}", "task=sudoku"], "sudoku"),
+    (["sample", "{model}", "data.task=sudoku"], "unknown task 'sudoku'"),
     (["sample", "{model}", "out={sampled}"], "already holds sampled data"),
     (["sample", "{model}", "device=tpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
     # --- rm ---
@@ -87,7 +94,7 @@ ROWS = [
     (["rm", "epochs=-2"], "epochs: expected >= 1, got -2"),
     (["rm", "lr=-1"], "lr: expected a positive learning rate"),
     (["rm", "threads=-1"], "threads: expected >= 0"),
-    (["rm", "base={tmp}/nomodel"], "no config.json"),
+    (["rm", "base={tmp}/nomodel"], "no such model directory"),
     (["rm", "run_dir={existing}"], "already holds a run"),
     (["rm", "dtype=half"], "dtype: expected one of 'float32', 'bfloat16', got 'half'"),
     # --- pipeline ---
@@ -96,6 +103,8 @@ ROWS = [
     (["pipeline", "general_share=0"], "general_share"),
     (["pipeline", "cold_start.data={tmp}/none.jsonl"], "none.jsonl: no such file"),
     (["pipeline", "report.k=0"], "report.k"),
+    (["pipeline", "report.max_new_tokens=9"], "report.max_new_tokens: renamed to report.sampling.max_new_tokens"),
+    (["pipeline", "rejection.sample.langs=[en]"], "rejection.sample.langs: renamed to rejection.sample.data.langs"),
     (["pipeline", "zero.grpo.lr=-1"], "zero.grpo.lr: expected a positive learning rate"),
     (["pipeline", "device=gpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
     # --- distill ---
@@ -148,8 +157,8 @@ def files(tmp_path) -> dict[str, str]:
     from transformers import Qwen2Config
 
     from r1lab.eval.benchmarks import DataSpec
-    from r1lab.stages.eval import EvalRunConfig, saved_settings
     from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.stages.eval import EvalRunConfig, saved_settings
 
     model = tmp_path / "model"  # a config and a tokenizer, no weights: loading it would fail loudly
     Qwen2Config(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(model)
@@ -201,24 +210,17 @@ def tree(root: Path) -> dict[str, tuple]:
 @pytest.fixture
 def no_models(monkeypatch):
     """Building, pretraining or loading a model fails the test: bad input must be found first.
-    Loaders still raise their own UserError for a directory that is not a model."""
+    (`loading.load` still raises its own UserError for a directory that is not a model: that check
+    comes before `load_model`.)"""
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was built or pretrained before the input was checked")
 
-    def guard(load):
-        def guarded(path, *args, **kwargs):
-            if (Path(path) / "config.json").exists():
-                forbidden()
-            return load(path, *args, **kwargs)
-        return guarded
-
-    for module in (r1lab.stages.zero, r1lab.stages.sft, r1lab.stages.rm, r1lab.stages.pipeline, r1lab.stages.distill, r1lab.model.base):
+    for module in (r1lab.stages.zero, r1lab.stages.sft, r1lab.stages.rm, r1lab.stages.pipeline, r1lab.stages.distill,
+                   r1lab.stages.pretrain):
         monkeypatch.setattr(module, "pretrain", forbidden)
     monkeypatch.setattr(r1lab.model.base, "build_model", forbidden)
-    monkeypatch.setattr(r1lab.stages.zero, "load_policy", guard(r1lab.stages.zero.load_policy))
-    monkeypatch.setattr(r1lab.stages.rm, "load_reward_model", guard(r1lab.stages.rm.load_reward_model))
-    monkeypatch.setattr(r1lab.stages.eval, "load_model", forbidden)
+    monkeypatch.setattr(r1lab.runtime.loading, "load_model", forbidden)  # the one loader
 
 
 def test_table_size():

@@ -29,7 +29,7 @@ CASES = {
     "unknown reward": (["zero", "rewards={{accuracy: 1.0, nope: 1.0}}"], ["nope", "accuracy"]),
     "missing recipe": (["zero", "nowhere.yaml"], ["nowhere.yaml"]),
     "not key=value": (["zero", "recipes/zero.yaml", "grpo.lr"], ["key=value", "grpo.lr"]),
-    "missing base": (["zero", "base={tmp}/no-model"], ["no-model", "config.json"]),
+    "missing base": (["zero", "base={tmp}/no-model"], ["no-model", "no such model directory"]),
     "unknown task": (["zero", "data.task=sudoku"], ["sudoku", "arithmetic"]),
     "file task without path": (["zero", "data.task=file"], ["data.path"]),
     "missing data file": (["zero", "data.task=file", "data.path={tmp}/none.jsonl"], ["none.jsonl"]),
@@ -103,8 +103,9 @@ def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_mode
                                                 capsys, monkeypatch):
     import socket
 
-    import r1lab.stages.eval
     from huggingface_hub import constants
+
+    import r1lab.runtime.loading
 
     def no_network(*args, **kwargs):
         raise OSError("unreachable")
@@ -114,7 +115,7 @@ def test_eval_user_error_is_one_line_and_exit_2(name, tmp_path, config_only_mode
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(r1lab.stages.eval, "load_model", must_not_load)
+    monkeypatch.setattr(r1lab.runtime.loading, "load_model", must_not_load)
     good = tmp_path / "good.jsonl"
     good.write_text('{"problem": "1+1", "answer": "2"}\n')
     args, needles = EVAL_CASES[name]

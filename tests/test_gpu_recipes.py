@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from r1lab.config import load_config
+from r1lab.data.problems import build_task
 from r1lab.model.tokenizer import train_tokenizer
-from r1lab.stages.zero import ZeroConfig, build_task, run_zero
+from r1lab.runtime.config import load_config
+from r1lab.stages.zero import ZeroConfig, run_zero
 from tests.tiny_models import save_tiny_qwen2
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -18,7 +19,7 @@ DATA = Path(__file__).parent.parent.parent / "shared" / "data"  # the worktree's
 if not DATA.exists():
     DATA = Path("/work/shared/data")
 TINY_RUN = ["rollout.backend=hf", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
-            "grpo.max_new_tokens=12", "grpo.micro_batch=4", "eval.k=2", "eval.max_new_tokens=12", "data.n_test=2",
+            "grpo.sampling.max_new_tokens=12", "grpo.micro_batch=4", "eval.k=2", "eval.sampling.max_new_tokens=12", "data.n_test=2",
             "save_every=1"]
 
 
@@ -77,9 +78,9 @@ def test_distill_recipe_runs_on_cpu_with_tiny_stand_ins(qwen_dir, tmp_path):
     assert all("/" in m and not Path(m).exists() for m in (shipped.teacher, shipped.student))
     cfg = load_config(DistillConfig, recipe, [
         f"teacher={qwen_dir}", f"student={qwen_dir}", f"data.path={data}", f"run_dir={tmp_path / 'run'}",
-        "sample.prompts=3", "sample.n=2", "sample.max_new_tokens=12", "sample.rejection.filters=[]",
+        "sample.prompts=3", "sample.n=2", "sample.sampling.max_new_tokens=12", "sample.rejection.filters=[]",
         "sft.epochs=1", "sft.rows_per_step=2", "sft.warmup_steps=0", "report.k=2", "report.problems=2",
-        "report.max_new_tokens=12"])
+        "report.sampling.max_new_tokens=12"])
     result = run_distill(cfg, log=lambda *_: None)
     assert result["traces"]["kept"] == 6 and set(result["rows"]) == {"teacher", "distilled student", "base student"}
     assert result["config"]["sft"]["lr"] == shipped.sft.lr

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from r1lab.config import config_to_dict, load_config
+from r1lab.runtime.config import config_to_dict, load_config
 from r1lab.stages.distill import DistillConfig
 from r1lab.stages.zero import ZeroConfig
 

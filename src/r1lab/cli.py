@@ -35,17 +35,17 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     return recipe, args
 
 
-def _configs():
-    from r1lab.stages.distill import DistillConfig
-    from r1lab.model.base import PretrainConfig
-    from r1lab.stages.pipeline import PipelineConfig
-    from r1lab.stages.rm import RMConfig
-    from r1lab.stages.sample import SampleConfig
-    from r1lab.stages.sft import SFTConfig
-    from r1lab.stages.zero import ZeroConfig
+def _commands() -> dict:
+    """Each training command: (its config class, its run function), from its stage module."""
+    from r1lab.stages import distill, pipeline, pretrain, rm, sample, sft, zero
 
-    return {"zero": ZeroConfig, "pretrain": PretrainConfig, "sft": SFTConfig, "sample": SampleConfig, "rm": RMConfig, "pipeline": PipelineConfig,
-            "distill": DistillConfig}
+    return {"zero": (zero.ZeroConfig, zero.run_zero), "pretrain": (pretrain.PretrainConfig, pretrain.run_pretrain),
+            "sft": (sft.SFTConfig, sft.run_sft), "sample": (sample.SampleConfig, sample.run_sample),
+            "rm": (rm.RMConfig, rm.run_rm), "pipeline": (pipeline.PipelineConfig, pipeline.run_pipeline),
+            "distill": (distill.DistillConfig, distill.run_distill)}
+
+
+RESUMABLE = ("zero", "sft", "rm")  # the commands that take --resume
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,46 +99,24 @@ def _run(argv: list[str]) -> int:
         grade_file(GradeConfig(ns.input, ns.gold_field, ns.pred_field, ns.out, ns.task))
         return 0
 
-    from r1lab.config import config_help, load_config
+    from r1lab.runtime.config import config_help, load_config
 
     if ns.command == "config":
-        print(config_help(_configs()[ns.stage]))
+        print(config_help(_commands()[ns.stage][0]))
         return 0
     recipe, overrides = _split_args(ns.args)
     if ns.command == "distill":  # the flags are shorthands for keys
         flags = {"teacher": ns.teacher, "student": ns.student, "data.path": ns.data}
         overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
         overrides += ["data.task=file"] * (ns.data is not None) + ["compare_rl=true"] * ns.compare_rl
-    cfg = load_config(_configs()[ns.command], recipe, overrides)
-    if ns.command == "pretrain":
-        from r1lab.model.base import pretrain
-
-        pretrain(cfg)
-    elif ns.command == "sft":
-        from r1lab.stages.sft import run_sft
-
-        run_sft(cfg, resume=ns.resume)
-    elif ns.command == "pipeline":
-        from r1lab.stages.pipeline import run_pipeline
-
-        run_pipeline(cfg)
-    elif ns.command == "distill":
-        from r1lab.stages.distill import run_distill
-
-        run_distill(cfg)
-    elif ns.command == "rm":
-        from r1lab.stages.rm import run_rm
-
-        run_rm(cfg, resume=ns.resume)
-    elif ns.command == "sample":
-        from r1lab.stages.sample import run_sample
-
-        cfg.model = ns.model
-        run_sample(cfg)
+    config_class, run = _commands()[ns.command]
+    cfg = load_config(config_class, recipe, overrides)
+    if ns.command == "sample":
+        cfg.model = ns.model  # the positional argument (a path: not parsed as YAML)
+    if ns.command in RESUMABLE:
+        run(cfg, resume=ns.resume)
     else:
-        from r1lab.stages.zero import run_zero
-
-        run_zero(cfg, resume=ns.resume)
+        run(cfg)
     return 0
 
 
@@ -147,6 +125,7 @@ def _add_eval_parser(sub) -> None:
     from r1lab.stages.eval import EvalRunConfig
 
     d = EvalRunConfig()  # the defaults live in the config class; help shows them
+    ds = d.sampling
     p = sub.add_parser("eval", help="sample, grade and score a model on a math or code benchmark (pass@1, pass@k, cons@k)",
                        description="Evaluate as DeepSeek-R1 §5 does; rerun with the same --out to resume.")
     p.add_argument("model", help="a Hugging Face causal LM directory (an r1lab checkpoint, Qwen, Llama, ...)")
@@ -158,9 +137,9 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--split", help="split of a hub dataset or saved DatasetDict (default: the preset's, else test)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")
     p.add_argument("--k", type=int, default=d.k, help="samples per problem (default %(default)s)")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="(default %(default)s)")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="(default %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+    p.add_argument("--temperature", type=float, default=ds.temperature, help="(default %(default)s)")
+    p.add_argument("--top-p", type=float, default=ds.top_p, help="(default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=ds.max_new_tokens,
                    help="(default %(default)s; the paper: 32768)")
     p.add_argument("--template", choices=["auto", "chat", "r1zero", "plain"], default=d.template,
                    help="prompt format (default %(default)s: chat if the tokenizer has a chat template, else r1zero)")
@@ -173,11 +152,12 @@ def _add_eval_parser(sub) -> None:
 
 
 def _eval_config(ns):
+    from r1lab.engine.params import SamplingConfig
     from r1lab.eval.benchmarks import DataSpec
     from r1lab.stages.eval import EvalRunConfig
 
     data = DataSpec(ns.data, ns.preset, ns.question_field, ns.answer_field, ns.split, ns.limit)
-    return EvalRunConfig(ns.model, data, ns.k, ns.temperature, ns.top_p, ns.max_new_tokens, ns.template,
+    return EvalRunConfig(ns.model, data, ns.k, SamplingConfig(ns.temperature, ns.top_p, ns.max_new_tokens), ns.template,
                          ns.seed, ns.batch_rows, ns.out, ns.device, ns.dtype)
 
 

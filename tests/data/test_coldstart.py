@@ -4,16 +4,14 @@ import json
 
 from r1lab.data.coldstart import cold_start_examples
 from r1lab.data.rejection import write_sft_jsonl
+from r1lab.grading.language import language_share
+from r1lab.grading.shape import chain_of_thought
 from r1lab.model.corpus import REFLECTIONS
-from r1lab.grading.language import chain_of_thought, language_share
 from r1lab.rl.rewards import accuracy, format_reward
 from r1lab.tasks import make_task, register_task
 
 
-def test_cold_start_is_correct_formatted_and_in_one_language(monkeypatch):
-    from r1lab import tasks
-
-    monkeypatch.setattr(tasks, "_registry", {})
+def test_cold_start_is_correct_formatted_and_in_one_language(empty_registry):
     task = register_task(make_task("arithmetic", digits=4, terms=2))
     rows = cold_start_examples(200, seed=0, langs=("en", "zh", "ja", "ko"))
     problems = {p.prompt: p for p in task.problems("train", 200, seed=2000, langs=("en", "zh", "ja", "ko"))}

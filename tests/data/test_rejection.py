@@ -8,8 +8,6 @@ import random
 
 import pytest
 
-from r1lab.model.corpus import worked_lines
-from r1lab.errors import UserError
 from r1lab.data.rejection import (
     FILTERS,
     Candidate,
@@ -19,6 +17,8 @@ from r1lab.data.rejection import (
     repetitive,
     write_sft_jsonl,
 )
+from r1lab.errors import UserError
+from r1lab.model.corpus import worked_lines
 
 GOOD = "<think>\nFirst add 2 and 3, which gives 5.\n</think>\n<answer>5</answer>"
 

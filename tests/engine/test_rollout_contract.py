@@ -12,11 +12,13 @@ import importlib.util
 import pytest
 import torch
 
+from r1lab.engine.params import SamplingParams
 from r1lab.engine.vllm import RolloutConfig, make_sampler
-from r1lab.engine.sampler import SamplingParams
 from r1lab.model.tokenizer import train_tokenizer
-from tests.engine.test_sampler import reference as greedy_reference  # transformers' greedy decode, cut at a stop
-from tests.tiny_models import save_tiny_qwen2
+from tests.tiny_models import (
+    greedy_reference,  # transformers' greedy decode, cut at a stop
+    save_tiny_qwen2,
+)
 
 PROMPTS = ["abc", "x y z cab ba abc", "b"]  # different lengths: left padding
 HAS_VLLM = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
@@ -33,9 +35,9 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(params=BACKENDS)
 def backend(request, model_dir):
     """(sampler, trainer model, tokenizer) for one backend, freshly loaded."""
-    from r1lab.stages.zero import load_policy
+    from r1lab.runtime.loading import load
 
-    model, tok = load_policy(model_dir)
+    model, tok = load(model_dir)
     return make_sampler(RolloutConfig(backend=request.param, dtype="float32"), model, tok, model_dir, log=lambda *_: None), model, tok
 
 

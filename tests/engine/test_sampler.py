@@ -20,11 +20,13 @@ from transformers import (
 )
 
 from r1lab.engine import kernels, sampler, static_cache
-from r1lab.model.architecture import ModelConfig, build_model
 from r1lab.engine.hf import left_padded
-from r1lab.engine.sampler import HFSampler, SamplingParams
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.engine.static_cache import StaticCacheDecoder
+from r1lab.model.architecture import ModelConfig, build_model
 from r1lab.model.tokenizer import train_tokenizer
+from tests.tiny_models import greedy_reference
 
 PROMPTS = ["abc", "x y z cab ba abc", "b", "cab cab xyz"]  # different lengths: left padding
 
@@ -80,15 +82,6 @@ def deepseek_variant(tok):  # q low-rank compression, group-limited routing, no 
 MODELS = {"qwen": qwen, "llama": llama, "deepseek": deepseek, "deepseek_variant": deepseek_variant}
 
 
-def reference(model, tok, prompt: str, max_new_tokens: int, stops: list[int]) -> list[int]:
-    """transformers' greedy decoding of one unpadded prompt, cut after the first stop token."""
-    ids = tok(prompt, return_tensors="pt")["input_ids"]
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
-                         eos_token_id=stops, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
-    cut = next((i + 1 for i, t in enumerate(out) if t in stops), len(out))
-    return out[:cut]
-
-
 DENSE = ("qwen", "llama")
 
 
@@ -110,9 +103,9 @@ def test_greedy_tokens_equal_transformers_generate(name, experts, fused, tok, mo
     fast = HFSampler(model, tok)
     assert fast.static_cache
     # a stop token that some but not all rows produce early, so finished rows leave mid-batch
-    free = [reference(model, tok, p, 10, [tok.eos_token_id]) for p in PROMPTS]
+    free = [greedy_reference(model, tok, p, 10, [tok.eos_token_id]) for p in PROMPTS]
     stop = free[1][3]
-    expected = [reference(model, tok, p, 10, [tok.eos_token_id, stop]) for p in PROMPTS]
+    expected = [greedy_reference(model, tok, p, 10, [tok.eos_token_id, stop]) for p in PROMPTS]
     assert 1 < len({len(e) for e in expected}), "the test needs rows that stop at different steps"
     params = SamplingParams(temperature=0.0, max_new_tokens=10, stop_token_ids=(stop,))
     gen = fast.generate(PROMPTS, 2, params)
@@ -195,7 +188,7 @@ def test_unknown_architectures_fall_back_to_the_models_own_forward(tok):
         s = HFSampler(model, tok)
         assert not s.static_cache
         gen = s.generate(PROMPTS, 1, SamplingParams(temperature=0.0, max_new_tokens=8))
-        assert gen.completion_ids == [reference(model, tok, p, 8, [tok.eos_token_id]) for p in PROMPTS]
+        assert gen.completion_ids == [greedy_reference(model, tok, p, 8, [tok.eos_token_id]) for p in PROMPTS]
 
 
 def test_categorical_draws_follow_the_probabilities():

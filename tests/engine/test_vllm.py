@@ -11,11 +11,13 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.cli import main
-from r1lab.rl.grpo import truncated_is_weights
-from r1lab.rl.step import GRPOConfig, completion_logprobs, prompt_pass, update_policy
+from r1lab.engine.params import SamplingConfig, SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.engine.vllm import vllm_sampling_kwargs
-from r1lab.engine.sampler import HFSampler, SamplingParams
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.rl.grpo import truncated_is_weights
+from r1lab.rl.step import GRPOConfig
+from r1lab.rl.update import completion_logprobs, prompt_pass, update_policy
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -71,7 +73,8 @@ def test_update_weights_each_tokens_loss_by_the_capped_ratio(rollout, shift, cap
     log-probs (the HF backend) or cap 0: the loss is unchanged."""
     model, tok, gen, own = rollout
     gen.sampler_logprobs = None if shift is None else [[x - shift for x in row] for row in own]
-    g = GRPOConfig(group_size=4, lr=1e-9, tis_cap=cap, max_new_tokens=6)
+    g = GRPOConfig(group_size=4, lr=1e-9, tis_cap=cap,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6))
     opt = torch.optim.SGD(model.parameters(), lr=1e-9)
     stats = update_policy(model, None, opt, gen, torch.ones(8), list(range(8)), g, tok.pad_token_id, 0)
     assert stats["loss"] == pytest.approx(-factor, rel=1e-5)

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 
 import r1lab.tasks as tasks
-from r1lab.eval.benchmarks import PRESETS, DataSpec, load_benchmark, read_jsonl
 from r1lab.errors import UserError
+from r1lab.eval.benchmarks import PRESETS, DataSpec, load_benchmark
 from r1lab.rl.rewards import accuracy
+from r1lab.runtime.files import read_jsonl
 from r1lab.tasks import MathTask, get_task
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "math500.jsonl").exists(), reason="../shared/data not present")
 
 
-@pytest.fixture(autouse=True)
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(tasks, "_registry", {})
+pytestmark = pytest.mark.usefixtures("empty_registry")  # each test starts with no task registered
 
 
 @needs_data
@@ -247,9 +246,9 @@ def test_split_of_a_local_file(tmp_path):
 def test_eval_on_a_code_benchmark_reports_pass_at_k(tmp_path):
     """`r1lab eval` end to end on HumanEval-format data, with chosen completions: run in the sandbox,
     correct only when every test passes, pass@1 / pass@k, no cons@k."""
-    from r1lab.stages.eval import CODE_INSTRUCTION, EvalRunConfig, run_eval
     from r1lab.engine.sampler import Generation
     from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.stages.eval import CODE_INSTRUCTION, EvalRunConfig, run_eval
 
     model = tmp_path / "model"
     train_tokenizer(["def f(x): return x"] * 10, vocab_size=300).save_pretrained(model)

@@ -13,8 +13,8 @@ from r1lab.eval.metrics import (
     pass_at_k,
     sample_metrics,
     score,
-    style_of,
 )
+from r1lab.grading.shape import style_of
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_benchmark_metrics_has_a_breakdown_per_field():
 
 
 def test_language_mixing_counts_zh_ja_ko_chains_of_thought():
-    from r1lab.eval.metrics import language_mixing
+    from r1lab.grading.language import language_mixing
 
     texts = ["<think>digit</think>",  # en: never counted
              "<think>位 位</think>", "<think>位 digit</think>",  # zh: clean, mixed

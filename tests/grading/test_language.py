@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from r1lab.grading import language
-from r1lab.grading.language import chain_of_thought, is_mixed, language_reward, language_share
+from r1lab.grading.language import is_mixed, language_share
+from r1lab.grading.shape import chain_of_thought
+from r1lab.rl.rewards import language_consistency
 from r1lab.tasks.base import Problem
 
 SHARES = [
@@ -89,13 +91,13 @@ def test_language_reward_is_share_of_the_chain_of_thought_in_the_problems_langua
         "<think>計算します</think> <answer>2</answer>",  # all ja for a ja problem
         "<think>計算します</think> <answer>2</answer>",  # the same text asked in zh: 2 zh of 5
     ]
-    rewards = language_reward(completions, [problem("zh"), problem("ja"), problem("zh")])
+    rewards = language_consistency(completions, [problem("zh"), problem("ja"), problem("zh")])
     assert rewards == pytest.approx([2 / 3, 1.0, 2 / 5])
 
 
 def test_language_reward_needs_one_problem_per_completion():
     with pytest.raises(ValueError, match="2 completions for 1 problems"):
-        language_reward(["a", "b"], [problem("en")])
+        language_consistency(["a", "b"], [problem("en")])
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from r1lab.rl import rewards
 from r1lab.errors import UserError
+from r1lab.grading.verify import answers_equal
+from r1lab.rl import rewards
 from r1lab.rl.rewards import REWARDS, accuracy, combine_rewards, format_reward, get_reward, register
 from r1lab.tasks.base import Problem
-from r1lab.grading.verify import answers_equal
 
 
 class FakeTask:

@@ -1,12 +1,12 @@
 """The fast GRPO update against a plain, textbook one: same loss, same gradients, same weights.
 
-`update_policy` takes shortcuts: length-sorted micro-batches, each padded only to its own longest
-completion; each distinct prompt computed once per micro-batch and its KV cache shared by its
-completions (gradients flow back through the sharing); log-probs as gather − logsumexp; no π_old
-forward when μ = 1; no reference forward when β = 0; rows with a zero advantage skipped when
-β = 0; token weights precomputed over the whole rollout. `plain_update` below takes none of
-them: one batch padded to the global maximum, full logits, full log-softmax, an explicit π_old
-forward, and each aggregation written out as in its paper. Both run from the same weights with
+`update_policy` (rl/update.py) takes shortcuts: length-sorted micro-batches, each padded only to
+its own longest completion; each distinct prompt computed once per update and its KV cache shared
+by its completions (gradients flow back through the sharing); log-probs as gather − logsumexp; no
+π_old forward when μ = 1; no reference forward when β = 0; rows with a zero advantage skipped
+when β = 0; token weights precomputed over the whole rollout. `plain_update` (rl/plain.py) takes
+none of them: one batch padded to the global maximum, full logits, full log-softmax, an explicit
+π_old forward, and each aggregation written out as in its paper. Both run from the same weights with
 plain SGD (so weight differences are gradient differences, not Adam's sign-like first step);
 everything must agree within float tolerance.
 """
@@ -19,14 +19,15 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1lab.model.architecture import ModelConfig, build_model
-from r1lab.rl.step import GRPOConfig, length_batches, update_policy
+from r1lab.engine.params import SamplingConfig
 from r1lab.engine.sampler import Generation
+from r1lab.model.architecture import build_model
+from r1lab.rl.plain import plain_update
+from r1lab.rl.step import GRPOConfig
+from r1lab.rl.update import length_batches, update_policy
+from tests.tiny_models import TINY_DEEPSEEK
 
 VOCAB, PAD = 64, 0
-TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                            qk_nope_dim=8, v_head_dim=8, max_positions=256)
 
 
 def tiny_model(kind: str):
@@ -48,47 +49,6 @@ def rollout() -> Generation:
     return Generation(prompts, completions, [""] * 9, [False] * 9, n=3)
 
 
-def plain_update(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: list[int], g: GRPOConfig) -> float:
-    prompts = [gen.prompt_ids[i // gen.n] for i in rows]
-    completions = [gen.completion_ids[i] for i in rows]
-    Lp, Lc = max(map(len, prompts)), max(map(len, completions))
-    ids = torch.tensor([[PAD] * (Lp - len(p)) + p + c + [PAD] * (Lc - len(c)) for p, c in zip(prompts, completions)])
-    mask = torch.tensor([[0] * (Lp - len(p)) + [1] * (len(p) + len(c)) + [0] * (Lc - len(c))
-                         for p, c in zip(prompts, completions)])
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    targets = ids[:, Lp:]
-    on = torch.tensor([[1.0] * len(c) + [0.0] * (Lc - len(c)) for c in completions])  # (B, Lc)
-
-    def logps(m):
-        logits = m(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, Lp - 1 : -1]
-        return torch.log_softmax(logits.float(), -1).gather(-1, targets[..., None]).squeeze(-1)
-
-    with torch.no_grad():
-        old = logps(model)
-        ref_lp = logps(ref) if ref is not None else None
-    A = adv[rows][:, None]
-    total = 0.0
-    for _ in range(g.mu):
-        lp = logps(model)
-        ratio = torch.exp(lp - old)
-        objective = torch.minimum(ratio * A, ratio.clamp(1 - g.eps_low, 1 + g.eps_high) * A)
-        per_token = -objective
-        if ref_lp is not None:
-            per_token = per_token + g.beta * (torch.exp(ref_lp - lp) - (ref_lp - lp) - 1)
-        if g.aggregation == "sequence_mean":  # GRPO: 1/|o_i| Σ_t, then the mean over samples
-            loss = ((per_token * on).sum(1) / on.sum(1)).mean()
-        elif g.aggregation == "token_mean":  # DAPO: the mean over every token of the batch
-            loss = (per_token * on).sum() / on.sum()
-        else:  # Dr. GRPO: a constant, samples × the maximum completion length
-            loss = (per_token * on).sum() / (len(rows) * g.max_new_tokens)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        total += float(loss.detach()) / g.mu
-    return total
-
-
 @pytest.mark.parametrize("kind", ["deepseek", "qwen2"])
 @pytest.mark.parametrize(
     "aggregation, beta, mu, micro_tokens",  # micro_tokens 20: 4 micro-batches instead of 2
@@ -99,8 +59,8 @@ def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_to
     gen = rollout()
     adv = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])  # two zero advantages
     rows = [0, 1, 2, 6, 7, 8]  # group 1 dropped, as a zero-spread group would be
-    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens,
-                   max_new_tokens=16, grad_clip=1e9)
+    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens, grad_clip=1e9,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16))
     fast = tiny_model(kind).train()
     plain = copy.deepcopy(fast)
     ref = copy.deepcopy(fast).eval().requires_grad_(False) if beta > 0 else None
@@ -111,7 +71,7 @@ def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_to
     before = copy.deepcopy(fast.state_dict())
 
     stats = update_policy(fast, ref, torch.optim.SGD(fast.parameters(), lr=g.lr), gen, adv, rows, g, PAD, step=0)
-    loss = plain_update(plain, ref, torch.optim.SGD(plain.parameters(), lr=g.lr), gen, adv, rows, g)
+    loss = plain_update(plain, ref, torch.optim.SGD(plain.parameters(), lr=g.lr), gen, adv, rows, g, PAD)
 
     assert stats["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
     moved = 0.0
@@ -144,7 +104,7 @@ def test_all_zero_advantages_step_like_a_zero_gradient(optimizer):
     # Nothing is computed, but the optimizer still steps on a zero gradient, as the plain update
     # does: for AdamW with momentum from an earlier step, that still moves the weights.
     gen = rollout()
-    g = GRPOConfig(lr=0.01, micro_batch=4, max_new_tokens=16)
+    g = GRPOConfig(lr=0.01, micro_batch=4, sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16))
     fast = tiny_model("qwen2").train()
     plain = copy.deepcopy(fast)
     make = (lambda m: torch.optim.SGD(m.parameters(), lr=g.lr)) if optimizer == "sgd" else \
@@ -156,7 +116,7 @@ def test_all_zero_advantages_step_like_a_zero_gradient(optimizer):
     before = copy.deepcopy(fast.state_dict())
     zero = torch.zeros(9)
     stats = update_policy(fast, None, opt_fast, gen, zero, list(range(9)), g, PAD, step=1)
-    plain_update(plain, None, opt_plain, gen, zero, list(range(9)), g)
+    plain_update(plain, None, opt_plain, gen, zero, list(range(9)), g, PAD)
     assert stats["loss"] == 0.0
     moved = 0.0
     for name, p in fast.state_dict().items():

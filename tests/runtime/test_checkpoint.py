@@ -1,4 +1,4 @@
-"""Crash safety of every training command (checkpoint.py): a run killed with SIGKILL mid-training
+"""Crash safety of every training command (runtime/checkpoint.py): a run killed with SIGKILL mid-training
 and resumed ends with the same per-step metrics and bit-identical weights as an uninterrupted run
 with the same seed, and a truncated or incomplete checkpoint is named and skipped for the previous
 one. `r1lab zero`, `sft` and `rm` resume with --resume; pretraining resumes when the same config is
@@ -15,60 +15,37 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.stages.test_zero import TINY_MODEL, tiny_zero_config
 
 import r1lab
-from r1lab.config import load_config, save_config
+from r1lab.data.preferences import preference_pairs
 from r1lab.errors import UserError
-from r1lab.data.general import preference_pairs
 from r1lab.model.architecture import build_model
 from r1lab.model.base import PretrainConfig, base_dir, pretrain
+from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime.config import load_config, save_config
 from r1lab.stages.rm import RMConfig, run_rm
 from r1lab.stages.sft import SFTConfig, run_sft
-from r1lab.tasks import apply_template
-from r1lab.model.tokenizer import train_tokenizer
 from r1lab.stages.zero import run_zero
+from r1lab.tasks import apply_template
+from tests.tiny_models import TINY_DEEPSEEK, tiny_zero_config
 
-# The subprocess pauses (without touching any state) once step 3's metrics line is flushed,
-# i.e. after checkpoint-2 and before checkpoint-4, so the SIGKILL below always lands mid-run.
+# The subprocess pauses (without touching any state) once the given step's metrics line is flushed
+# (every trainer logs through runtime.runlog.RunLog), e.g. after checkpoint-2 and before checkpoint-4,
+# so the SIGKILL below always lands mid-run. argv = module, config class, entry point, config file,
+# the step after whose line to pause.
 CHILD = """
-import sys, time
+import importlib, sys, time
 import r1lab.runtime.runlog as runlog
-from r1lab.config import load_config
-from r1lab.stages.zero import ZeroConfig, run_zero
+from r1lab.runtime.config import load_config
 
+module, cls, entry, path, pause = sys.argv[1:]
 log_step = runlog.RunLog.log
 def log(self, record):
     log_step(self, record)
-    if record["step"] == 3:
+    if record["step"] == int(pause):
         time.sleep(600)
 runlog.RunLog.log = log
-run_zero(load_config(ZeroConfig, sys.argv[1]), log=lambda *a: None)
-"""
-
-# The same for sft, rm and pretrain, which append their records through checkpoint.open_metrics:
-# argv = module, config class, entry point, config file, the step after whose line to pause.
-CHILD_STAGE = """
-import importlib, json, sys, time
-import r1lab.runtime.checkpoint as ck
-from r1lab.config import load_config
-
-module, cls, entry, path, pause = sys.argv[1:]
-
-class Pausing:
-    def __init__(self, f):
-        self.f = f
-    def write(self, line):
-        self.f.write(line)
-        self.f.flush()
-        if json.loads(line)["step"] == int(pause):
-            time.sleep(600)
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-open_metrics = ck.open_metrics
-ck.open_metrics = lambda run, history: Pausing(open_metrics(run, history))
-mod = importlib.import_module(module)  # after the patch: it imports open_metrics by name
+mod = importlib.import_module(module)
 getattr(mod, entry)(load_config(getattr(mod, cls), path), log=lambda *a: None)
 """
 
@@ -97,13 +74,6 @@ def kill_after_step(code: str, args: list[str], metrics: Path, step: int) -> Non
 WALL_CLOCK = ("time_", "gen_tokens_per_s", "seconds")
 
 
-def length_reward(completions, problems):
-    """The tiny 3-step base never gets a problem right, so accuracy/format rewards are all 0 and
-    every group is dropped (no update at all); completion length varies within a group, giving
-    real updates and a real optimizer state to resume."""
-    return [len(c) / 100 for c in completions]
-
-
 def records(run):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if not k.startswith(WALL_CLOCK)} for r in rows]
@@ -122,13 +92,14 @@ def assert_same_weights(a, b):
 
 def test_zero_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path):
     over = {"grpo.steps": 6, "save_every": 2, "eval.base_pass_k": 0,
-            "rewards": "{accuracy: 1.0, format: 0.1, tests.runtime.test_checkpoint.length_reward: 1.0}"}
+            "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
     ref_run, run = tmp_path / "run", tmp_path / "killed"
     run_zero(tiny_zero_config(tmp_path, **over), log=lambda *a: None)  # also creates the pretrained base
 
     cfg = tiny_zero_config(tmp_path, run_dir=str(run), **over)
     save_config(cfg, tmp_path / "killed.yaml")
-    kill_after_step(CHILD, [str(tmp_path / "killed.yaml")], run / "metrics.jsonl", 3)
+    kill_after_step(CHILD, ["r1lab.stages.zero", "ZeroConfig", "run_zero", str(tmp_path / "killed.yaml"), "3"],
+                    run / "metrics.jsonl", 3)
     assert (run / "latest").read_text().strip() == "checkpoint-2" and not (run / "checkpoint-4").exists()
     assert [r["step"] for r in records(run)] == [1, 2, 3]  # step 3 will be redone
     with (run / "metrics.jsonl").open("a") as f:  # and a line torn by a crash mid-write is dropped
@@ -172,7 +143,7 @@ def test_zero_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_p
 def run_child_and_kill(tmp_path, cfg, entry: str, metrics: Path, step: int) -> None:
     module = type(cfg).__module__
     save_config(cfg, tmp_path / "killed.yaml")
-    kill_after_step(CHILD_STAGE, [module, type(cfg).__name__, entry, str(tmp_path / "killed.yaml"), str(step)],
+    kill_after_step(CHILD, [module, type(cfg).__name__, entry, str(tmp_path / "killed.yaml"), str(step)],
                     metrics, step)
 
 
@@ -182,7 +153,7 @@ def base(tmp_path_factory):
     pairs = preference_pairs("train")[:12]
     tok = train_tokenizer([apply_template(p.prompt) + p.chosen + p.rejected for p in pairs] * 3, vocab_size=400)
     d = tmp_path_factory.mktemp("base")
-    build_model(TINY_MODEL, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(d)
+    build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(d)
     tok.save_pretrained(d)
     return d
 

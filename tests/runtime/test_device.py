@@ -25,24 +25,21 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from r1lab.engine import kernels, static_cache
 from r1lab.cli import main
-from r1lab.runtime.device import model_device, resolve_device, resolve_dtype
+from r1lab.engine import kernels, static_cache
+from r1lab.engine.params import SamplingConfig, SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.errors import UserError
 from r1lab.eval.metrics import evaluate
-from r1lab.runtime.lora import LoRAConfig, add_adapters, reference_model
-from r1lab.model.architecture import ModelConfig, build_model
+from r1lab.model.architecture import build_model
+from r1lab.model.tokenizer import train_tokenizer
 from r1lab.rl.rewards import get_reward
 from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
-from r1lab.engine.sampler import HFSampler, SamplingParams
+from r1lab.runtime.device import model_device, resolve_device, resolve_dtype
+from r1lab.runtime.loading import load
+from r1lab.runtime.lora import LoRAConfig, add_adapters, reference_model
 from r1lab.tasks import apply_template, make_task, register_task
-from r1lab.model.tokenizer import train_tokenizer
-from r1lab.stages.zero import load_policy
-from tests.tiny_models import save_tiny_qwen2
-
-TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                            qk_nope_dim=8, v_head_dim=8, max_positions=256)
+from tests.tiny_models import TINY_DEEPSEEK, save_tiny_qwen2
 
 
 class MetaWatcher(TorchDispatchMode):
@@ -91,7 +88,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model_dirs(tok, tmp_path_factory):
-    """Tiny random-weight models saved as Hugging Face directories, loaded by `load_policy`."""
+    """Tiny random-weight models saved as Hugging Face directories, loaded by `runtime.loading.load`."""
     root = tmp_path_factory.mktemp("models")
     deepseek = root / "deepseek"
     build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(deepseek)
@@ -126,10 +123,11 @@ def grpo_run(model, ref, tok, problems, g: GRPOConfig):
 def test_grpo_step_makes_every_tensor_on_the_model_device(kind, top_p, lora, model_dirs, tok, problems):
     """β > 0 (reference forward), μ = 2 (π_old forward and two updates), per-prompt seeds; the
     same rollout, statistics and updated weights as without the meta default."""
-    g = GRPOConfig(prompts_per_step=2, group_size=3, max_new_tokens=8, beta=0.05, mu=2, top_p=top_p, micro_batch=4)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, beta=0.05, mu=2, micro_batch=4,
+                   sampling=SamplingConfig(temperature=1.0, top_p=top_p, max_new_tokens=8))
     runs = []
     for watched in (False, True):
-        model, _ = load_policy(model_dirs[kind], "cpu")
+        model, _ = load(model_dirs[kind], "cpu")
         if lora:
             torch.manual_seed(0)  # the adapters' initialisation
             model = add_adapters(model, LoRAConfig(r=4))
@@ -149,7 +147,7 @@ def test_grpo_step_makes_every_tensor_on_the_model_device(kind, top_p, lora, mod
 @pytest.mark.parametrize("static_cache", [True, False])
 def test_evaluation_sampling_makes_every_tensor_on_the_model_device(static_cache, model_dirs, tok, problems):
     """The evaluation path (one seed, nucleus sampling at the paper's T = 0.6 / top-p 0.95)."""
-    model, _ = load_policy(model_dirs["deepseek"])
+    model, _ = load(model_dirs["deepseek"])
     s = HFSampler(model, tok, static_cache=static_cache)
     prompts = [apply_template(p.prompt) for p in problems]
     params = SamplingParams(0.6, 0.95, 10, seed=7)
@@ -172,7 +170,7 @@ def test_sft_step_makes_every_tensor_on_the_model_device(model_dirs, tok):
     cfg = SFTConfig(epochs=1, rows_per_step=2, micro_rows=1, warmup_steps=0, seq_len=32, lr=1e-2)
     runs = []
     for watched in (False, True):
-        model, _ = load_policy(model_dirs["deepseek"])
+        model, _ = load(model_dirs["deepseek"])
         fn = lambda: train_sft(model, tok, examples, cfg, log=lambda *_: None)  # noqa: E731
         history = on_meta_default(fn) if watched else fn()
         runs.append((model, [{k: v for k, v in r.items() if k != "seconds"} for r in history]))
@@ -182,15 +180,16 @@ def test_sft_step_makes_every_tensor_on_the_model_device(model_dirs, tok):
 
 
 def test_reward_model_steps_make_every_tensor_on_the_model_device(model_dirs, tok):
-    from r1lab.data.general import preference_pairs
-    from r1lab.rl.rewards import preference_reward
-    from r1lab.stages.rm import RMConfig, load_reward_model, pair_accuracy, train_rm
+    from r1lab.data.preferences import preference_pairs
+    from r1lab.rl.reward_model import pair_accuracy, preference_reward
+    from r1lab.runtime.loading import load
+    from r1lab.stages.rm import RMConfig, train_rm
 
     pairs = preference_pairs("train")[:8]
     runs = []
     for watched in (False, True):
         torch.manual_seed(0)  # the new score head
-        model, rm_tok = load_reward_model(model_dirs["qwen"], "cpu")
+        model, rm_tok = load(model_dirs["qwen"], "cpu", head="score")
         fn = lambda: (train_rm(model, rm_tok, pairs, RMConfig(epochs=1, batch_pairs=4, lr=1e-2), log=lambda *_: None),  # noqa: E731
                       pair_accuracy(model, rm_tok, pairs),
                       preference_reward(model.eval(), rm_tok)(["<answer>hi</answer>"],
@@ -206,11 +205,12 @@ def test_bfloat16_on_the_cpu_loads_bf16_and_takes_a_grpo_step(model_dirs, tok, p
     """dtype=bfloat16: bf16 weights; the sampler leaves the (float32-only) C kernels even when they
     are on, decodes with torch ops, and a GRPO step updates the weights, in bf16, device-clean."""
     monkeypatch.setenv("R1LAB_KERNELS", "1")
-    model, _ = load_policy(model_dirs["qwen"], "cpu", "bfloat16")
+    model, _ = load(model_dirs["qwen"], "cpu", "bfloat16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert static_cache.dense_kernel(model, torch.zeros(1, 2, 8, 16, dtype=torch.bfloat16)) is None
     before = copy.deepcopy(model)
-    g = GRPOConfig(prompts_per_step=2, group_size=3, max_new_tokens=8, beta=0.05, micro_batch=4)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, beta=0.05, micro_batch=4,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8))
     model.train()
     record, gen = on_meta_default(lambda: grpo_run(model, reference_model(model), tok, problems, g))
     assert gen.num_tokens > 0 and record["zero_spread_frac"] < 1

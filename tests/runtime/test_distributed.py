@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.stages.test_zero import tiny_policy, tiny_zero_config
 
-from r1lab.config import save_config
-from r1lab.runtime.distributed import shard
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.rl.grpo import token_weights
 from r1lab.rl.step import group_seeds
-from r1lab.engine.sampler import HFSampler, SamplingParams
+from r1lab.runtime.config import save_config
+from r1lab.runtime.distributed import shard
 from r1lab.stages.sft import SFTConfig, run_sft
 from r1lab.stages.zero import run_zero
+from tests.tiny_models import tiny_policy, tiny_zero_config
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parents[1] / "src"
@@ -35,7 +36,7 @@ LAUNCH_TIMEOUT = 240  # seconds: a hung collective fails the test instead of the
 DRIVER = """
 import sys, time
 import r1lab.runtime.runlog as runlog
-from r1lab.config import load_config
+from r1lab.runtime.config import load_config
 from r1lab.stages.zero import ZeroConfig, run_zero
 
 if len(sys.argv) > 3:
@@ -92,8 +93,8 @@ def test_a_groups_samples_do_not_depend_on_the_other_prompts_in_the_batch():
 
 
 def test_grpo_refuses_fsdp2_with_the_reason():
-    from r1lab.config import load_config
     from r1lab.errors import UserError
+    from r1lab.runtime.config import load_config
     from r1lab.stages.zero import ZeroConfig
 
     with pytest.raises(UserError, match="fsdp2 is supported by `r1lab sft` only"):
@@ -162,7 +163,7 @@ def assert_close_records(a: list[dict], b: list[dict], atol: float) -> float:
 
 
 GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.base_pass_k": 0, "grpo.prompts_per_step": 3,
-             "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, tests.runtime.test_checkpoint.length_reward: 1.0}"}
+             "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
 
 
 def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache):
@@ -213,7 +214,7 @@ def sft_overrides(tmp_path, cache, run: str, **over) -> list[str]:
 
 
 def test_sft_on_2_ranks_ddp_and_fsdp2_equals_1_process(tmp_path, cache):
-    from r1lab.config import load_config
+    from r1lab.runtime.config import load_config
 
     (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in SFT_ROWS))
     out_one = run_sft(load_config(SFTConfig, None, sft_overrides(tmp_path, cache, "one")), log=lambda *a: None)
@@ -231,7 +232,7 @@ def test_sft_on_2_ranks_ddp_and_fsdp2_equals_1_process(tmp_path, cache):
 
 
 def test_reward_model_on_2_ranks_equals_1_process(tmp_path, cache):
-    from r1lab.config import load_config
+    from r1lab.runtime.config import load_config
     from r1lab.stages.rm import RMConfig, run_rm
 
     pairs = [{"prompt": f"hi {i}", "chosen": f"hello, friend {i}", "rejected": f"no {i} " * (1 + i % 3)} for i in range(9)]

@@ -9,16 +9,15 @@ import math
 import torch
 
 import r1lab.model.base
-from r1lab.runtime.guard import guarded_step, is_finite
-from r1lab.model.architecture import ModelConfig, build_model
-from r1lab.rl.step import GRPOConfig, grpo_step
+from r1lab.engine.params import SamplingConfig
 from r1lab.engine.sampler import Generation
+from r1lab.model.architecture import build_model
+from r1lab.rl.step import GRPOConfig, grpo_step
+from r1lab.runtime.guard import guarded_step, is_finite
 from r1lab.tasks.base import Problem
+from tests.tiny_models import TINY_DEEPSEEK
 
 VOCAB, PAD = 64, 0
-TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                            qk_nope_dim=8, v_head_dim=8, max_positions=256)
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -66,7 +65,8 @@ def test_grpo_nan_reward_skips_the_update():
     has no spread and is dropped before the update)."""
     torch.manual_seed(0)
     model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
-    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-2, max_new_tokens=8, drop_zero_spread=False)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-2, drop_zero_spread=False,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
     problems = [Problem("1+1", "1+1", "2", "arithmetic"), Problem("2+2", "2+2", "4", "arithmetic")]
     poison = {"on": True}
@@ -97,7 +97,8 @@ def test_grpo_nan_reward_group_is_dropped_counted_and_logged():
     not silently: the step counts it and logs it, and the other group still trains."""
     torch.manual_seed(0)
     model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
-    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-2, max_new_tokens=8)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-2,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
     problems = [Problem("1+1", "1+1", "2", "arithmetic"), Problem("2+2", "2+2", "4", "arithmetic")]
 
@@ -138,8 +139,8 @@ def poison_first_forward(model) -> list[dict]:
 
 
 def test_sft_nan_loss_skips_the_step():
-    from r1lab.stages.sft import Example, SFTConfig, lr_at, train_sft
     from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.stages.sft import Example, SFTConfig, lr_at, train_sft
 
     tok = train_tokenizer(["User: 12+34? Assistant: <think> 2+4=6 </think> <answer>46</answer>"] * 20, vocab_size=300)
     torch.manual_seed(0)
@@ -157,15 +158,16 @@ def test_sft_nan_loss_skips_the_step():
 
 
 def test_rm_nan_loss_skips_the_step(tmp_path):
-    from r1lab.data.general import PreferencePair
-    from r1lab.stages.rm import RMConfig, load_reward_model, train_rm
+    from r1lab.data.preferences import PreferencePair
     from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.runtime.loading import load
+    from r1lab.stages.rm import RMConfig, train_rm
 
     tok = train_tokenizer(["hello there, the capital is Paris; no thanks"] * 20, vocab_size=300)
     torch.manual_seed(0)
     build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    model, tok = load_reward_model(tmp_path)
+    model, tok = load(tmp_path, head="score")
     pairs = [PreferencePair("hello", "hello there", "no thanks", "en", "x"),
              PreferencePair("capital?", "the capital is Paris", "hello", "en", "x")]
     snapshots = poison_first_forward(model)
@@ -178,8 +180,8 @@ def test_rm_nan_loss_skips_the_step(tmp_path):
 
 
 def test_pretrain_nan_loss_skips_the_step(tmp_path, monkeypatch):
-    from r1lab.config import load_config
     from r1lab.model.base import PretrainConfig, pretrain
+    from r1lab.runtime.config import load_config
 
     built = []
 

@@ -13,9 +13,16 @@ pytest.importorskip("peft")
 
 import r1lab.stages.zero  # noqa: E402
 from r1lab.cli import main  # noqa: E402
-from r1lab.config import load_config  # noqa: E402
+from r1lab.engine.params import SamplingConfig, SamplingParams
+from r1lab.engine.sampler import HFSampler  # noqa: E402
 from r1lab.errors import UserError  # noqa: E402
+from r1lab.model.architecture import ModelConfig, build_model  # noqa: E402
+from r1lab.model.tokenizer import train_tokenizer  # noqa: E402
 from r1lab.rl.grpo import group_advantages  # noqa: E402
+from r1lab.rl.step import GRPOConfig  # noqa: E402
+from r1lab.rl.update import completion_logprobs, prompt_pass, update_policy
+from r1lab.runtime.config import load_config  # noqa: E402
+from r1lab.runtime.loading import load
 from r1lab.runtime.lora import (  # noqa: E402
     DisabledAdapters,
     LoRAConfig,
@@ -23,12 +30,8 @@ from r1lab.runtime.lora import (  # noqa: E402
     reference_model,
     save_weights,
 )
-from r1lab.model.architecture import ModelConfig, build_model  # noqa: E402
-from r1lab.rl.step import GRPOConfig, completion_logprobs, prompt_pass, update_policy  # noqa: E402
-from r1lab.engine.sampler import HFSampler, SamplingParams  # noqa: E402
 from r1lab.stages.sft import SFTConfig, run_sft  # noqa: E402
-from r1lab.model.tokenizer import train_tokenizer  # noqa: E402
-from r1lab.stages.zero import ZeroConfig, load_policy, run_zero  # noqa: E402
+from r1lab.stages.zero import ZeroConfig, run_zero  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +62,13 @@ def test_lora_grpo_trains_only_the_adapters_and_the_reference_is_the_base(qwen_d
     base weights stay bit-identical, the adapters move, and the reference log-probs (adapters
     off) are those of a separately loaded base while the policy's have moved away from them."""
     torch.manual_seed(0)
-    model, tok = load_policy(qwen_dir)
+    model, tok = load(qwen_dir)
     model = add_adapters(model, LoRAConfig(r=4, alpha=8))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ref = reference_model(model)
     assert isinstance(ref, DisabledAdapters) and ref.model is model  # a view, not a copy
-    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=2e-2, max_new_tokens=8, micro_batch=16, beta=0.05)
+    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=2e-2, micro_batch=16, beta=0.05,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=g.lr)
     sampler = HFSampler(model, tok)
     kls = []
@@ -78,7 +82,7 @@ def test_lora_grpo_trains_only_the_adapters_and_the_reference_is_the_base(qwen_d
     assert changed and all(".lora_" in n for n in changed), sorted(changed)[:5]
     assert any(".lora_B." in n for n in changed)
 
-    base, _ = load_policy(qwen_dir)
+    base, _ = load(qwen_dir)
     gen = sampler.generate(["ab", "12"], 4, SamplingParams(max_new_tokens=8, seed=99))
     ref_lp, base_lp, policy_lp = (logprobs_of(m, gen, tok.pad_token_id) for m in (ref, base, model))
     # the plain base's MLPs run fused (fused.py), the LoRA-wrapped ones as PEFT builds them: rounding apart
@@ -91,7 +95,7 @@ def test_merged_export_is_a_plain_model_with_the_adapted_outputs(qwen_dir, tmp_p
     plain Qwen2 whose logits are the adapted model's; greedy sampling of the LoRA model (the
     model's own forward) gives the tokens of the merged model on r1lab's static-cache decoder."""
     torch.manual_seed(1)
-    model, tok = load_policy(qwen_dir)
+    model, tok = load(qwen_dir)
     model = add_adapters(model, LoRAConfig(r=4, alpha=8))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -117,16 +121,11 @@ def test_merged_export_is_a_plain_model_with_the_adapted_outputs(qwen_dir, tmp_p
         merged_sampler.generate(prompts, 1, params).completion_ids
 
 
-def length_reward(completions, problems):
-    """A reward with spread in every group of a random policy, so each GRPO step updates."""
-    return [len(c) / 100 for c in completions]
-
-
 def tiny_lora_zero(tmp_path, qwen_dir, **over):
     overrides = [f"base={qwen_dir}", f"run_dir={tmp_path / 'run'}", "data.n_train=50", "data.n_test=2",
-                 "eval.k=2", "eval.max_new_tokens=12", "eval.base_pass_k=0", "grpo.max_new_tokens=12",
+                 "eval.k=2", "eval.sampling.max_new_tokens=12", "eval.base_pass_k=0", "grpo.sampling.max_new_tokens=12",
                  "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.steps=2", "grpo.lr=1e-2", "grpo.beta=0.05",
-                 "save_every=1", "gate=false", "lora.r=4", "rewards={tests.runtime.test_lora.length_reward: 1.0}",
+                 "save_every=1", "gate=false", "lora.r=4", "rewards={tests.tiny_models.length_reward: 1.0}",
                  ] + [f"{k}={v}" for k, v in over.items()]
     return load_config(ZeroConfig, None, overrides)
 

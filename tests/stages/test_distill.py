@@ -7,14 +7,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from r1lab.cli import main
-from r1lab.config import load_config
-from r1lab.stages.distill import STUDENTS, DistillConfig, run_distill
 from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig, build_model, count_parameters
 from r1lab.model.tokenizer import train_tokenizer
-
-from tests.stages.test_pipeline import TINY_PRETRAIN, TINY_RL
-from tests.tiny_models import save_tiny_qwen2
+from r1lab.runtime.config import load_config
+from r1lab.stages.distill import STUDENTS, DistillConfig, run_distill
+from tests.tiny_models import TINY_PRETRAIN, TINY_RL, save_tiny_qwen2
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -34,9 +32,9 @@ def tiny_distill(tmp_path, *extra):
     overrides = [f"run_dir={tmp_path / 'run'}", f"pretrain.cache_dir={tmp_path / 'cache'}", *TINY_PRETRAIN,
                  *[f"{part}.{o}" for part in ("teacher_rl", "rl") for o in TINY_RL], "teacher_rl.gate=false",
                  "data.n_train=50", "data.n_test=4",
-                 "sample.prompts=6", "sample.n=2", "sample.max_new_tokens=16",
+                 "sample.prompts=6", "sample.n=2", "sample.sampling.max_new_tokens=16",
                  "sample.rejection.filters=[]",  # the random teacher is never right: keep every trace
-                 "sft.epochs=1", "sft.seq_len=1024", "report.k=2", "report.problems=4", "report.max_new_tokens=16",
+                 "sft.epochs=1", "sft.seq_len=1024", "report.k=2", "report.problems=4", "report.sampling.max_new_tokens=16",
                  *extra]
     return load_config(DistillConfig, None, overrides)
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 from math import comb
 from pathlib import Path
 
@@ -9,24 +10,17 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-import r1lab.tasks as tasks
-from r1lab.eval.benchmarks import DataSpec
 from r1lab.cli import main
+from r1lab.data.prompting import MATH_INSTRUCTION, render_prompt, resolve_template
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import Generation, HFSampler, model_stop_ids
 from r1lab.errors import UserError
-from r1lab.model.architecture import ModelConfig, build_model
-from r1lab.stages.eval import (
-    MATH_INSTRUCTION,
-    EvalRunConfig,
-    build_prompt,
-    chunk_bounds,
-    finished_samples,
-    format_table,
-    resolve_template,
-    run_eval,
-)
-from r1lab.engine.sampler import Generation, HFSampler, SamplingParams, model_stop_ids
-from r1lab.tasks import R1_ZERO_TEMPLATE
+from r1lab.eval.benchmarks import DataSpec
+from r1lab.model.architecture import build_model
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.stages.eval import EvalRunConfig, chunk_bounds, finished_samples, format_table, run_eval
+from r1lab.tasks import R1_ZERO_TEMPLATE
+from tests.tiny_models import TINY_DEEPSEEK
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GSM8K, MATH500 = DATA / "gsm8k_test.jsonl", DATA / "math500.jsonl"
@@ -35,14 +29,10 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                            qk_nope_dim=8, v_head_dim=8, max_positions=2048)
+TINY_DEEPSEEK = replace(TINY_DEEPSEEK, max_positions=2048)  # prompts longer than the default's
 
 
-@pytest.fixture(autouse=True)
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(tasks, "_registry", {})
+pytestmark = pytest.mark.usefixtures("empty_registry")  # each test starts with no task registered
 
 
 def tiny_tokenizer():
@@ -234,14 +224,14 @@ def test_metrics_match_closed_form_on_scripted_completions(models, tmp_path):
 
 def test_prompts_per_template():
     tok = tiny_tokenizer()
-    assert resolve_template("auto", tok, Path("m")) == "r1zero"
+    assert resolve_template("auto", tok, "m's") == "r1zero"
     with pytest.raises(UserError, match="no chat template"):
-        resolve_template("chat", tok, Path("m"))
-    assert build_prompt("What is 1+1?", "plain", tok) == "What is 1+1?\n" + MATH_INSTRUCTION
-    assert build_prompt("What is 1+1?", "r1zero", tok).endswith("User: What is 1+1?. Assistant:")
+        resolve_template("chat", tok, "m's")
+    assert render_prompt("What is 1+1?", "plain", tok, MATH_INSTRUCTION) == "What is 1+1?\n" + MATH_INSTRUCTION
+    assert render_prompt("What is 1+1?", "r1zero", tok, MATH_INSTRUCTION).endswith("User: What is 1+1?. Assistant:")
     tok.chat_template = CHAT_TEMPLATE
-    assert resolve_template("auto", tok, Path("m")) == "chat"
-    assert build_prompt("Q", "chat", tok) == f"<|user|>Q\n{MATH_INSTRUCTION}\n<|assistant|>"
+    assert resolve_template("auto", tok, "m's") == "chat"
+    assert render_prompt("Q", "chat", tok, MATH_INSTRUCTION) == f"<|user|>Q\n{MATH_INSTRUCTION}\n<|assistant|>"
     assert MATH_INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
 
 

@@ -1,28 +1,26 @@
 """The pipeline's orchestration on tiny everything: every stage runs, the report has one row per
-model with every column, and a rerun skips the finished stages."""
+model with every column, and a rerun skips the finished stages; a user's data file reaches every
+stage."""
+
+import json
 
 import pytest
 import yaml
 
-from r1lab.config import load_config
 from r1lab.errors import UserError
+from r1lab.runtime.config import load_config
 from r1lab.stages.pipeline import PipelineConfig, run_pipeline
-
-TINY_PRETRAIN = ["pretrain.steps=3", "pretrain.corpus.n_docs=200", "pretrain.batch_size=4", "pretrain.seq_len=256",
-                 "pretrain.vocab_size=300", "pretrain.model.hidden_size=32", "pretrain.model.num_layers=2",
-                 "pretrain.model.num_heads=2", "pretrain.model.dense_intermediate=64",
-                 "pretrain.model.expert_intermediate=32", "pretrain.model.kv_lora_rank=16"]
-TINY_RL = ["data.n_train=50", "data.n_test=4", "eval.k=2", "eval.max_new_tokens=16", "grpo.max_new_tokens=16",
-           "grpo.prompts_per_step=4", "grpo.group_size=2", "grpo.steps=1", "save_every=1"]
+from r1lab.tasks import make_task
+from tests.tiny_models import TINY_PRETRAIN, TINY_RL
 
 
 def tiny_pipeline(tmp_path, *extra):
     overrides = [f"run_dir={tmp_path / 'run'}", f"pretrain.cache_dir={tmp_path / 'cache'}", *TINY_PRETRAIN,
                  *[f"{stage}.{o}" for stage in ("zero", "reasoning_rl", "all_rl") for o in TINY_RL],
                  "cold_start.examples=16", "cold_start.sft.epochs=1", "cold_start.sft.seq_len=1024",
-                 "rejection.sample.prompts=4", "rejection.sample.n=2", "rejection.sample.max_new_tokens=16",
+                 "rejection.sample.prompts=4", "rejection.sample.n=2", "rejection.sample.sampling.max_new_tokens=16",
                  "rejection.sft.epochs=1", "rejection.sft.seq_len=1024", "rm.epochs=1",
-                 "report.k=2", "report.problems=4", "report.max_new_tokens=16", "general_share=0.5", *extra]
+                 "report.k=2", "report.problems=4", "report.sampling.max_new_tokens=16", "general_share=0.5", *extra]
     return load_config(PipelineConfig, None, overrides)
 
 
@@ -58,6 +56,31 @@ def test_pipeline_runs_every_stage_reports_and_resumes(tmp_path):
     # other settings for a stage redo it and what follows it
     run_pipeline(tiny_pipeline(tmp_path, "rejection.sample.n=3"), log=lambda *a: None)
     assert [n for n in names if marks()[n] != after[n]] == ["stage3-rejection", "stage4-all-rl"]
+
+
+def test_pipeline_on_a_users_data_file_uses_it_in_every_stage(tmp_path):
+    """The reasoning task is a JSONL file (task=file) with the user's own cold-start data: stage 3
+    samples the file's train split (it used to get the task's name without its path and fail after
+    stages 0-2 had run) and every RL stage and the report use the same file."""
+    problems = make_task("arithmetic", digits=2, terms=2).problems("train", 60, seed=0)
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"question": p.prompt, "gold": p.answer}) + "\n" for p in problems))
+    cold = tmp_path / "cold.jsonl"
+    cold.write_text("".join(json.dumps({"prompt": p.prompt, "completion": f"<think>\n</think>\n<answer>{p.answer}</answer>"})
+                            + "\n" for p in problems[:16]))
+    file_task = ["reasoning_rl.data.task=file", f"reasoning_rl.data.path={data}", "reasoning_rl.data.question_field=question",
+                 "reasoning_rl.data.answer_field=gold", f"cold_start.data={cold}", "report.problems=2"]
+    result = run_pipeline(tiny_pipeline(tmp_path, *file_task), log=lambda *a: None)
+    run = tmp_path / "run"
+    report = json.loads((run / "stage3-rejection" / "sample" / "report.json").read_text())
+    assert report["task"] == "file" and report["problems"] == 4  # rejection.sample.prompts of the file's train split
+    questions = {p.prompt for p in problems}
+    sampled = [json.loads(line)["prompt"] for line in (run / "stage3-rejection" / "sample" / "sft.jsonl").open()]
+    assert set(sampled) <= questions
+    for name in ("zero", "stage2-reasoning-rl", "stage4-all-rl"):
+        config = yaml.safe_load((run / name / "run" / "config.yaml").read_text())
+        assert config["data"]["task"] == "file" and config["data"]["path"] == str(data), name
+    assert len(result["rows"]) == 7
 
 
 @pytest.mark.parametrize("override, needle", [

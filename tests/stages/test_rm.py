@@ -3,20 +3,23 @@ held-out pairs (prompts it never saw) well above chance."""
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from r1lab.cli import main
-from r1lab.data.general import general_prompts, preference_pairs
-from r1lab.model.architecture import ModelConfig, build_model
-from r1lab.stages.rm import RMConfig, bt_loss, load_reward_model, pair_accuracy, scores, train_rm
-from r1lab.tasks import apply_template
+from r1lab.data.preferences import preference_pairs
+from r1lab.model.architecture import build_model
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
+from r1lab.runtime.loading import load
+from r1lab.stages.rm import RMConfig, train_rm
+from r1lab.tasks import apply_template
+from r1lab.tasks.general import general_prompts
+from tests.tiny_models import TINY_DEEPSEEK
 
-TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                   experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                   qk_nope_dim=8, v_head_dim=8, max_positions=512)
+TINY_DEEPSEEK = replace(TINY_DEEPSEEK, max_positions=512)  # prompts longer than the default's
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def base(tmp_path_factory):
     pairs = preference_pairs("train") + preference_pairs("test")
     tok = train_tokenizer([apply_template(p.prompt) + p.chosen + p.rejected for p in pairs] * 3, vocab_size=600)
     d = tmp_path_factory.mktemp("base")
-    build_model(TINY, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(d)
+    build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(d)
     tok.save_pretrained(d)
     return d
 
@@ -37,7 +40,7 @@ def test_bt_loss():
 
 
 def test_held_out_prompts_are_not_in_training():
-    from r1lab.data.general import CAPITALS_L
+    from r1lab.tasks.general import CAPITALS_L
 
     train, test = general_prompts("train"), general_prompts("test")
     assert {p.key for p in train}.isdisjoint({p.key for p in test}) and len(test) == 12
@@ -51,7 +54,7 @@ def test_held_out_prompts_are_not_in_training():
 
 def test_brief_training_ranks_held_out_pairs_above_chance(base):
     torch.manual_seed(0)
-    model, tok = load_reward_model(base)
+    model, tok = load(base, head="score")
     held_out = preference_pairs("test")
     train_rm(model, tok, preference_pairs("train"), RMConfig(epochs=6, lr=3e-3, batch_pairs=16), log=lambda *_: None)
     accuracy = pair_accuracy(model, tok, held_out)
@@ -66,7 +69,7 @@ def test_rm_cli_saves_a_loadable_model_and_rejects_bad_pairs(base, tmp_path, cap
     assert main(["rm", f"base={base}", f"data={pairs}", f"run_dir={tmp_path}/run", "epochs=1"]) == 0
     info = json.loads((tmp_path / "run" / "rm.json").read_text())
     assert info["pairs"] == 1 and 0 <= info["held_out_accuracy"] <= 1
-    model, _ = load_reward_model(tmp_path / "run" / "model")
+    model, _ = load(tmp_path / "run" / "model", head="score")
     assert model.config.num_labels == 1
     pairs.write_text('{"prompt": "Hello!", "chosen": "Hi"}\n')
     capsys.readouterr()
@@ -77,10 +80,11 @@ def test_rm_cli_saves_a_loadable_model_and_rejects_bad_pairs(base, tmp_path, cap
 
 
 def test_preference_reward_scores_general_prompts_only(base):
-    from r1lab.rl.rewards import preference_reward, summary_of
+    from r1lab.grading.shape import summary_of
+    from r1lab.rl.reward_model import preference_reward
     from r1lab.tasks.base import Problem
 
-    model, tok = load_reward_model(base)
+    model, tok = load(base, head="score")
     fn = preference_reward(model.eval(), tok)
     general = Problem("greeting [en]", "Hello!", "Hello! How can I help you today?", "general", "en")
     arithmetic = Problem("1+1", "Compute: 1+1", "2", "arithmetic", "en")

@@ -7,19 +7,15 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1lab import tasks
 from r1lab.cli import main
 from r1lab.data.coldstart import cold_start_completion
 from r1lab.data.rejection import RejectionConfig, filter_candidates
-from r1lab.stages.sample import SampleConfig, candidates
 from r1lab.engine.sampler import Generation
-from r1lab.tasks import make_task, register_task
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.stages.sample import SampleConfig, candidates
+from r1lab.tasks import make_task, register_task
 
-
-@pytest.fixture(autouse=True)
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(tasks, "_registry", {})
+pytestmark = pytest.mark.usefixtures("empty_registry")  # each test starts with no task registered
 
 
 class Scripted:
@@ -60,7 +56,7 @@ def test_sample_cli_writes_sft_data_and_report(tmp_path):
     Qwen2ForCausalLM(config).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     out = tmp_path / "s"
-    args = ["sample", str(tmp_path / "m"), f"out={out}", "prompts=3", "n=2", "max_new_tokens=8"]
+    args = ["sample", str(tmp_path / "m"), f"out={out}", "prompts=3", "n=2", "sampling.max_new_tokens=8"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["total"] == 6 and report["kept"] == 0  # a random model is never right

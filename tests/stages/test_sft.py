@@ -8,7 +8,9 @@ import torch
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.cli import main
-from r1lab.model.architecture import ModelConfig, build_model
+from r1lab.data.prompting import render_prompt
+from r1lab.model.architecture import build_model
+from r1lab.model.tokenizer import train_tokenizer
 from r1lab.stages.sft import (
     IGNORE,
     Example,
@@ -17,15 +19,10 @@ from r1lab.stages.sft import (
     completion_loss,
     pack,
     read_pairs,
-    render_prompt,
     run_sft,
     tokenize_examples,
 )
-from r1lab.model.tokenizer import train_tokenizer
-
-TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                            experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                            qk_nope_dim=8, v_head_dim=8, max_positions=256)
+from tests.tiny_models import TINY_DEEPSEEK
 
 
 @pytest.fixture(scope="module")

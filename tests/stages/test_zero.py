@@ -5,23 +5,14 @@ import json
 import pytest
 import torch
 
-from r1lab.config import load_config
+from r1lab.engine.params import SamplingConfig, SamplingParams
+from r1lab.engine.sampler import HFSampler
 from r1lab.errors import UserError
 from r1lab.rl.grpo import group_advantages
-from r1lab.model.architecture import ModelConfig, build_model
-from r1lab.engine.sampler import HFSampler, SamplingParams
-from r1lab.model.tokenizer import train_tokenizer
-from r1lab.stages.zero import GRPOConfig, ZeroConfig, run_zero, update_policy
-
-TINY_MODEL = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_intermediate=64, routed_experts=4,
-                         experts_per_token=2, expert_intermediate=32, kv_lora_rank=16, qk_rope_dim=8,
-                         qk_nope_dim=8, v_head_dim=8, max_positions=128)
-
-
-def tiny_policy(seed=0):
-    tok = train_tokenizer(["abcab cab ba xyz"] * 20, vocab_size=300)
-    model = build_model(TINY_MODEL, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=seed)
-    return model, tok
+from r1lab.rl.step import GRPOConfig
+from r1lab.rl.update import update_policy
+from r1lab.stages.zero import run_zero
+from tests.tiny_models import tiny_policy, tiny_zero_config
 
 
 def test_grpo_update_raises_a_trivially_learnable_reward():
@@ -29,7 +20,8 @@ def test_grpo_update_raises_a_trivially_learnable_reward():
     wrong gradient sign, a misaligned mask or dropped advantages keep it flat and fail this test."""
     torch.manual_seed(0)
     model, tok = tiny_policy(seed=1)
-    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=1e-2, max_new_tokens=8, micro_batch=16)
+    g = GRPOConfig(prompts_per_step=4, group_size=8, lr=1e-2, micro_batch=16,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
     sampler = HFSampler(model, tok)
     history = []
@@ -41,19 +33,6 @@ def test_grpo_update_raises_a_trivially_learnable_reward():
         update_policy(model, None, opt, gen, adv, list(range(len(r))), g, tok.pad_token_id, step)
     first, last = sum(history[:5]) / 5, sum(history[-5:]) / 5
     assert last > first + 0.3, (first, last)
-
-
-def tiny_zero_config(tmp_path, **over):
-    overrides = [
-        f"run_dir={tmp_path / 'run'}", f"pretrain.cache_dir={tmp_path / 'cache'}", "pretrain.steps=3",
-        "pretrain.corpus.n_docs=200", "pretrain.batch_size=4", "pretrain.seq_len=256", "pretrain.vocab_size=300",
-        "pretrain.model.hidden_size=32", "pretrain.model.num_layers=2", "pretrain.model.num_heads=2",
-        "pretrain.model.dense_intermediate=64", "pretrain.model.expert_intermediate=32",
-        "pretrain.model.kv_lora_rank=16", "data.n_train=50", "data.n_test=4", "eval.k=2",
-        "eval.max_new_tokens=24", "grpo.max_new_tokens=24", "grpo.prompts_per_step=2", "grpo.group_size=3",
-        "grpo.steps=2", "save_every=1", "gate=false", "grpo.beta=0.01",
-    ] + [f"{k}={v}" for k, v in over.items()]
-    return load_config(ZeroConfig, None, overrides)
 
 
 def test_run_zero_end_to_end_then_resume(tmp_path):
@@ -86,8 +65,8 @@ def test_mu_inner_updates_use_old_logprobs_and_clip():
     """With μ = 2 the second pass sees π_θ ≠ π_old: ratios move off 1 and clipping can engage."""
     torch.manual_seed(0)
     model, tok = tiny_policy(seed=3)
-    g = GRPOConfig(prompts_per_step=2, group_size=4, lr=5e-2, mu=2, eps_low=0.01, eps_high=0.01,
-                   max_new_tokens=6, micro_batch=4)
+    g = GRPOConfig(prompts_per_step=2, group_size=4, lr=5e-2, mu=2, eps_low=0.01, eps_high=0.01, micro_batch=4,
+                   sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
     gen = HFSampler(model, tok).generate(["x", "y"], 4, SamplingParams(max_new_tokens=6, seed=0))
     before = [p.detach().clone() for p in model.parameters()]
@@ -99,12 +78,12 @@ def test_mu_inner_updates_use_old_logprobs_and_clip():
 
 def test_stage4_mixes_general_prompts_scored_by_the_reward_model(tmp_path):
     from r1lab.model.base import pretrain
-    from r1lab.stages.rm import load_reward_model
-    from r1lab.stages.sft import save_model
+    from r1lab.runtime.checkpoint import save_model
+    from r1lab.runtime.loading import load
 
     cfg = tiny_zero_config(tmp_path)
     base = pretrain(cfg.pretrain, log=lambda *a: None)
-    rm, rm_tok = load_reward_model(base)
+    rm, rm_tok = load(base, head="score")
     save_model(rm, rm_tok, tmp_path / "rm", {}, "rm.json")
     cfg4 = tiny_zero_config(tmp_path, **{"rewards": "{accuracy: 1.0, format: 0.1, preference: 0.5}",
                                          "reward_model": str(tmp_path / "rm"), "data.general_share": 0.5})

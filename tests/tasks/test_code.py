@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from r1lab import tasks
 from r1lab.errors import UserError
 from r1lab.tasks import CodeTask, get_task, make_task
 from r1lab.tasks.base import Problem, split_of
@@ -26,9 +25,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "humaneval.jsonl").exists(), reason="../shared/data not present")
 
 
-@pytest.fixture(autouse=True)
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(tasks, "_registry", {})
+pytestmark = pytest.mark.usefixtures("empty_registry")  # each test starts with no task registered
 
 
 EXTRACT = [

@@ -1,12 +1,11 @@
 """FileTask: JSONL, Parquet and saved-dataset round trips, and one-line errors naming file and line."""
 
 import json
-import sys
 import types
 
 import pytest
 
-import r1lab.grading
+import r1lab.tasks.files
 from r1lab.errors import UserError
 from r1lab.tasks.base import split_of
 from r1lab.tasks.files import FileTask
@@ -99,11 +98,8 @@ def test_saved_dataset_dict_keeps_its_own_splits(tmp_path):
 
 def test_grade_delegates_to_verify(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("r1lab.grading.verify")
-    fake.answers_equal = lambda pred, gold: calls.append((pred, gold)) or pred == gold
-    fake.gold_answer = lambda gold: gold  # the gold field's final answer (the real one reads "#### N", \boxed{})
-    monkeypatch.setitem(sys.modules, "r1lab.grading.verify", fake)
-    monkeypatch.setattr(r1lab.grading, "verify", fake, raising=False)
+    fake = types.SimpleNamespace(answers_equal=lambda pred, gold: calls.append((pred, gold)) or pred == gold)
+    monkeypatch.setattr(r1lab.tasks.files, "verify", fake)  # the module FileTask.grade calls
     task = FileTask(write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1?", "answer": 2}]))
     problem = all_problems(task)[0]
     assert task.grade("2", problem) and not task.grade("3", problem)

@@ -8,10 +8,7 @@ import r1lab.tasks as tasks
 from r1lab.errors import UserError
 from r1lab.tasks import ArithmeticTask, CountdownTask, FileTask, get_task, make_task, register_task
 
-
-@pytest.fixture(autouse=True)
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(tasks, "_registry", {})
+pytestmark = pytest.mark.usefixtures("empty_registry")  # each test starts with no task registered
 
 
 def test_get_task_gives_one_default_instance_per_name():

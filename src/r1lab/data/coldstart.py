@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import random
 
-from r1lab.model.corpus import REFLECTIONS, GLUE, glue_words, random_slip, worked_lines
-from r1lab.errors import UserError
 from r1lab.data.rejection import Candidate
+from r1lab.errors import UserError
+from r1lab.model.corpus import GLUE, REFLECTIONS, glue_words, random_slip, worked_lines
 from r1lab.tasks import make_task
 from r1lab.tasks.base import Problem
+
 
 def cold_start_completion(problem: Problem, rng: random.Random, slip_rate: float = 0.1) -> str:
     """One chain of thought and answer for an arithmetic `problem`, in the problem's language."""

@@ -21,17 +21,16 @@ define "long paragraph" or "mixed"; the limits here are this module's choices (R
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1lab.errors import UserError
-from r1lab.grading.language import MIXED_THRESHOLD, chain_of_thought, is_mixed, language_share
+from r1lab.grading.language import MIXED_THRESHOLD, is_mixed, language_share
+from r1lab.grading.shape import chain_of_thought
+from r1lab.runtime.files import write_jsonl
 
 
 @dataclass(frozen=True)
@@ -308,19 +307,6 @@ def cap_per_prompt(cands: list[Candidate], cap: int) -> list[Candidate]:
 
 def write_sft_jsonl(kept: list[Candidate], path: str | Path, provenance: dict) -> None:
     """Write one JSON object per kept candidate, {"prompt", "completion", "lang", "source": provenance},
-    atomically: into a temporary file beside `path`, synced, then renamed over it, so a reader (or
-    a crash) never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for c in kept:
-                row = {"prompt": c.prompt, "completion": c.completion, "lang": c.lang, "source": provenance}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the data set is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomically (runtime/files.py): a reader, or a crash, never sees a half-written file."""
+    write_jsonl(path, ({"prompt": c.prompt, "completion": c.completion, "lang": c.lang, "source": provenance}
+                       for c in kept))

@@ -1,5 +1,5 @@
 /* Decode attention for a batch of rows that each add one token (r1lab.kernels, used by
-   r1lab.sampler.DenseLayer). Compiled on first use with HEAD_DIM (D) and GROUPS (G, query heads per
+   r1lab.engine.static_cache.DenseLayer). Compiled on first use with HEAD_DIM (D) and GROUPS (G, query heads per
    KV head) fixed, so the per-row accumulators live in registers. Keys are stored in blocks of 8
    positions, each block transposed (D, 8) and contiguous: the scores vectorise over positions and
    stream through memory, the weighted values vectorise over the head dimension, and there are no
@@ -213,7 +213,7 @@ void rms_norm_backward(const float *x, const float *w, const float *rstd, const 
 
 /* One token per row of logits (rows, V) from softmax(logits / temperature), by inverting the CDF
    with one uniform number u[r] in [0, 1) per row: the first token whose cumulative probability
-   (float64) exceeds u[r] times the total, as r1lab.sampler.categorical does in torch. */
+   (float64) exceeds u[r] times the total, as r1lab.engine.sampler.categorical does in torch. */
 void sample_rows(const float *logits, float temperature, const double *u, int64_t *out, int64_t rows, int64_t V,
                  int threads) {
     #pragma omp parallel num_threads(threads)

@@ -15,8 +15,8 @@ keeps only x and [gate ; up] for the backward (HF's MLP keeps x, gate, silu(gate
 product). HF's RMSNorm is six operators forward (pow, mean, add, rsqrt, two muls) and about as
 many backward, per norm, 2 per layer; `RMSNorm` is one C pass each way (`rms_norm_train`,
 `rms_norm_backward`; the weight's gradient summed in a fixed split of the rows, so runs repeat bit
-for bit at a given thread count). Same numbers up to float rounding: tests/test_fused.py compares
-outputs and every gradient with the modules' own, and tests/test_rl.py's fast-vs-plain update runs
+for bit at a given thread count). Same numbers up to float rounding: tests/engine/test_fused.py compares
+outputs and every gradient with the modules' own, and tests/rl/test_update.py's fast-vs-plain update runs
 through both.
 
 Which modules: MLPs with bias-free `nn.Linear` gate_proj / up_proj / down_proj (exactly that class:

@@ -1,10 +1,18 @@
 """The one place r1lab runs a Hugging Face model over a transformers KV cache.
 
-Prompts are prefilled by the model's own forward (`prefill_prompts`), for every decoder: the
+    cache = new_cache(model)
+    logits = forward(model, ids, mask, positions, cache, logits_to_keep=1)   # the cache fills up
+    per_layer = layer_tensors(cache)                                         # [(K, V), ...]
+    cache = cache_of(model, [(K[rows], V[rows]) for K, V in per_layer])      # a cache to continue from
+
+Prompts are prefilled by the model's own forward (`prefill_prompts`) for every decoder: the
 static-cache decoder (static_cache.py) takes the prompt keys and values out of that cache, and
 `DynamicCacheDecoder`, the fallback for any causal LM, keeps decoding through the model's forward.
-The GRPO update (rl/update.py) runs its prompt pass and its completion passes through `forward`
-and the cache helpers here too, so that a change of transformers' cache API is met in one file.
+The GRPO update (rl/update.py) runs its prompt pass and its completion passes through the same
+functions. Only transformers' public cache API is used: the model's `cache` argument (transformers
+5.24 renamed `past_key_values` to it; the old name goes in 5.40, so pyproject pins the versions
+the tests have run), `DynamicCache(config=...)`, its `update`, `layers[i].keys / .values`,
+`batch_repeat_interleave` and `batch_select_indices`.
 """
 
 from __future__ import annotations
@@ -25,13 +33,37 @@ def left_padded(prompt_ids: list[list[int]], pad: int, device: torch.device | st
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def new_cache(model) -> DynamicCache:
+    return DynamicCache(config=model.config)
+
+
+def forward(model, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
+            logits_to_keep: int = 0) -> torch.Tensor:
+    """The model's logits for `ids` (B, L) after what `cache` holds, which the call extends:
+    (B, L, V), or (B, logits_to_keep, V) for the last positions only."""
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                 logits_to_keep=logits_to_keep).logits
+
+
+def layer_tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values) in `cache`."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_of(model, per_layer: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A cache holding these keys and values per layer (e.g. one prompt's rows, repeated)."""
+    cache = new_cache(model)
+    for i, (keys, values) in enumerate(per_layer):
+        cache.update(keys, values, i)
+    return cache
+
+
 def prefill_prompts(model, prompt_ids: list[list[int]], pad: int):
     """One forward over the distinct prompts: (DynamicCache, last logits (P, V), mask, positions)."""
     ids, mask, positions = left_padded(prompt_ids, pad, model_device(model))
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
-    return cache, out.logits[:, -1], mask, positions
+    cache = new_cache(model)
+    logits = forward(model, ids, mask, positions, cache, logits_to_keep=1)
+    return cache, logits[:, -1], mask, positions
 
 
 class DynamicCacheDecoder:
@@ -56,7 +88,6 @@ class DynamicCacheDecoder:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) after appending `tokens` (B,)."""
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
-        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.next_pos,
-                         past_key_values=self.cache, use_cache=True)
+        logits = forward(self.model, tokens[:, None], self.mask, self.next_pos, self.cache, logits_to_keep=1)
         self.next_pos = self.next_pos + 1
-        return out.logits[:, -1]
+        return logits[:, -1]

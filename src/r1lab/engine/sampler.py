@@ -27,7 +27,7 @@ The decode step has two implementations (docs/perf.md has the measurements behin
 - `DynamicCacheDecoder`, the model's own forward over a transformers `DynamicCache`: the
   fallback for every other causal LM (and `HFSampler(..., static_cache=False)`).
 Greedy decoding through either gives the tokens of `model.generate`, and the static path's
-logits match a full forward (tests/test_sampler.py).
+logits match a full forward (tests/engine/test_sampler.py).
 """
 
 from __future__ import annotations
@@ -39,17 +39,8 @@ from typing import Protocol
 import torch
 
 from r1lab.engine.hf import DynamicCacheDecoder
+from r1lab.engine.params import SamplingParams
 from r1lab.engine.static_cache import StaticCacheDecoder
-
-
-@dataclass
-class SamplingParams:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    stop_token_ids: tuple[int, ...] = ()  # besides the tokenizer's EOS
-    seed: int | tuple[int, ...] = 0  # a tuple: one seed per prompt (`PromptDraws`)
-    min_new_tokens: int = 0  # stop tokens cannot be sampled before this many new tokens (as in HF)
 
 
 @dataclass
@@ -79,7 +70,7 @@ class Sampler(Protocol):
 class PromptDraws:
     """One seeded generator per prompt, so that a prompt's samples depend only on its own seed
     and not on which other prompts share the batch: GRPO gives each group a seed of (seed, step,
-    global prompt index), and a rollout split across ranks (distributed.py) samples exactly what
+    global prompt index), and a rollout split across ranks (runtime/distributed.py) samples exactly what
     one process does. `live` holds the sample index (prompt i's are i*n .. i*n+n-1) of each row
     still decoding, in increasing order; each draw takes its rows' numbers from their prompts'
     generators."""

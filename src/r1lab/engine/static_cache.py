@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from r1lab.engine import kernels
-from r1lab.engine.hf import prefill_prompts
+from r1lab.engine.hf import layer_tensors, prefill_prompts
 
 
 class StaticCacheDecoder:
@@ -91,9 +91,9 @@ class StaticCacheDecoder:
     def prefill(cls, model, prompt_ids, n: int, pad: int, max_new_tokens: int):
         cache, logits, mask, positions = prefill_prompts(model, prompt_ids, pad)
         if type(model).__name__ in cls.LATENT:  # keys: c_KV (P, 1, W, r), values: k_rope (P, 1, W, d_R)
-            prompt_caches = [(torch.cat([layer.keys[:, 0], layer.values[:, 0]], dim=-1),) for layer in cache.layers]
+            prompt_caches = [(torch.cat([keys[:, 0], values[:, 0]], dim=-1),) for keys, values in layer_tensors(cache)]
         else:  # keys, values: (P, H_kv, W, d)
-            prompt_caches = [(layer.keys, layer.values) for layer in cache.layers]
+            prompt_caches = layer_tensors(cache)
         bias = torch.zeros(mask.shape, dtype=logits.dtype, device=mask.device).masked_fill_(mask == 0, float("-inf"))
         next_pos = positions[:, -1].repeat_interleave(n, 0) + 1
         decoder = cls(model, prompt_caches, bias, n, next_pos, max_new_tokens)

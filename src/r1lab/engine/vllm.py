@@ -27,7 +27,7 @@ what r1lab's loss computes), and rl.update_policy multiplies each token's policy
 min(π_old / π_vllm, `grpo.tis_cap`) (grpo.truncated_is_weights; TRL's
 `vllm_importance_sampling_correction` with `vllm_importance_sampling_cap`, verl's TIS).
 
-What is and is not verified: tests/test_rollout_contract.py runs one behavioural contract
+What is and is not verified: tests/engine/test_rollout_contract.py runs one behavioural contract
 (grouping, stop tokens, length limits, greedy = a reference decode, seeds, weight pushes) on every
 backend, but the vLLM case is skipped without vllm and a CUDA GPU, and this project has neither:
 the vLLM code path has never run here. The parameter mapping (`vllm_sampling_kwargs`) and the
@@ -42,8 +42,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import Generation, HFSampler, model_stop_ids
 from r1lab.errors import UserError
-from r1lab.engine.sampler import Generation, HFSampler, SamplingParams, model_stop_ids
 
 BACKENDS = ("hf", "vllm")
 

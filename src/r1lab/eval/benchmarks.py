@@ -37,17 +37,17 @@ Math problems keep the data's order (`limit` takes the first N), carry `task="ma
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
+from r1lab.data.problems import TEST_SEED
 from r1lab.errors import UserError
+from r1lab.grading.extract import gold_answer
+from r1lab.runtime.files import hub_rows, read_rows, text_field
+from r1lab.tasks import LANGS, get_task
 from r1lab.tasks.base import Problem
-from r1lab.tasks.files import text_field
+from r1lab.tasks.code import code_problem
 
 QUESTION_FIELDS = ("problem", "question", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "solution")
@@ -122,13 +122,13 @@ def load_benchmark(spec: DataSpec) -> Benchmark:
     path = Path(spec.source)
     if spec.source in PRESETS:
         source, name = preset.hub_id, spec.source
-        rows = _hub_rows(preset.hub_id, preset.config, spec.split or preset.split)
+        rows = hub_rows(preset.hub_id, preset.config, spec.split or preset.split)
     elif path.exists():
         source, name = str(path), path.stem if path.is_file() else path.name
-        rows = _local_rows(path, spec.split or (preset.split if preset else None))
+        rows = read_rows(path, spec.split or (preset.split if preset else None))
     elif _HUB_ID.fullmatch(spec.source) and path.suffix not in (".jsonl", ".parquet", ".json"):
         source, name = spec.source, spec.source.split("/")[-1]
-        rows = _hub_rows(spec.source, None, spec.split or "test")
+        rows = hub_rows(spec.source, None, spec.split or "test")
     else:
         raise UserError(
             f"{spec.source}: no such file or directory, and not a preset ({', '.join(PRESETS)}) "
@@ -154,8 +154,6 @@ def load_benchmark(spec: DataSpec) -> Benchmark:
         question = text_field(row, question_field, where)
         id_ = str(row["id"]) if row.get("id") is not None else str(index)
         if kind == "code":
-            from r1lab.tasks.code import code_problem
-
             problem = code_problem(row, question, text_field(row, answer_field, where), id_, where)
         else:
             problem = Problem(key=question, prompt=question, answer=gold_answer(text_field(row, answer_field, where)),
@@ -169,29 +167,21 @@ def load_benchmark(spec: DataSpec) -> Benchmark:
     return Benchmark(name, source, problems, *fields, kind=kind)
 
 
-TASK_EVAL_PROBLEMS, TASK_EVAL_SEED = 100, 1  # r1lab zero's defaults: data.n_test, seed + 1
+TASK_EVAL_PROBLEMS = 100  # r1lab zero's default data.n_test; the seed is its held-out one (seed 0 + TEST_SEED)
 
 
 def _task_benchmark(spec: DataSpec) -> Benchmark:
     """The held-out problems of a built-in task (see the module docstring), broken down by language."""
-    from r1lab.tasks import LANGS, get_task
-
     name = spec.source.removeprefix("task:")
     if name in ("file", "math") or ":" in name:
         raise UserError(f"{spec.source}: task: takes a built-in task (arithmetic, countdown, code); "
                         "pass a file as the SPEC itself")
     task = get_task(name)  # UserError naming the choices for an unknown name
     langs = tuple(getattr(task, "langs", LANGS))
-    problems = task.problems("test", spec.limit or TASK_EVAL_PROBLEMS, seed=TASK_EVAL_SEED, langs=langs)
+    problems = task.problems("test", spec.limit or TASK_EVAL_PROBLEMS, seed=TEST_SEED, langs=langs)
     problems = [dataclasses.replace(p, meta={**p.meta, "id": f"{p.key} [{p.lang}]", "lang": p.lang}) for p in problems]
     kind = "code" if name == "code" else "math"
     return Benchmark(name, spec.source, problems, "prompt", "answer", ("lang",) if len(langs) > 1 else (), kind=kind)
-
-
-def gold_answer(gold: str) -> str:
-    from r1lab.grading.extract import gold_answer as cut  # at call time: loading data must not start the verifier
-
-    return cut(gold)
 
 
 def _choose_fields(row: dict, spec: DataSpec, preset: Preset | None, where: str) -> tuple[str, str, tuple[str, ...]]:
@@ -221,111 +211,3 @@ def _breakdown_value(value) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading rows: each reader yields (where, record) with `where` naming the file and line or row.
-
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; UserError `FILE:LINE: ...` for a bad line."""
-    path = Path(path)
-    try:
-        f = path.open("rb")  # bytes, decoded per line, so that a bad byte is reported with its line
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
-        for number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UserError(f"{path}:{number}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
-
-
-def _local_rows(path: Path, split: str | None) -> Iterator[tuple[str, dict]]:
-    if path.is_dir():
-        return _dataset_dir_rows(path, split)
-    if path.suffix == ".jsonl":
-        return ((f"{path}:{number}", row) for number, row in read_jsonl(path))
-    if path.suffix == ".parquet":
-        return _parquet_rows(path)
-    raise UserError(f"{path}: unknown format {path.suffix!r}; expected a .jsonl or .parquet file or a datasets dir")
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    import pyarrow
-    import pyarrow.parquet
-
-    try:
-        table = pyarrow.parquet.read_table(path)
-    except pyarrow.ArrowException as e:
-        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    return ((f"{path}: row {i}", row) for i, row in enumerate(table.to_pylist(), 1))
-
-
-def _dataset_dir_rows(path: Path, split: str | None) -> Iterator[tuple[str, dict]]:
-    import datasets  # slow to import; only directories and the hub need it
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{path}: not a directory saved by datasets' save_to_disk ({reason})") from None
-    where = str(path)
-    if isinstance(loaded, datasets.DatasetDict):
-        split = _pick_split(list(loaded), split, where)
-        loaded, where = loaded[split], f"{path} [{split}]"
-    return ((f"{where}: row {i}", row) for i, row in enumerate(loaded, 1))
-
-
-def _pick_split(splits: list[str], split: str | None, where: str) -> str:
-    """The requested split; without one, the only split there is, else "test"."""
-    if split is None and len(splits) == 1:
-        return splits[0]
-    split = split or "test"
-    if split not in splits:
-        raise UserError(f"{where}: no split {split!r} (splits: {', '.join(splits)}); pass --split")
-    return split
-
-
-def _hub_rows(hub_id: str, config: str | None, split: str) -> Iterator[tuple[str, dict]]:
-    """The rows of a hub dataset's split, through `datasets` (and its cache)."""
-    _check_hub_reachable(hub_id)
-    import datasets
-
-    try:
-        loaded = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as e:  # noqa: BLE001 -- network, auth, missing split: all are the user's to fix
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise UserError(f"{hub_id}: cannot load split {split!r} from the Hugging Face hub ({reason})") from None
-    return ((f"{hub_id} [{split}]: row {i}", row) for i, row in enumerate(loaded, 1))
-
-
-def _check_hub_reachable(hub_id: str, timeout: float = 5.0) -> None:
-    """Fail fast when offline: `datasets` would otherwise retry for ~25 s before giving up.
-
-    With HF_HUB_OFFLINE=1 nothing is checked: `datasets` then reads its cache, or fails at once."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError:
-        raise UserError(
-            f"{hub_id}: cannot reach {host} to download it (offline?); pass a local .jsonl/.parquet file "
-            "(e.g. ../shared/data), or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
-        ) from None

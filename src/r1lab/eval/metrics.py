@@ -16,22 +16,22 @@ Two ways in, one set of formulas (`score`):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import comb
 from typing import TYPE_CHECKING
 
+from r1lab.engine.params import SamplingParams
+from r1lab.grading.extract import extract_answer
+from r1lab.grading.language import language_mixing
+from r1lab.grading.shape import REFLECTION_RE, has_r1_format, style_of
+from r1lab.grading.verify import answers_equal
 from r1lab.tasks import get_task
 from r1lab.tasks.base import Problem
-from r1lab.grading.extract import extract_answer
-from r1lab.grading.verify import answers_equal
 
 if TYPE_CHECKING:  # importing the sampler imports torch: not needed to score samples
-    from r1lab.engine.sampler import Sampler, SamplingParams
+    from r1lab.engine.sampler import Sampler
 
-REFLECTION_RE = re.compile(r"wait|let me check|let me verify|等等|检查|待って|確認|잠깐|확인", re.IGNORECASE)
-THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 NO_VALUE = "(none)"  # the breakdown value of a problem that lacks the field
 
 
@@ -62,14 +62,6 @@ def majority_vote(answers: list[str | None], correct: list[bool]) -> bool:
         return False
     best = max(classes, key=len)  # max() keeps the first of equal lengths
     return correct[best[0]]
-
-
-def style_of(completion: str) -> str:
-    """'reasoning' (a think block with real content), 'direct' (empty think) or 'unformatted'."""
-    m = THINK_RE.search(completion)
-    if m is None:
-        return "unformatted"
-    return "reasoning" if len(m.group(1).strip()) >= 20 else "direct"
 
 
 @dataclass
@@ -107,14 +99,12 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
     for s in ("reasoning", "direct", "unformatted"):
         idx = [i for i, st in enumerate(styles) if st == s]
         by_style[s] = {"share": len(idx) / len(flat), "accuracy": sum(corr[i] for i in idx) / len(idx) if idx else None}
-    from r1lab.rl.rewards import format_reward
-
     scores = score(res.extracted, res.correct)
     return {
         "pass@1": scores["pass@1"],
         "pass@k": scores["pass@k"],
         f"cons@{k}": scores["cons@k"],
-        "format_rate": sum(format_reward(flat, [None] * len(flat))) / len(flat),
+        "format_rate": sum(map(has_r1_format, flat)) / len(flat),
         "mean_length": sum(x for row in res.lengths for x in row) / len(flat),
         "truncation_rate": sum(x for row in res.truncated for x in row) / len(flat),
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in flat) / len(flat),
@@ -125,24 +115,6 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         "seconds": res.seconds,
         "tokens_per_s": tokens_per_s,
     }
-
-
-MIXING_LANGS = ("zh", "ja", "ko")  # where the paper saw R1-Zero mix languages
-
-
-def language_mixing(completions: list[str], langs: list[str]) -> dict:
-    """The share of responses to zh/ja/ko prompts whose chain of thought mixes languages
-    (`language.is_mixed`; a response with no words in its chain of thought does not mix), overall
-    and per language; None where there are no such prompts."""
-    from r1lab.grading.language import chain_of_thought, is_mixed
-
-    flags: dict[str, list[bool]] = {lang: [] for lang in MIXING_LANGS}
-    for text, lang in zip(completions, langs, strict=True):
-        if lang in flags:
-            flags[lang].append(is_mixed(chain_of_thought(text), lang))
-    every = [f for lang in MIXING_LANGS for f in flags[lang]]
-    rate = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"language_mixing": rate(every), "language_mixing_by_lang": {lang: rate(f) for lang, f in flags.items()}}
 
 
 def score(extracted: list[list[str | None]], correct: list[list[bool]]) -> dict:

@@ -3,7 +3,7 @@
     write_report(run, summary, history, problems, base_samples, final_samples)
 
 `run_zero` calls it last, with `summary` (summary.json: the base and final evaluation metrics
-from `evaluate.summarize`), `history` (one record per GRPO step, as in metrics.jsonl) and a few
+from `metrics.summarize`), `history` (one record per GRPO step, as in metrics.jsonl) and a few
 held-out problems with one base and one final completion each. The plots are the small-scale
 analogues of the paper's training curves (DeepSeek-R1 §2.2): accuracy during RL (Figure 2),
 response length (Figure 3), the rate of reflection phrases (the "aha moment"), and pass@k of the
@@ -25,6 +25,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
+
+from r1lab.runtime.files import write_atomically
 
 PLOTS = {
     "reward_accuracy.png": "Reward and accuracy on the training batch at each step (cf. R1 Figure 2).",
@@ -57,7 +59,7 @@ def write_report(run: Path, summary: dict, history: list[dict], problems: list,
         "## Sample completions\n\n" + samples_section(problems or [], base_samples or [], final_samples or []),
     ]
     path = run / "report.md"
-    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    write_atomically(path, "\n\n".join(sections) + "\n")
     return path
 
 

@@ -3,8 +3,9 @@
 DeepSeek-R1 §3 (stage 2) adds a language-consistency reward, "the proportion of target language
 words in the CoT", to the accuracy reward, and its rejection-sampling stage drops chains of thought
 with mixed languages. This module is that one measure, used three ways: as an RL reward
-(`language_reward`), as an evaluation metric (language-mixing rate on zh/ja/ko prompts, via
-`is_mixed`) and by the rejection filter (r1lab.data.rejection).
+(rl/rewards.py's `language`: `language_share` of the chain of thought), as an evaluation metric
+(`language_mixing`: the share of answers to zh/ja/ko prompts that mix, via `is_mixed`) and by the
+rejection filter (r1lab.data.rejection).
 
 The paper does not say how it counts words; here the measure is script-based:
 
@@ -41,7 +42,7 @@ import re
 from collections import Counter
 from functools import cache
 
-from r1lab.tasks.base import Problem
+from r1lab.grading.shape import chain_of_thought
 
 # The languages the script rules decide on their own; Latin words count as English for these.
 SCRIPT_LANGS = ("en", "zh", "ja", "ko")
@@ -90,26 +91,20 @@ def is_mixed(text: str, lang: str, threshold: float = MIXED_THRESHOLD) -> bool:
     return language_share(text, lang) < threshold
 
 
-def chain_of_thought(completion: str) -> str:
-    """The text between <think> and </think>, which R1's language reward is computed on.
-
-    Unclosed <think> (a truncated completion): everything after it. A </think> with no <think>
-    (a chat template that opens the think block in the prompt): everything before it. No tags:
-    the whole completion.
-    """
-    start = completion.find("<think>")
-    if start >= 0:
-        rest = completion[start + len("<think>") :]
-        return rest.split("</think>", 1)[0]
-    return completion.split("</think>", 1)[0]
+MIXING_LANGS = ("zh", "ja", "ko")  # where the paper saw R1-Zero mix languages
 
 
-def language_reward(completions: list[str], problems: list[Problem]) -> list[float]:
-    """Language-consistency reward (DeepSeek-R1 §3, stage 2): the share of the chain of thought's
-    words that are in the language the problem was asked in."""
-    if len(completions) != len(problems):
-        raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
-    return [language_share(chain_of_thought(c), p.lang) for c, p in zip(completions, problems)]
+def language_mixing(completions: list[str], langs: list[str]) -> dict:
+    """The share of responses to zh/ja/ko prompts whose chain of thought mixes languages
+    (`is_mixed`; a response with no words in its chain of thought does not mix), overall and per
+    language; None where there are no such prompts."""
+    flags: dict[str, list[bool]] = {lang: [] for lang in MIXING_LANGS}
+    for text, lang in zip(completions, langs, strict=True):
+        if lang in flags:
+            flags[lang].append(is_mixed(chain_of_thought(text), lang))
+    every = [f for lang in MIXING_LANGS for f in flags[lang]]
+    rate = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"language_mixing": rate(every), "language_mixing_by_lang": {lang: rate(f) for lang, f in flags.items()}}
 
 
 def word_languages(text: str, lang: str) -> Counter[str]:

@@ -10,7 +10,7 @@ module, tied embeddings. Expert load balance uses DeepSeek-V3's auxiliary-loss-f
 
 `arch="qwen2"` or `"llama"` builds a dense model instead (grouped-query attention with
 `num_kv_heads`, a SwiGLU MLP of `dense_intermediate`, tied embeddings): the small dense students
-of distillation (distill.py), pretrained on the same corpus as the DeepSeek-V3 base. The MoE and
+of distillation (stages/distill.py), pretrained on the same corpus as the DeepSeek-V3 base. The MoE and
 MLA fields are then unused.
 """
 
@@ -19,7 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    DeepseekV3Config,
+    DeepseekV3ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from r1lab.errors import UserError
 
 DENSE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 
@@ -44,8 +53,6 @@ class ModelConfig:
     num_kv_heads: int = 0  # dense archs: key/value heads (grouped-query attention); 0 = num_heads
 
     def validate(self) -> None:
-        from r1lab.errors import UserError
-
         if self.arch not in ("deepseek_v3", *DENSE):
             raise UserError(f"model.arch: expected one of deepseek_v3, {', '.join(DENSE)}; got {self.arch!r}")
         if self.arch in DENSE:

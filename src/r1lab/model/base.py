@@ -1,4 +1,9 @@
-"""Stage 0: pretrain r1lab's own tiny DeepSeek-V3 base model on the synthetic corpus.
+"""The built-in base model: r1lab's own tiny DeepSeek-V3, pretrained on the synthetic corpus and cached.
+
+    base_dir = pretrain(PretrainConfig())    # the cached directory, or pretraining first
+
+Every stage whose `base` is "builtin" calls `pretrain`, and `r1lab pretrain` (stages/pretrain.py)
+runs it as a command.
 
 Not part of the R1 paper (which starts from DeepSeek-V3-Base); it exists so that the recipe
 runs with nothing downloaded. Trains a byte-level BPE tokenizer and a tiny
@@ -9,11 +14,9 @@ the whole configuration, so a second `make demo` skips this stage. The directory
 once complete (written to a temporary name, fsynced, then renamed), with each step's record in its
 metrics.jsonl. Checkpoints are written every `save_every` steps to `base-<hash>.partial`, and
 pretraining the same config again after a crash (any command that needs this base) continues from
-the newest usable one (checkpoint.py), to the same weights. A step whose loss or gradient norm is
-not finite is skipped (guard.py; its place in the learning-rate schedule is still used) and the
+the newest usable one (runtime/checkpoint.py), to the same weights. A step whose loss or gradient norm is
+not finite is skipped (runtime/guard.py; its place in the learning-rate schedule is still used) and the
 count is saved as `skipped_steps` in pretrain.json.
-
-    r1lab pretrain [recipe.yaml] [key=value ...]
 """
 
 from __future__ import annotations
@@ -25,21 +28,22 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from r1lab.runtime.checkpoint import open_metrics, resume_candidates, save_checkpoint, write_dir_atomically
-from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.config import config_to_dict
 from r1lab.errors import UserError
-from r1lab.model.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
-from r1lab.runtime.guard import guarded_step
 from r1lab.model.architecture import ModelConfig, RouterLoadTracker, build_model, count_parameters
-from r1lab.tasks import make_task
+from r1lab.model.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime.checkpoint import resume as resume_from
+from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
+from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.guard import guarded_step
+from r1lab.runtime.runlog import RunLog
+from r1lab.tasks import make_task
 
 CACHE_VERSION = 3  # bump when corpus/model code changes in a way the config does not show
 
@@ -66,8 +70,6 @@ class PretrainConfig:
     cache_dir: str = ".cache/r1lab"
 
     def validate(self) -> None:
-        from r1lab.errors import UserError
-
         for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300), ("save_every", 1)):
             if getattr(self, name) < low:
                 raise UserError(f"{name}: expected >= {low}, got {getattr(self, name)}")
@@ -208,7 +210,8 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
     if not history:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-    metrics = open_metrics(work, history)
+    metrics = RunLog(work, history)
+    history = metrics.history  # the records so far, extended by every `metrics.log`
     tracker = RouterLoadTracker(model)
     model.train()
     t_train = time.time()
@@ -225,9 +228,7 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
         loss.backward()
         _, skipped = guarded_step(opt, model.parameters(), 1.0, loss.detach(), log, f"pretrain step {step}")
         imbalance = tracker.update_router_bias(0.0 if skipped else cfg.router_bias_rate)  # skipped: no bias move either
-        history.append({"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "skipped_steps": int(skipped)})
-        metrics.write(json.dumps(history[-1]) + "\n")
-        metrics.flush()
+        metrics.log({"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "skipped_steps": int(skipped)})
         if step % 50 == 0 or step == cfg.steps - 1:
             el = time.time() - t_train
             load = f"expert-load max/mean {imbalance:.2f} " if tracker.counts else ""
@@ -243,13 +244,7 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
             "final_loss": sum(losses[-20:]) / len(losses[-20:]), "skipped_steps": sum(r["skipped_steps"] for r in history),
             "parameters": total, "active": active}
 
-    def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
-        shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
-
-    write_dir_atomically(out, fill)
+    save_model(model, tok, out, info, "pretrain.json", files={"metrics.jsonl": (work / "metrics.jsonl").read_text()})
     shutil.rmtree(work)  # the checkpoints of a finished pretraining are not needed
     log(f"pretrain: saved {out} in {time.time() - t0:.0f}s")
     return out

@@ -39,7 +39,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from r1lab.errors import UserError
 from r1lab.tasks.base import Problem
+from r1lab.tasks.prompts import apply_template
 
 REFLECTIONS = {
     "en": "wait, let me check",
@@ -70,8 +72,6 @@ class CorpusConfig:
     cot_mix: float = 0.2  # per line, the chance that a non-English prompt's word is English
 
     def validate(self) -> None:
-        from r1lab.errors import UserError
-
         for name in ("template_share", "template_worked", "template_untagged", "plain_worked",
                      "plain_untagged", "slip_rate", "slip_caught", "drill_share", "cot_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -198,8 +198,6 @@ def completion_text(problem: Problem, style: str, rng: random.Random, cfg: Corpu
 
 def document(problem: Problem, rng: random.Random, cfg: CorpusConfig) -> tuple[str, str]:
     """(prompt text, completion text) of one pretraining document."""
-    from r1lab.tasks.prompts import apply_template
-
     if rng.random() < cfg.drill_share:
         return "", drill_text(problem.meta["ops"], rng, cfg.drill_facts)
     if rng.random() < cfg.template_share:

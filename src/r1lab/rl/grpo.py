@@ -11,7 +11,7 @@ Variants, each from the paper that introduced it and chosen by name, never by an
   `token_mean` (DAPO: mean over every token of the batch) or `constant` (Dr. GRPO,
   arXiv 2503.20783: divide by samples × max completion length, no length bias);
 - `scale_rewards=False`: Dr. GRPO's advantage without the std division.
-Off-policy rollouts (a vLLM sampler, rollout_vllm.py) add truncated importance sampling:
+Off-policy rollouts (a vLLM sampler, engine/vllm.py) add truncated importance sampling:
 each token's loss is multiplied by min(π_old / π_sampler, C) (`truncated_is_weights`), since the
 engine that sampled the tokens computes their probabilities slightly differently from the trainer
 (TIS, as TRL's `vllm_importance_sampling_correction` and verl's TIS).

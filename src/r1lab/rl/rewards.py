@@ -22,13 +22,15 @@ the problem it answered. Functions are registered by name in `REWARDS`; a config
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 
 from r1lab import tasks  # module, not function: `tasks.get_task` is looked up per call (tests swap it)
 from r1lab.errors import UserError
-from r1lab.tasks.base import Problem
 from r1lab.grading.extract import extract_answer
+from r1lab.grading.language import language_share
+from r1lab.grading.shape import chain_of_thought, has_r1_format
+from r1lab.tasks.base import Problem
+from r1lab.tasks.code import extract_code, problem_tests, run_codes
 
 RewardFn = Callable[[list[str], list[Problem]], list[float]]
 
@@ -87,8 +89,6 @@ def code_reward(completions: list[str], problems: list[Problem]) -> list[float]:
     problems that are not code problems (use `accuracy` there). A departure: the paper's reward is
     right or wrong; a fraction ranks a program that passes 4 of 5 tests above one that passes
     none, which gives GRPO a signal where every sample of a group would otherwise score 0."""
-    from r1lab.tasks.code import extract_code, problem_tests, run_codes
-
     if len(completions) != len(problems):
         raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
     rows = [i for i, problem in enumerate(problems) if problem.task == "code"]
@@ -97,13 +97,6 @@ def code_reward(completions: list[str], problems: list[Problem]) -> list[float]:
     for i, result in zip(rows, results):
         rewards[i] = result.fraction
     return rewards
-
-
-# Exactly the R1-Zero template (DeepSeek-R1 Table 1): "<think> reasoning process here </think>
-# <answer> answer here </answer>". Tags are counted first, so `.*` below can span no other tag
-# and the match is linear in the length of the completion.
-_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-_R1_SHAPE = re.compile(r"\s*<think>.*</think>\s*<answer>(?P<answer>.*)</answer>\s*", re.DOTALL)
 
 
 @register("format")
@@ -116,14 +109,7 @@ def format_reward(completions: list[str], problems: list[Problem]) -> list[float
     """
     if len(completions) != len(problems):
         raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
-    return [1.0 if _has_r1_shape(completion) else 0.0 for completion in completions]
-
-
-def _has_r1_shape(completion: str) -> bool:
-    if any(completion.count(tag) != 1 for tag in _TAGS):
-        return False
-    m = _R1_SHAPE.fullmatch(completion)
-    return m is not None and m.group("answer").strip() != ""
+    return [1.0 if has_r1_format(completion) else 0.0 for completion in completions]
 
 
 @register("language")
@@ -131,44 +117,9 @@ def language_consistency(completions: list[str], problems: list[Problem]) -> lis
     """The share of the chain of thought's words written in the prompt's language (DeepSeek-R1 §3,
     stage 2's language-consistency reward, "the proportion of target language words in the CoT";
     r1lab.grading.language says how words are counted). 1.0 for a chain of thought without words."""
-    from r1lab.grading.language import language_reward
-
-    return language_reward(completions, problems)
-
-
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
-def summary_of(completion: str) -> str:
-    """The response as the user reads it: its answer block (the R1 summary) with an empty chain of
-    thought around it, in the R1 output format; the whole completion if it has no answer block."""
-    blocks = _ANSWER_BLOCK.findall(completion)
-    return f"<think>\n</think>\n<answer>{blocks[-1]}</answer>" if blocks else completion
-
-
-def preference_reward(model, tokenizer) -> RewardFn:
-    """Stage 4's reward for general prompts (DeepSeek-R1 §3): the reward model's score of the
-    summary (helpfulness) and of the whole response, chain of thought included (harmlessness),
-    each squashed by a sigmoid into (0, 1), the range of the rule-based rewards it is summed with,
-    then averaged; one reward model for both (`rm.py`). 0 for verifiable problems, whose rewards
-    are the rule-based ones."""
-    import torch
-
-    from r1lab.stages.rm import scores
-
-    def preference(completions: list[str], problems: list[Problem]) -> list[float]:
-        out = [0.0] * len(completions)
-        rows = [i for i, p in enumerate(problems) if p.task == "general"]
-        if rows:
-            prompts = [problems[i].prompt for i in rows]
-            with torch.no_grad():
-                whole = scores(model, tokenizer, prompts, [completions[i] for i in rows])
-                summary = scores(model, tokenizer, prompts, [summary_of(completions[i]) for i in rows])
-            for j, i in enumerate(rows):
-                out[i] = 0.5 * float(torch.sigmoid(whole[j]) + torch.sigmoid(summary[j]))
-        return out
-
-    return preference
+    if len(completions) != len(problems):
+        raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
+    return [language_share(chain_of_thought(c), p.lang) for c, p in zip(completions, problems)]
 
 
 def combine_rewards(per_fn: dict[str, list[float]], weights: dict[str, float]) -> list[float]:

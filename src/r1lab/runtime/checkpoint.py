@@ -1,13 +1,17 @@
-"""Crash-safe checkpoints and run directories, shared by every training command (zero, sft, rm,
-pretrain).
+"""Model directories and crash-safe checkpoints: the one saver, shared by every trainer.
 
-A checkpoint is a directory `checkpoint-<step>`: the model (and tokenizer) in Hugging Face format
-and `trainer_state.pt`, which holds the step, the optimizer state, the global RNG states and
-whatever else the loop needs to continue exactly (each loop's learning rate is a function of the
-step; the data order is a function of the seed and the step, or saved with the checkpoint).
-It is written to a temporary directory, every file fsynced, then renamed, and `latest` (itself
-replaced atomically) names it: a run killed at any moment leaves only complete checkpoints, and
-`latest` names the newest or the one before.
+`save_model(model, tok, out, ...)` writes a Hugging Face model directory (`AutoModelForCausalLM.
+from_pretrained` loads it; a LoRA model's merged weights, with its adapters in adapter/) with the
+tokenizer and, optionally, a JSON note of what it is (`info`), a trainer state and extra text files,
+all through a temporary directory that is fsynced and renamed (files.write_dir_atomically): the
+directory is never seen half-written, and an older one of the same name stays whole until then.
+
+A checkpoint is `run/checkpoint-<step>`: such a directory with `trainer_state.pt`, which holds the
+step, the optimizer state, the global RNG states and whatever else the loop needs to continue
+exactly (each loop's learning rate is a function of the step; the data order is a function of the
+seed and the step, or saved with the checkpoint; the metrics records so far). `latest` (itself
+replaced atomically) names the newest: a run killed at any moment leaves only complete
+checkpoints, and `latest` names the newest or the one before.
 
 On resume, a checkpoint that fails to load (truncated, missing a file, corrupt: a copy gone wrong,
 a filesystem without atomic rename, bit rot) is named in one line and the one before it is tried.
@@ -16,50 +20,16 @@ a filesystem without atomic rename, bit rot) is named in one line and the one be
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from r1lab.runtime.device import to_cpu
 from r1lab.errors import UserError
+from r1lab.runtime.device import to_cpu
+from r1lab.runtime.files import write_atomically, write_dir_atomically
+from r1lab.runtime.loading import load_model
 from r1lab.runtime.lora import is_lora, load_weights, save_weights
-
-
-def fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_dir_atomically(out: Path, fill: Callable[[Path], None]) -> Path:
-    """`fill(tmp)` writes a temporary directory, which is fsynced and renamed to `out`: `out` is
-    never seen half-written (an older `out` is replaced)."""
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            fsync(f)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    fsync(out.parent)
-    return out
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    fsync(tmp)
-    tmp.replace(path)
-    fsync(path.parent)
 
 
 def rng_state() -> dict:
@@ -80,24 +50,33 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
-                    info_name: str = "info.json", state_dict: dict | None = None) -> Path:
-    """Write run/checkpoint-<step> atomically and point run/latest at it. `state` (the optimizer's
-    state dict and whatever else the loop resumes from) goes to trainer_state.pt with the step and
-    the RNG states; `info`, if given, to `info_name` (a human-readable note of what this is);
-    `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones)."""
+def save_model(model, tok, out: Path, info: dict | None = None, info_name: str = "info.json",
+               state: dict | None = None, state_dict: dict | None = None, files: dict[str, str] | None = None) -> Path:
+    """Write the model directory `out` atomically (see the module docstring). `info`: a JSON note
+    saved as `info_name`; `state`: the trainer state (trainer_state.pt, with the RNG states added);
+    `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones);
+    `files`: more text files, by name."""
 
     def fill(tmp: Path) -> None:
         save_weights(model, tmp, state_dict)  # a LoRA model: the merged weights, and the adapters in adapter/
         tok.save_pretrained(tmp)
-        # tensors on the CPU (a CUDA optimizer state's too): the file loads on any machine, and
-        # `opt.load_state_dict` moves the state back to its parameters' device
-        torch.save(to_cpu({**state, "step": step, "rng": rng_state()}), tmp / "trainer_state.pt")
+        if state is not None:  # tensors on the CPU (a CUDA optimizer state's too): the file loads on any
+            # machine, and `opt.load_state_dict` moves the state back to its parameters' device
+            torch.save(to_cpu({**state, "rng": rng_state()}), tmp / "trainer_state.pt")
         if info is not None:
             (tmp / info_name).write_text(json.dumps(info, indent=2))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
 
-    out = write_dir_atomically(run / f"checkpoint-{step}", fill)
-    write_text_atomically(run / "latest", out.name)
+    return write_dir_atomically(out, fill)
+
+
+def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
+                    info_name: str = "info.json", state_dict: dict | None = None) -> Path:
+    """Write run/checkpoint-<step> (`save_model` with `state` and the step in trainer_state.pt) and
+    point run/latest at it."""
+    out = save_model(model, tok, run / f"checkpoint-{step}", info, info_name, {**state, "step": step}, state_dict)
+    write_atomically(run / "latest", out.name)
     return out
 
 
@@ -134,7 +113,7 @@ def load_checkpoint(ckpt: Path, model) -> dict:
         raise ValueError("trainer_state.pt lacks step/optimizer/rng")
     base = model.get_base_model() if is_lora(model) else model
     # the same class: same keys, same layout; load_state_dict copies into the model's device and dtype
-    saved = type(base).from_pretrained(ckpt, dtype=torch.float32)
+    saved = load_model(ckpt, "cpu", "float32", head=type(base))
     load_weights(model, ckpt, saved)  # a LoRA model: its adapters only, from ckpt/adapter
     return state
 
@@ -155,30 +134,3 @@ def resume(run: Path, model, opt, log=print) -> dict:
     set_rng_state(state["rng"])
     log(f"resume: from {ckpt} at step {state['step']}")
     return state
-
-
-def open_metrics(run: Path, history: list[dict]):
-    """run/metrics.jsonl holding exactly `history` (on resume: the resumed checkpoint's records,
-    so that lines of steps to be redone, or torn by a crash, are gone), open to append a line a step."""
-    write_text_atomically(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    return (run / "metrics.jsonl").open("a")
-
-
-def resolve_run_dir(pattern: str, resume: bool) -> Path:
-    """`pattern` with {time} filled in: now for a new run, the newest existing match to resume."""
-    if "{time}" not in pattern:
-        return Path(pattern)
-    if resume:
-        matches = sorted(Path().glob(pattern.replace("{time}", "*")))
-        if not matches:
-            raise UserError(f"--resume: no run matching '{pattern}' to resume; pass run_dir=")
-        return matches[-1]
-    return Path(pattern.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
-
-
-def check_run_dir(run: Path, resume: bool) -> None:
-    """A new run needs an empty (or no) run_dir; a resumed one needs a checkpoint in it."""
-    if run.exists() and any(run.iterdir()) and not resume:
-        raise UserError(f"run_dir: '{run}' already holds a run; pass --resume to continue it or choose another run_dir=")
-    if resume and not ((run / "latest").exists() or resume_candidates(run)):
-        raise UserError(f"--resume: no checkpoint in '{run}' to resume from")

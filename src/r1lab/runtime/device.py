@@ -9,8 +9,8 @@ The fields live on every config that loads a model: zero, sft, rm, sample, `r1la
 each stage keeps its own `dtype` (and `report.dtype` for the measurements).
 
 `resolve_device` turns the field into a `torch.device` (a one-line UserError for a malformed
-name or a CUDA device this machine does not have); `zero.load_policy` and `rm.load_reward_model`
-put the model there in that dtype; every tensor the trainers and the sampler create is then made
+name or a CUDA device this machine does not have); `loading.load` puts
+the model there in that dtype; every tensor the trainers and the sampler create is then made
 on the model's own device (`model_device`), never on torch's global default device. Collectives
 under nccl run on the current CUDA device (distributed.comm_device); checkpoints hold CPU tensors
 (and the CUDA RNG states when CUDA is in use), so they load anywhere.
@@ -22,13 +22,13 @@ Departures and limits:
   recipes' learning rates (1e-5, 3e-6) would barely move the weights. It suits sampling and
   evaluation (half the memory); float32 stays the default. Log-probabilities, the losses and
   the sampler's CDF are still computed in float32 / float64.
-- pretraining r1lab's own tiny base (pretrain.py) stays on the CPU: it is a CPU-sized model,
+- pretraining r1lab's own tiny base (model/base.py) stays on the CPU: it is a CPU-sized model,
   cached, and every stage then loads it onto `device`.
-- The sampler's C kernels (kernels.py) are CPU float32 only: any other device or dtype decodes
+- The sampler's C kernels (engine/kernels.py) are CPU float32 only: any other device or dtype decodes
   with torch ops (sampler.dense_kernel).
 - Random draws for sampling come from seeded CPU generators and are moved to the model's device,
   so a seed gives the same draws on every device (and bit-identical results on the CPU).
-- Device placement is verified on CPU only (tests/test_device.py runs the trainers with torch's
+- Device placement is verified on CPU only (tests/runtime/test_device.py runs the trainers with torch's
   default device set to "meta", so a tensor made without `device=` fails or shows up); no CUDA
   run has been done here.
 """

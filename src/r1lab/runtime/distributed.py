@@ -13,7 +13,7 @@ unchanged in one process. What the trainers do with it, and why the result equal
   samples are drawn from a seed that is a function of (seed, step, global prompt index).
 - Losses are normalised by the *global* batch (`sum_across` the counts first), and gradients are
   summed across ranks (`sum_gradients`), so the gradient is the one a single process computes
-  for the whole batch, up to float summation order: tests/test_distributed.py checks 2 ranks
+  for the whole batch, up to float summation order: tests/runtime/test_distributed.py checks 2 ranks
   against 1 on losses and weights.
 - Metrics that are sums or normalised by global counts are summed across ranks; only rank 0
   (`is_main`) writes metrics, checkpoints and reports; every rank loads the same checkpoint on

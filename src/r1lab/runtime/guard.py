@@ -6,7 +6,7 @@ Clips the gradients (the total norm is what `clip_grad_norm_` returns anyway), t
 optimizer only if both the loss and that norm are finite. A step that is not is skipped: the
 gradients are dropped, the optimizer's state (Adam's moments and step count) is left as it was,
 and one line is logged. The weights are then bit-identical to before the step
-(tests/test_guard.py checks it for GRPO, SFT, the reward model and pretraining).
+(tests/runtime/test_guard.py checks it for GRPO, SFT, the reward model and pretraining).
 
 The learning-rate schedules of r1lab's trainers are functions of the step index, not of how many
 updates were applied, so a skipped step still uses up its place in the schedule: the run keeps

@@ -19,7 +19,7 @@ back onto the base on `--resume`. The merged weights are computed into a new sta
 merging in place and un-merging afterwards, which would leave the base weights (the reference)
 off by rounding.
 
-Sampling: r1lab's static-cache decoder (sampler.py) reads the layers' weights directly and would
+Sampling: r1lab's static-cache decoder (engine/static_cache.py) reads the layers' weights directly and would
 silently ignore the adapters, so the sampler of a LoRA model runs the model's own forward
 (`StaticCacheDecoder.supports` refuses a PEFT model): rollouts are several times slower than for
 a full fine-tune. The final evaluation of `r1lab zero` runs on the merged model, on the fast path.

@@ -1,55 +1,61 @@
-"""A run's metrics: one JSON line per step in metrics.jsonl, TensorBoard scalars, a live bar.
+"""A run's metrics, for every trainer: one JSON line per step in metrics.jsonl, optionally
+TensorBoard scalars and a live progress bar.
 
-On resume the existing metrics.jsonl is read back (lines past the resumed checkpoint are
-dropped, since those steps will be redone, and so is a line torn by a crash mid-write) and
-rewritten atomically, so that the report covers the whole run and a resumed run's metrics
-equal an uninterrupted one's.
+    log = RunLog(run, history, total=steps, bar="grpo", tensorboard=True, postfix=describe)
+    log.log(record)  # each step: a flat dict with its "step"
+    log.close()
+
+`history` is the records of the steps already done: [] for a new run; on --resume, the records
+saved with the resumed checkpoint. metrics.jsonl is rewritten atomically to hold exactly them
+(lines of steps that will be redone, or a line torn by a crash, are gone), so a resumed run's
+metrics equal an uninterrupted one's, and each later record is appended and flushed at once. The
+keys of a trainer's records are made in one function of that trainer (rl/step.py lists GRPO's).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from r1lab.runtime.files import write_jsonl
+
 
 class RunLog:
-    def __init__(self, run: Path, resume: bool = False, total: int | None = None, start: int = 0):
-        self.path = run / "metrics.jsonl"
-        self.history: list[dict] = []
-        if resume and self.path.exists():
-            rows = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line torn by a crash mid-write (or blank)
-                    continue
-            self.history = [r for r in rows if isinstance(r, dict) and r.get("step", start + 1) <= start]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-            tmp.replace(self.path)
+    def __init__(self, run: Path, history: list[dict] | None = None, total: int | None = None, bar: str | None = None,
+                 tensorboard: bool = False, postfix: Callable[[dict], str] | None = None):
+        self.path = Path(run) / "metrics.jsonl"
+        self.history = list(history or [])
+        write_jsonl(self.path, self.history)
         self.file = self.path.open("a")
-        from torch.utils.tensorboard import SummaryWriter
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # slow to import; only runs that write it
 
-        self.tb = SummaryWriter(str(run / "tensorboard"), purge_step=start + 1 if resume else None)
-        self.bar = tqdm(total=total, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
+            purge = len(self.history) + 1 if self.history else None  # steps past the resumed one are redone
+            self.tb = SummaryWriter(str(Path(run) / "tensorboard"), purge_step=purge)
+        self.postfix = postfix
+        self.bar = None if bar is None else tqdm(total=total, initial=len(self.history), desc=bar, unit="step",
+                                                  dynamic_ncols=True)
 
     def log(self, record: dict) -> None:
         self.history.append(record)
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        for k, v in record.items():
-            if isinstance(v, (int, float)) and k != "step":
-                self.tb.add_scalar(k, v, record["step"])
-        acc = record.get("accuracy")
-        self.bar.set_postfix_str(
-            f"reward {record['reward']:.3f} acc {acc if acc is None else round(acc, 3)} "
-            f"len {record['len_mean']:.0f} {record['time_step']:.1f}s/step"
-        )
-        self.bar.update(1)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+        if self.bar is not None:
+            if self.postfix is not None:
+                self.bar.set_postfix_str(self.postfix(record))
+            self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         self.file.close()
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -41,6 +41,8 @@ stay): it knows the arithmetic and the procedure, but under the template it answ
 RL has nothing long to select, while the teacher's traces show it. `student_corpus.
 template_worked=0.07` gives the same-corpus experiment.
 
+The stages run through stages/chain.py, as the pipeline's do.
+
 Departures from the paper, for a CPU run: the teacher is r1lab's own ~1M-active-parameter model
 on its arithmetic task, not R1; the traces are a few thousand, not 800k, and only reasoning data
 (no general SFT data); the students are pretrained by r1lab on the teacher's corpus rather than
@@ -50,21 +52,35 @@ baseline's budget is wall-clock time on this machine, not the paper's 10k-step r
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from r1lab.config import config_to_dict, save_config
-from r1lab.model.corpus import CorpusConfig
-from r1lab.runtime.device import check as check_device
+from r1lab.data.problems import DataConfig, build_task
+from r1lab.engine.params import SamplingConfig
 from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig
-from r1lab.stages.pipeline import ReportConfig, fingerprint, stage
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.stages.sample import SampleConfig
-from r1lab.stages.sft import SFTConfig
-from r1lab.stages.zero import DataConfig, ZeroConfig, is_hub_id, resolve_model
+from r1lab.model.corpus import CorpusConfig
+from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.device import check as check_device
+from r1lab.runtime.loading import is_hub_id, resolve_model
+from r1lab.stages.chain import (
+    ReportConfig,
+    SampleConfig,
+    SFTConfig,
+    ZeroConfig,
+    checks_markdown,
+    fingerprint,
+    measure,
+    rl_stage,
+    sample_stage,
+    sft_stage,
+    stage,
+    start,
+    table,
+    write_result,
+)
 
 # Built-in students: dense, grouped-query attention, 287,808 parameters with r1lab's 1,024-token
 # vocabulary (0.31x the DeepSeek-V3 base's 930,560 active).
@@ -103,7 +119,8 @@ class DistillConfig:
     data: DataConfig = field(default_factory=DataConfig)  # the reasoning task of every stage
     teacher_rl: ZeroConfig = field(default_factory=_teacher)  # teacher=zero's run
     # T = 1 for diverse traces (at 0.6 most of a prompt's samples are duplicates; cf. pipeline stage 3)
-    sample: SampleConfig = field(default_factory=lambda: SampleConfig(prompts=2048, n=2, temperature=1.0, top_p=1.0))
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(prompts=2048, n=2,
+                                                                      sampling=SamplingConfig(1.0, 1.0, 300)))
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=3, lr=1e-3, template="auto", seq_len=512,
                                                             rows_per_step=8, micro_rows=8))
     compare_rl: bool = False  # also train the student by RL alone for the same wall-clock time
@@ -111,7 +128,7 @@ class DistillConfig:
     rl_after_steps: int = 0  # > 0: this many R1-Zero steps on the distilled student
     report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0
-    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py);
+    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py);
     # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
     device: str = "auto"
 
@@ -128,23 +145,11 @@ class DistillConfig:
                             "nor a model directory (no config.json) nor a hub id")
         if self.rl_after_steps < 0:
             raise UserError(f"rl_after_steps: expected >= 0, got {self.rl_after_steps}")
-        if self.report.k < 1 or self.report.problems < 1:
-            raise UserError("report.k, report.problems: expected >= 1")
         for part in (self.pretrain, self.sample, self.sft, self.rl, self.teacher_rl):
             part.validate()
 
 
 # --- stages -----------------------------------------------------------------------------------
-
-
-def teacher_stage(cfg: DistillConfig, d: Path, log) -> dict:
-    from r1lab.stages.zero import run_zero
-
-    zero = replace(cfg.teacher_rl, pretrain=cfg.pretrain, data=cfg.data, run_dir=str(d / "run"), seed=cfg.seed,
-                   device=cfg.device)
-    summary = run_zero(zero, log=log)
-    latest = (d / "run" / "latest").read_text().strip()
-    return {"model": str((d / "run" / latest).resolve()), "train_seconds": summary["train_seconds"]}
 
 
 def student_base_stage(cfg: DistillConfig, d: Path, log) -> dict:
@@ -157,14 +162,8 @@ def student_base_stage(cfg: DistillConfig, d: Path, log) -> dict:
 
 
 def traces_stage(cfg: DistillConfig, teacher: Path, d: Path, log) -> dict:
-    from r1lab.stages.sample import run_sample
-
-    sample = replace(cfg.sample, model=str(teacher), out=str(d / "sample"), task=cfg.data.task,
-                     task_args=cfg.data.task_args, path=cfg.data.path, question_field=cfg.data.question_field,
-                     answer_field=cfg.data.answer_field, langs=cfg.data.langs, seed=cfg.seed,
-                     device=cfg.device)
-    data = run_sample(sample, log=log)
-    report = json.loads((d / "sample" / "report.json").read_text())
+    data, report = sample_stage(cfg.sample, teacher, d, log, data=cfg.data.task_config(), seed=cfg.seed,
+                                device=cfg.device)
     if report["kept"] == 0:
         raise UserError(f"traces: rejection sampling kept none of the teacher's {report['total']} samples "
                         f"(accuracy {report['accuracy']:.1%}); see {d / 'sample'}/report.json")
@@ -172,62 +171,21 @@ def traces_stage(cfg: DistillConfig, teacher: Path, d: Path, log) -> dict:
             "train_seconds": report["seconds"]}
 
 
-def sft_student_stage(cfg: DistillConfig, base: Path, data: Path, d: Path, log) -> dict:
-    from r1lab.stages.sft import run_sft
-
-    t0 = time.time()
-    out = run_sft(replace(cfg.sft, base=str(base), data=str(data), run_dir=str(d / "sft"), seed=cfg.seed,
-                          device=cfg.device,
-                          pretrain=cfg.pretrain), log=log)
-    return {"model": str(out.resolve()), "template": json.loads((out / "sft.json").read_text())["template"],
-            "train_seconds": time.time() - t0}
-
-
-def rl_stage(rl: ZeroConfig, base: Path, cfg: DistillConfig, d: Path, log, **over) -> dict:
-    from r1lab.stages.zero import run_zero
-
-    run_cfg = replace(rl, base=str(base), pretrain=cfg.pretrain, data=cfg.data, run_dir=str(d / "run"),
-                      seed=cfg.seed, gate=False, device=cfg.device, **over)
-    run_cfg.validate()
-    summary = run_zero(run_cfg, log=log)
-    latest = (d / "run" / "latest").read_text().strip()
-    return {"model": str((d / "run" / latest).resolve()), "train_seconds": summary["train_seconds"],
-            "steps": summary["steps"]}
+def shared(cfg: DistillConfig) -> dict:
+    """The settings every training stage of distillation takes from distillation's own."""
+    return {"seed": cfg.seed, "device": cfg.device, "pretrain": cfg.pretrain}
 
 
 # --- the report -------------------------------------------------------------------------------
 
 
-def measure(model_dir: Path, template: str, cfg: DistillConfig) -> dict:
-    """Every report column for one model, on the same held-out problems for every row."""
-    from r1lab.eval.metrics import evaluate
-    from r1lab.model.architecture import count_parameters
-    from r1lab.engine.sampler import HFSampler, SamplingParams
-    from r1lab.stages.sft import render_prompt, resolve_template
-    from r1lab.stages.zero import build_task, load_policy
-
-    r = cfg.report
-    test = build_task(cfg.data).problems("test", r.problems, seed=cfg.seed + 1, langs=tuple(cfg.data.langs))
-    model, tok = load_policy(model_dir, cfg.device, r.dtype)
-    template = resolve_template(template, tok)
-    sampler = HFSampler(model, tok, add_special_tokens=template != "chat")
-    params = SamplingParams(r.temperature, r.top_p, r.max_new_tokens, seed=cfg.seed + 7)
-    m = evaluate(sampler, test, [render_prompt(p.prompt, template, tok) for p in test], r.k, params).metrics
-    total, active = count_parameters(model)
-    return {"pass@1": m["pass@1"], f"cons@{r.k}": m[f"cons@{r.k}"], "mean_length": m["mean_length"],
-            "format_rate": m["format_rate"], "language_mixing": m.get("language_mixing"), "params": total,
-            "active_params": active, "template": template, "model": str(model_dir)}
-
-
 def report_table(rows: dict[str, dict], k: int) -> str:
-    head = (f"| model | parameters (active) | pass@1 | cons@{k} | mixing zh/ja/ko | mean length | wall time |\n"
-            "|---|---|---|---|---|---|---|")
     seconds = lambda s: "given" if s is None else f"{s:.0f}s"  # noqa: E731
     mixing = lambda x: "n/a" if x is None else f"{x:.1%}"  # noqa: E731
-    lines = [f"| {name} | {m['params'] / 1e6:.2f}M ({m['active_params'] / 1e6:.2f}M) | {m['pass@1']:.3f} | "
-             f"{m[f'cons@{k}']:.3f} | {mixing(m['language_mixing'])} | {m['mean_length']:.1f} | "
-             f"{seconds(m['seconds'])} |" for name, m in rows.items()]
-    return "\n".join([head, *lines])
+    return table(["model", "parameters (active)", "pass@1", f"cons@{k}", "mixing zh/ja/ko", "mean length", "wall time"],
+                 [[name, f"{m['params'] / 1e6:.2f}M ({m['active_params'] / 1e6:.2f}M)", f"{m['pass@1']:.3f}",
+                   f"{m[f'cons@{k}']:.3f}", mixing(m["language_mixing"]), f"{m['mean_length']:.1f}", seconds(m["seconds"])]
+                  for name, m in rows.items()])
 
 
 def checks(rows: dict[str, dict]) -> list[tuple[str, bool]]:
@@ -245,15 +203,14 @@ def checks(rows: dict[str, dict]) -> list[tuple[str, bool]]:
 def report_md(result: dict, cfg: DistillConfig) -> str:
     rows, r = result["rows"], cfg.report
     lines = ["# r1lab distill: a small dense student from a reasoning teacher", "",
-             f"Held-out: {r.problems} test-split problems x {r.k} samples (T = {r.temperature}, top-p {r.top_p}, "
-             f"at most {r.max_new_tokens} new tokens). Wall time: what produced the model on this machine (teacher: "
-             "its RL; distilled student: teacher sampling + SFT; RL-only student: its RL training, budgeted to "
-             "the distilled student's time; base student: its pretraining, 0 when cached or given). "
-             f"Traces: {result['traces']['kept']} kept of {result['traces']['total']} teacher samples.", "",
-             report_table(rows, r.k), "", "## The paper's finding, measured", ""]
-    lines += [f"- {'yes' if ok else 'NO'}: {what}" for what, ok in checks(rows)]
-    lines += ["", f"Total wall time of this run: {result['wall_seconds']:.0f}s. Stage times: " +
-              ", ".join(f"{n} {s['seconds']:.0f}s" for n, s in result["stages"].items()), ""]
+             f"Held-out: {r.problems} test-split problems x {r.k} samples (T = {r.sampling.temperature}, top-p "
+             f"{r.sampling.top_p}, at most {r.sampling.max_new_tokens} new tokens). Wall time: what produced the model on "
+             "this machine (teacher: its RL; distilled student: teacher sampling + SFT; RL-only student: its RL "
+             "training, budgeted to the distilled student's time; base student: its pretraining, 0 when cached or "
+             f"given). Traces: {result['traces']['kept']} kept of {result['traces']['total']} teacher samples.", "",
+             report_table(rows, r.k), "", "## The paper's finding, measured", "", checks_markdown(checks(rows)), "",
+             f"Total wall time of this run: {result['wall_seconds']:.0f}s. Stage times: " +
+             ", ".join(f"{n} {s['seconds']:.0f}s" for n, s in result["stages"].items()), ""]
     return "\n".join(lines)
 
 
@@ -261,23 +218,19 @@ def report_md(result: dict, cfg: DistillConfig) -> str:
 
 
 def run_distill(cfg: DistillConfig, log=print) -> dict:
-    from r1lab.runtime.checkpoint import resolve_run_dir
-    from r1lab.stages.zero import build_task
-
     cfg.validate()
     build_task(cfg.data)  # a data file's mistakes surface now, not after the teacher or the student base is trained
     t0 = time.time()
-    run = resolve_run_dir(cfg.run_dir, resume=False)
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
+    run = start(cfg, log)
     records = {}
 
     def run_stage(name: str, key: str, body) -> dict:
         return stage(run, name, key, body, log, "distill")
 
     if cfg.teacher == "zero":
+        teacher_rl = replace(cfg.teacher_rl, data=cfg.data)
         records["teacher"] = run_stage("teacher", fingerprint(cfg.pretrain, cfg.data, cfg.teacher_rl, cfg.seed),
-                                       lambda d: teacher_stage(cfg, d, log))
+                                       lambda d: rl_stage(teacher_rl, "builtin", d, log, **shared(cfg)))
         teacher = Path(records["teacher"]["model"])
     else:
         teacher = resolve_model(cfg.teacher, "teacher")  # a directory, or a hub id downloaded once
@@ -288,17 +241,18 @@ def run_distill(cfg: DistillConfig, log=print) -> dict:
                                   lambda d: traces_stage(cfg, teacher, d, log))
     traces = Path(records["traces"]["data"])
     records["student"] = run_stage("student", fingerprint(records["student_base"], records["traces"], cfg.sft),
-                                   lambda d: sft_student_stage(cfg, student_base, traces, d, log))
+                                   lambda d: sft_stage(cfg.sft, student_base, traces, d, log, **shared(cfg)))
     distill_seconds = records["traces"]["train_seconds"] + records["student"]["train_seconds"]
+    rl_student = dict(shared(cfg), data=cfg.data, gate=False)  # RL on the student: R1-Zero's recipe, no gate
     if cfg.compare_rl:  # the same training time as the distilled student cost
         key = fingerprint(records["student_base"], cfg.rl, cfg.data, distill_seconds)
-        records["rl_only"] = run_stage("rl-only", key, lambda d: rl_stage(cfg.rl, student_base, cfg, d, log,
+        records["rl_only"] = run_stage("rl-only", key, lambda d: rl_stage(cfg.rl, student_base, d, log, **rl_student,
                                                                           max_seconds=distill_seconds))
     if cfg.rl_after_steps:
         after = replace(cfg.rl, max_seconds=0.0, grpo=replace(cfg.rl.grpo, steps=cfg.rl_after_steps))
         distilled = Path(records["student"]["model"])
         records["student_rl"] = run_stage("student-rl", fingerprint(records["student"], after),
-                                          lambda d: rl_stage(after, distilled, cfg, d, log))
+                                          lambda d: rl_stage(after, distilled, d, log, **rl_student))
 
     template = records["student"]["template"]
     models = {"teacher": (teacher, "r1zero", records["teacher"]["train_seconds"] if "teacher" in records else None),
@@ -312,13 +266,10 @@ def run_distill(cfg: DistillConfig, log=print) -> dict:
     rows = {}
     for name, (model_dir, tmpl, seconds) in models.items():
         log(f"distill: measuring {name}")
-        rows[name] = {**measure(model_dir, tmpl, cfg), "seconds": seconds}
+        rows[name] = {**measure(model_dir, cfg.data, cfg.report, cfg.seed, cfg.device, tmpl), "seconds": seconds}
     result = {"rows": rows, "stages": records, "traces": records["traces"], "wall_seconds": time.time() - t0,
               "checks": {what: ok for what, ok in checks(rows)}, "config": config_to_dict(cfg)}
-    tmp = run / ".distill.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    tmp.replace(run / "distill.json")
-    (run / "report.md").write_text(report_md(result, cfg), encoding="utf-8")
+    write_result(run, "distill", result, report_md(result, cfg))
     log(report_table(rows, cfg.report.k))
     log(f"distill: wrote {run}/report.md in {result['wall_seconds']:.0f}s")
     return result

@@ -4,7 +4,7 @@
                [--max-new-tokens 2048] [--template auto] [--limit N] [--out DIR] [--seed 0]
 
 MODEL_DIR is any causal LM directory `transformers` can load: an r1lab checkpoint (written by
-checkpoint.save_checkpoint) or a local Qwen / Llama / DeepSeek model. SPEC is a benchmark preset, a local
+runtime/checkpoint.py) or a local Qwen / Llama / DeepSeek model, or a hub id. SPEC is a benchmark preset, a local
 file or a hub dataset id (r1lab.eval.benchmarks).
 
 Protocol, as DeepSeek-R1 §5 (../shared/R1.md) has it: no greedy decoding; k samples per problem
@@ -21,9 +21,10 @@ Prompting (`--template`), zero-shot as the paper advises:
     answer within \\boxed{}." (DeepSeek-R1's recommended math prompt), with the generation prompt;
   * r1zero: the R1-Zero template (tasks.prompts.apply_template), which r1lab's own models are
     trained on; generation also stops at `</answer>`;
+  (data/prompting.py renders all of them, as for SFT)
   * plain: the problem + the same instruction, no template;
   * auto (default): chat if the tokenizer has a chat template, else r1zero.
-Generation goes through `sampler.HFSampler`, the sampler of the RL stage; grading through
+Generation goes through `engine.sampler.HFSampler`, the sampler of the RL stage; grading through
 `extract.extract_answer` + the problem's task `grade` (`tasks.MathTask`), the very path of the RL
 accuracy reward.
 
@@ -36,7 +37,7 @@ programs have no final answer to vote on.
 
 Output, in --out (default runs/eval-<data name>-<time>):
   eval_config.yaml   the settings, paths resolved;
-  samples.jsonl      one `evaluate.Sample` per line (id, prompt, completion, extracted answer,
+  samples.jsonl      one `eval.metrics.Sample` per line (id, prompt, completion, extracted answer,
                      verdict, sample index, tokens, truncated, ...);
   results.json       pass@1, pass@k, cons@k (math only), mean length, truncation rate, tokens/s,
                      verifier timeouts, and by_<field> (e.g. by_subject, by_level) with the same metrics.
@@ -59,42 +60,42 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import yaml
 
 from r1lab import tasks
-
+from r1lab.data.prompting import MATH_INSTRUCTION, adds_special_tokens, answer_stop_ids, render_prompt, resolve_template
+from r1lab.engine.params import SamplingConfig, SamplingParams, sampling
+from r1lab.errors import UserError
+from r1lab.eval.benchmarks import Benchmark, DataSpec, load_benchmark
+from r1lab.eval.metrics import Sample, benchmark_metrics
 from r1lab.grading import verify
 from r1lab.grading.extract import extract_answer
-from r1lab.eval.benchmarks import Benchmark, DataSpec, load_benchmark
-from r1lab.config import config_to_dict
-from r1lab.errors import UserError
-from r1lab.eval.metrics import Sample, benchmark_metrics
+from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.files import write_atomically
 from r1lab.tasks.code import CODE_INSTRUCTION, extract_code, problem_tests, run_codes
-from r1lab.tasks.prompts import apply_template
 
 if TYPE_CHECKING:
-    from r1lab.engine.sampler import Sampler, SamplingParams
+    from r1lab.engine.sampler import Sampler
 
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CONFIG_FILE, SAMPLES_FILE, RESULTS_FILE = "eval_config.yaml", "samples.jsonl", "results.json"
 
 
 @dataclass
 class EvalRunConfig:
-    model: str = ""  # a Hugging Face causal LM directory
+    model: str = ""  # a Hugging Face causal LM directory (or hub id)
     data: DataSpec = field(default_factory=DataSpec)
     k: int = 4  # samples per problem (the paper: 4-64 by test-set size)
-    temperature: float = 0.6  # the paper's
-    top_p: float = 0.95  # the paper's
-    max_new_tokens: int = 2048  # the paper: 32,768 (see the module docstring)
+    sampling: SamplingConfig = sampling(0.6, 0.95, max_new_tokens=2048)  # the paper's T, top-p; its 32,768 tokens
     template: Literal["auto", "chat", "r1zero", "plain"] = "auto"
     seed: int = 0
     batch_rows: int = 16  # sequences decoded together; a chunk is max(1, batch_rows // k) problems
     out: str | None = None  # default runs/eval-<data name>-<time>
-    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py)
+    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
     dtype: Literal["float32", "bfloat16"] = "float32"
+    FLAGS: ClassVar[dict[str, str]] = {"temperature": "--temperature", "top_p": "--top-p",
+                                       "max_new_tokens": "--max-new-tokens"}  # the command line's names
 
     def validate(self) -> None:
         from r1lab.runtime.device import check
@@ -103,28 +104,34 @@ class EvalRunConfig:
         check(self, "--")
         if not self.model:
             raise UserError("model: give a Hugging Face model directory")
-        for name in ("k", "max_new_tokens", "batch_rows"):
+        for name in ("k", "batch_rows"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')}: expected >= 1, got {getattr(self, name)}")
-        if not self.temperature >= 0:
-            raise UserError(f"temperature: expected >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"top-p: expected 0 < top-p <= 1, got {self.top_p}")
+                raise UserError(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(self, name)}")
+        try:
+            self.sampling.validate()
+        except UserError as e:  # named as the command line names them
+            field_name, _, message = str(e).partition(":")
+            flag = self.FLAGS[field_name]
+            raise UserError(f"{flag}:{message.replace(field_name, flag[2:])}") from None
 
 
 def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> dict:
     """Evaluate (or resume evaluating) and return the results; `sampler` replaces the model (tests)."""
+    # The model side imports torch: a finished evaluation is scored, and a mistake reported, without it.
+    from r1lab.engine.sampler import HFSampler
+    from r1lab.runtime.loading import load_model, load_tokenizer, resolve_model
+
     # --- checks: nothing is loaded or written until all of these pass ---
     cfg.validate()
-    model_dir = check_model_dir(cfg.model)
+    model_dir = resolve_model(cfg.model, "model")
     bench = load_benchmark(cfg.data)
     settings = saved_settings(cfg)
     out = Path(cfg.out) if cfg.out else Path("runs") / f"eval-{bench.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_out_dir(out, settings)
     tokenizer = load_tokenizer(model_dir)
-    template = resolve_template(cfg.template, tokenizer, model_dir)
+    template = resolve_template(cfg.template, tokenizer, f"{model_dir}'s")
     instruction = CODE_INSTRUCTION if bench.kind == "code" else MATH_INSTRUCTION
-    prompts = [build_prompt(p.prompt, template, tokenizer, instruction) for p in bench.problems]
+    prompts = [render_prompt(p.prompt, template, tokenizer, instruction) for p in bench.problems]
     chunks = chunk_bounds(len(prompts), max(1, cfg.batch_rows // cfg.k))
     ids = [p.meta["id"] for p in bench.problems]
     samples, keep_bytes = finished_samples(out / SAMPLES_FILE, chunks, cfg.k, ids)
@@ -135,19 +142,17 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
     # --- generate the chunks not yet in samples.jsonl ---
     todo = range(done, len(chunks))
     if todo:
-        from r1lab.engine.sampler import HFSampler, SamplingParams  # imports torch: only when generating
-
         if any(p.task == "math" for p in bench.problems):  # start sympy's process while the model loads
             threading.Thread(target=verify.warm_up, daemon=True).start()
         if sampler is None:
-            sampler = HFSampler(load_model(model_dir, cfg.device, cfg.dtype), tokenizer, cfg.batch_rows, add_special_tokens=template != "chat")
+            sampler = HFSampler(load_model(model_dir, cfg.device, cfg.dtype), tokenizer, cfg.batch_rows,
+                                add_special_tokens=adds_special_tokens(template))
         stop_ids = answer_stop_ids(tokenizer) if template == "r1zero" else ()
         out.mkdir(parents=True, exist_ok=True)
         write_atomically(out / CONFIG_FILE, yaml.safe_dump(settings, sort_keys=False))
         with open_for_append(out / SAMPLES_FILE, keep_bytes) as f:
             for c in todo:
-                params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_ids,
-                                        seed=cfg.seed * 1_000_003 + c)
+                params = cfg.sampling.params(stop_ids, seed=cfg.seed * 1_000_003 + c)
                 new = generate_chunk(sampler, bench, prompts, c, chunks[c], cfg.k, params)
                 f.write("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in new).encode("utf-8"))
                 f.flush()
@@ -166,16 +171,7 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
 
 
 # ---------------------------------------------------------------------------------------------
-# Checks and loading
-
-
-def check_model_dir(path: str) -> Path:
-    p = Path(path)
-    if not p.is_dir():
-        raise UserError(f"{path}: no such model directory")
-    if not (p / "config.json").exists():
-        raise UserError(f"{path}: not a Hugging Face model directory (no config.json)")
-    return p
+# Checks
 
 
 def saved_settings(cfg: EvalRunConfig) -> dict:
@@ -217,61 +213,6 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return diffs
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(model_dir)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{model_dir}: cannot load its tokenizer ({' '.join(str(e).split())[:200]})") from None
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_model(model_dir: Path, device: str = "cpu", dtype: str = "float32"):
-    """The model on `device` in `dtype` (default float32: CPU matmuls are fastest and exact there),
-    in inference mode."""
-    from transformers import AutoModelForCausalLM
-
-    from r1lab.runtime.device import resolve_device, resolve_dtype
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, "--dtype"))
-    return model.to(resolve_device(device, "--device")).eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# Prompts
-
-
-def resolve_template(template: str, tokenizer, model_dir: Path) -> str:
-    """`auto` -> chat if the tokenizer has a chat template, else r1zero; chat needs one."""
-    has_chat = bool(getattr(tokenizer, "chat_template", None))
-    if template == "auto":
-        return "chat" if has_chat else "r1zero"
-    if template == "chat" and not has_chat:
-        raise UserError(f"template: {model_dir}'s tokenizer has no chat template; use --template r1zero or plain")
-    return template
-
-
-def build_prompt(question: str, template: str, tokenizer, instruction: str = MATH_INSTRUCTION) -> str:
-    """The text the model is given for `question` under `template` (see the module docstring)."""
-    if template == "r1zero":
-        return apply_template(question)
-    instructed = f"{question}\n{instruction}"
-    if template == "plain":
-        return instructed
-    messages = [{"role": "user", "content": instructed}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def answer_stop_ids(tokenizer) -> tuple[int, ...]:
-    """`</answer>` as a stop token, when the tokenizer has it as a single token (r1lab's do)."""
-    token_id = tokenizer.convert_tokens_to_ids("</answer>")
-    return () if token_id is None or token_id == tokenizer.unk_token_id else (token_id,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,18 +294,12 @@ def open_for_append(path: Path, keep_bytes: int):
     return f
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Scoring and the table
 
 
 def score_run(samples: list[Sample], bench: Benchmark, settings: dict, template: str) -> dict:
-    """results.json: the metrics (evaluate.benchmark_metrics) and what they were measured on."""
+    """results.json: the metrics (eval.metrics.benchmark_metrics) and what they were measured on."""
     timeouts_before = verify.stats()["timeouts"]
     if bench.kind == "code":  # programs have no final answer to vote on: no cons@k
         samples = [replace(s, extracted=None) for s in samples]

@@ -31,16 +31,15 @@ code run), `correct` (true only when every test passed), `pass_fraction`, `tests
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1lab.errors import UserError
 from r1lab.grading import verify
 from r1lab.grading.extract import gold_answer
-from r1lab.eval.benchmarks import read_jsonl
-from r1lab.tasks.files import text_field
-from r1lab.errors import UserError
+from r1lab.runtime.files import read_jsonl, text_field, write_atomically
+from r1lab.tasks.code import checked_record_tests, extract_code, run_codes
 
 PRED_FIELDS = ("completion", "prediction", "response", "output")
 GRADE_TASKS = ("math", "code")
@@ -83,9 +82,7 @@ def grade_file(cfg: GradeConfig, log=lambda message: print(message, file=sys.std
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomically(out, text)
     share = f" ({n_correct / len(lines):.1%})" if lines else ""
     if cfg.task == "code" and lines:
         share += f", mean pass fraction {sum(g['pass_fraction'] for g in graded) / len(lines):.3f}"
@@ -102,8 +99,6 @@ def grade_prediction(prediction: str | None, gold: str) -> tuple[str | None, boo
 
 def grade_code_items(items: list[Item]) -> list[dict]:
     """Run each item's code (`gold` holds its tasks.code.CodeTests) in the sandbox, in parallel."""
-    from r1lab.tasks.code import extract_code, run_codes
-
     codes = [None if item.prediction is None or not item.prediction.strip()
              else extract_code(item.prediction) or item.prediction for item in items]
     results = run_codes(codes, [item.gold for item in items])
@@ -113,8 +108,6 @@ def grade_code_items(items: list[Item]) -> list[dict]:
 
 def read_code_items(path: Path, pred_field: str | None) -> list[Item]:
     """Every line of `path` with its tests (in `Item.gold`); UserError `FILE:LINE: ...` for the first bad one."""
-    from r1lab.tasks.code import checked_record_tests
-
     items = []
     for number, record in read_jsonl(path):
         where = f"{path}:{number}"

@@ -2,30 +2,29 @@
 
     r1lab rm [recipe.yaml] [data=PAIRS.jsonl] [base=DIR] [key=value ...] [--resume]
 
-A sequence-classification head (`AutoModelForSequenceClassification`, one output: the score of
-the last token) on a causal LM, trained on preference pairs with the Bradley-Terry loss
--log σ(r(prompt, chosen) - r(prompt, rejected)). The text scored is the prompt in the R1-Zero
-template followed by the response, as the policy sees and writes it.
+A sequence-classification head (one output: the score of the last token; runtime/loading.py,
+`head="score"`) on a causal LM, trained on preference pairs with the Bradley-Terry loss
+-log σ(r(prompt, chosen) - r(prompt, rejected)) (rl/reward_model.py). The text scored is the
+prompt in the R1-Zero template followed by the response, as the policy sees and writes it.
 
-Data: the built-in pairs (`general.py`: greetings, facts, harmful requests in four languages,
+Data: the built-in pairs (data/preferences.py: greetings, facts, harmful requests in four languages,
 each preferred answer against wrong, unhelpful, other-language, harmful and repetitive ones) or
 a JSONL of {"prompt", "chosen", "rejected"} lines. The built-in test split's pairs (prompts
 never seen in training) measure the held-out ranking accuracy, reported with the run.
 
-`device` and `dtype` place the model as in every trainer (device.py).
+`device` and `dtype` place the model as in every trainer (runtime/device.py).
 
 Departure from the paper: one reward model for helpfulness and harmlessness (the paper trains
 preference models for each); stage 4 scores the summary and the whole response with it.
 
-A batch whose loss or gradient norm is not finite is skipped (guard.py), counted in the epoch's
+A batch whose loss or gradient norm is not finite is skipped (runtime/guard.py), counted in the epoch's
 `skipped_steps` in rm.json's history, and logged. Each batch's record goes to run_dir/metrics.jsonl;
-a checkpoint (checkpoint.py: weights, optimizer, records) is written every `save_every` batches,
+a checkpoint (runtime/checkpoint.py: weights, optimizer, records) is written every `save_every` batches,
 and `--resume` continues a killed run from the newest usable one to the same weights.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -35,17 +34,21 @@ from typing import Literal
 
 import torch
 
-from r1lab.runtime import distributed
-from r1lab.eval.benchmarks import read_jsonl
-from r1lab.runtime.checkpoint import check_run_dir, open_metrics, resolve_run_dir, save_checkpoint
-from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.config import save_config
-from r1lab.runtime.device import check as check_device
-from r1lab.runtime.device import model_device, resolve_device, resolve_dtype
+from r1lab.data.preferences import PreferencePair, preference_pairs
 from r1lab.errors import UserError
-from r1lab.data.general import PreferencePair, preference_pairs
-from r1lab.runtime.guard import guarded_step
 from r1lab.model.base import PretrainConfig, pretrain
+from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
+from r1lab.runtime import distributed
+from r1lab.runtime.checkpoint import resume as resume_from
+from r1lab.runtime.checkpoint import save_checkpoint, save_model
+from r1lab.runtime.config import save_config
+from r1lab.runtime.device import check as check_device
+from r1lab.runtime.device import model_device
+from r1lab.runtime.files import read_jsonl, write_json
+from r1lab.runtime.guard import guarded_step
+from r1lab.runtime.loading import load, resolve_model
+from r1lab.runtime.run import start_run
+from r1lab.runtime.runlog import RunLog
 from r1lab.tasks.prompts import apply_template
 
 
@@ -61,7 +64,7 @@ class RMConfig:
     save_every: int = 50  # batches (optimizer steps) between checkpoints, and one after the last
     seed: int = 0
     threads: int = 0
-    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (device.py)
+    device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
     dtype: Literal["float32", "bfloat16"] = "float32"
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -87,54 +90,6 @@ def read_pairs(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def load_reward_model(path: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"):
-    """(model, tokenizer): a sequence-classification model with one output, from a causal LM or
-    a saved reward model directory, on `device` in `dtype` (as zero.load_policy)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    if not (Path(path) / "config.json").exists():
-        raise UserError(f"base: '{path}' is not a Hugging Face model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "score.weight newly initialized" is expected from a causal LM
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=resolve_dtype(dtype))
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    model.config.pad_token_id = tok.pad_token_id
-    return model.to(resolve_device(device)), tok
-
-
-def scores(model, tok, prompts: list[str], responses: list[str]) -> torch.Tensor:
-    """r(prompt, response) for each pair of lists, (B,), differentiable."""
-    texts = [apply_template(p) + " " + r for p, r in zip(prompts, responses)]
-    enc = tok(texts, padding=True)  # lists: the tensors are made here, on the model's device
-    ids, mask = (torch.tensor(enc[k], device=model_device(model)) for k in ("input_ids", "attention_mask"))
-    return model(input_ids=ids, attention_mask=mask).logits[:, 0]
-
-
-def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """Bradley-Terry: -log σ(r_chosen - r_rejected), averaged over pairs."""
-    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
-
-
-@torch.no_grad()
-def pair_accuracy(model, tok, pairs: list[PreferencePair], batch: int = 64) -> float:
-    """The share of pairs whose chosen response scores strictly higher."""
-    model.eval()
-    wins = 0
-    for i in range(0, len(pairs), batch):
-        b = pairs[i : i + batch]
-        c = scores(model, tok, [p.prompt for p in b], [p.chosen for p in b])
-        r = scores(model, tok, [p.prompt for p in b], [p.rejected for p in b])
-        wins += int((c > r).sum())
-    return wins / len(pairs)
-
-
 def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, run: Path | None = None,
              resume: bool = False) -> list[dict]:
     """Train `model` in place; returns one record per epoch (pair-weighted mean loss, skipped steps).
@@ -146,7 +101,7 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps: list[dict] = resume_from(run, model, opt, log)["steps"] if resume else []
     main = distributed.is_main()
-    metrics = open_metrics(run, steps) if run and main else None
+    metrics = RunLog(run, steps) if run and main else None
     rng = random.Random(cfg.seed)
     total = math.ceil(len(pairs) / cfg.batch_pairs) * cfg.epochs
     t0 = time.time() - (steps[-1]["seconds"] if steps else 0.0)
@@ -174,8 +129,7 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
             steps.append({"step": step, "epoch": epoch + 1, "loss": float(loss), "pairs": len(batch),
                           "skipped_steps": int(skipped), "seconds": time.time() - t0})
             if metrics:
-                metrics.write(json.dumps(steps[-1]) + "\n")
-                metrics.flush()
+                metrics.log(steps[-1])
             if main and run and (step % cfg.save_every == 0 or step == total):  # written once
                 save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
         r = epoch_records(steps)[-1]
@@ -199,24 +153,17 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     """The `r1lab rm` command: train, measure held-out pair accuracy, save; returns the model dir.
     `resume`: continue the run in run_dir from its newest usable checkpoint (a finished run, one
     with run_dir/model, is left as it is)."""
-    from r1lab.stages.sft import save_model
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    distributed.init()  # under torchrun / accelerate: each rank scores its share of every batch's pairs
-    if not distributed.is_main():
-        log = lambda *a: None  # noqa: E731
-    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))
-    check_run_dir(run, resume)
+    # under torchrun / accelerate: each rank scores its share of every batch's pairs
+    run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
     if resume and (run / "model").exists():
         log(f"rm: {run} is finished; nothing to resume")
         return run / "model"
-    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     train = read_pairs(cfg.data) if cfg.data else preference_pairs("train", cfg.seed)
     held_out = preference_pairs("test", cfg.seed)
-    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log) if cfg.base == "builtin"
+                                  else resolve_model(cfg.base))  # rank 0 downloads a hub id first
     torch.manual_seed(cfg.seed)  # the new score head's initialisation: reproducible, and the same on every rank
-    model, tok = load_reward_model(base, cfg.device, cfg.dtype)
+    model, tok = load(base, cfg.device, cfg.dtype, head="score")
     fits = lambda p: max(len(tok(apply_template(p.prompt) + " " + r)["input_ids"]) for r in (p.chosen, p.rejected)) <= cfg.max_tokens  # noqa: E731
     kept = [p for p in train if fits(p)]
     if not kept:
@@ -234,7 +181,7 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),
             "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
             "train_accuracy": pair_accuracy(model, tok, kept), "history": history}
-    (run / "rm.json").write_text(json.dumps(info, indent=2))
+    write_json(run / "rm.json", info)
     save_model(model, tok, run / "model", info, "rm.json")  # last: run/model marks the run finished
     log(f"rm: held-out pair accuracy {before:.3f} -> {info['held_out_accuracy']:.3f} "
         f"(train {info['train_accuracy']:.3f}), wrote {run / 'model'}")

@@ -8,10 +8,11 @@ Data: JSONL, one example per line, either `{"prompt": ..., "completion": ...}` o
 (the last message is the completion, everything before it the prompt). Templates:
   * chat: the tokenizer's chat template (prompt rendered with the generation prompt, so the
     completion is exactly what the model is asked to generate);
-  * r1zero: the R1-Zero template around the prompt (`tasks.apply_template`), the format r1lab's
-    own base and RL stages use; with `messages`, the last user message is the prompt;
+  * r1zero: the R1-Zero template around the prompt (`tasks.prompts.apply_template`), the format
+    r1lab's own base and RL stages use; with `messages`, the last user message is the prompt;
   * plain: the prompt text as given;
-  * auto (default): chat if the tokenizer has a chat template, else r1zero.
+  * auto (default): chat if the tokenizer has a chat template, else r1zero
+(data/prompting.py resolves and renders them, as for evaluation).
 The completion is followed by the tokenizer's EOS, so the model learns to stop.
 
 Loss: token-level cross-entropy on completion tokens (and that EOS) only; prompt tokens and
@@ -21,29 +22,28 @@ completion weighs in proportion to its length (as in the paper's SFT; TRL's defa
 Packing: examples are packed into rows of at most `seq_len` tokens by first-fit decreasing,
 position ids restarting at 0 for each example and no attention mask, which transformers turns
 into a block-diagonal causal mask: an example never attends to another in its row (the result
-equals training on each example alone; tests/test_sft.py checks it). Examples longer than
+equals training on each example alone; tests/stages/test_sft.py checks it). Examples longer than
 `seq_len` are dropped and counted, not truncated, because a cut chain of thought would teach the
 model to stop mid-thought. `pack=false` gives one example per row instead (padded).
 
 Optimisation: AdamW (no weight decay on norms and biases), linear warm-up then cosine (or
 constant) learning rate, gradient clipping, `epochs` passes over the data in a seeded order. A
-step whose loss or gradient norm is not finite is skipped (guard.py) and counted in its record's
+step whose loss or gradient norm is not finite is skipped (runtime/guard.py) and counted in its record's
 `skipped_steps`; the schedule counts it as a step. For
 r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
 pretraining. A checkpoint (the model in Hugging Face format, with the optimizer state and the
-records so far; checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
+records so far; runtime/checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
 and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
 newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
-With `lora.r` > 0 only LoRA adapters train (lora.py), and each checkpoint holds the merged model
-plus the adapters in `adapter/`. `device` and `dtype` place the model (device.py); `dtype=bfloat16`
+With `lora.r` > 0 only LoRA adapters train (runtime/lora.py), and each checkpoint holds the merged model
+plus the adapters in `adapter/`. `device` and `dtype` place the model (runtime/device.py); `dtype=bfloat16`
 trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16
 spacing, |w|/512 to |w|/256, rounds away), so float32 is the default.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -53,19 +53,22 @@ from typing import Literal
 
 import torch
 
+from r1lab.data.prompting import adds_special_tokens, render_prompt, resolve_template
+from r1lab.errors import UserError
+from r1lab.model.architecture import RouterLoadTracker
+from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.runtime import distributed
-from r1lab.eval.benchmarks import read_jsonl
-from r1lab.runtime.checkpoint import (check_run_dir, open_metrics, resolve_run_dir, save_checkpoint, write_dir_atomically,
-                              write_text_atomically)
 from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.config import save_config
+from r1lab.runtime.checkpoint import save_checkpoint
+from r1lab.runtime.config import save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
-from r1lab.errors import UserError
+from r1lab.runtime.files import read_jsonl, write_atomically
 from r1lab.runtime.guard import guarded_step
-from r1lab.runtime.lora import LoRAConfig, add_adapters, save_weights
-from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.tasks.prompts import apply_template
+from r1lab.runtime.loading import load, resolve_model
+from r1lab.runtime.lora import LoRAConfig, add_adapters
+from r1lab.runtime.run import start_run
+from r1lab.runtime.runlog import RunLog
 
 IGNORE = -100  # label of tokens that carry no loss
 
@@ -91,9 +94,9 @@ class SFTConfig:
     save_every: int = 50  # optimizer steps between checkpoints (and one at each epoch's end)
     seed: int = 0
     threads: int = 0  # 0: torch's default
-    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (distributed.py)
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (runtime/distributed.py)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
-    dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (device.py)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (runtime/device.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
@@ -151,33 +154,13 @@ def read_pairs(path: str | Path, limit: int = 0) -> list[tuple[str, object, str]
     return pairs
 
 
-def resolve_template(template: str, tokenizer) -> str:
-    has_chat = bool(getattr(tokenizer, "chat_template", None))
-    if template == "auto":
-        return "chat" if has_chat else "r1zero"
-    if template == "chat" and not has_chat:
-        raise UserError("template: the model's tokenizer has no chat template; use template=r1zero or plain")
-    return template
-
-
-def render_prompt(prompt, template: str, tokenizer) -> str:
-    """The prompt text the model sees: a string, or messages, under `template`."""
-    if template == "chat":
-        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    if not isinstance(prompt, str):  # messages outside a chat template: the last user turn
-        users = [m["content"] for m in prompt if m["role"] == "user"]
-        prompt = users[-1] if users else ""
-    return apply_template(prompt) if template == "r1zero" else prompt
-
-
 def tokenize_examples(pairs, template: str, tokenizer) -> list[Example]:
     """Token ids of each (prompt, completion); the completion ends with EOS. A chat-rendered prompt
     already holds its special tokens, so none are added to it."""
     if tokenizer.eos_token_id is None:
         raise UserError("base: the tokenizer has no EOS token, so the model could not learn to stop")
     prompts = [render_prompt(p, template, tokenizer) for _, p, _ in pairs]
-    p_ids = tokenizer(prompts, add_special_tokens=template != "chat")["input_ids"]
+    p_ids = tokenizer(prompts, add_special_tokens=adds_special_tokens(template))["input_ids"]
     c_ids = tokenizer([c for _, _, c in pairs], add_special_tokens=False)["input_ids"]
     return [Example(p, c + [tokenizer.eos_token_id], src) for (src, _, _), p, c in zip(pairs, p_ids, c_ids)]
 
@@ -246,17 +229,6 @@ def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
 # --- training ---------------------------------------------------------------------------------
 
 
-def save_model(model, tok, out: Path, info: dict, info_name: str = "sft.json") -> None:
-    """`out` in Hugging Face format, written to a temporary directory first: never half-written."""
-
-    def fill(tmp: Path) -> None:
-        save_weights(model, tmp)  # a LoRA model: merged weights, and the adapters in adapter/
-        tok.save_pretrained(tmp)
-        (tmp / info_name).write_text(json.dumps(info, indent=2))
-
-    write_dir_atomically(out, fill)
-
-
 def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, run: Path | None = None,
               resume: bool = False, info: dict | None = None) -> list[dict]:
     """Fine-tune `model` in place on `examples`; returns one record per optimizer step.
@@ -266,8 +238,6 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
     `save_every` steps and at each epoch's end. `resume` continues from the newest usable one
     exactly: the learning rate is a function of the step, and each epoch's order comes from one
     generator seeded once, so replaying the shuffles of the epochs before gives the same order."""
-    from r1lab.model.architecture import RouterLoadTracker
-
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     rows = pack(examples, cfg.seq_len) if cfg.pack else [[ex] for ex in examples]
     steps_per_epoch = math.ceil(len(rows) / cfg.rows_per_step)
@@ -278,7 +248,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
     main = distributed.is_main()
-    metrics = open_metrics(run, history) if run and main else None  # rank 0 writes
+    metrics = RunLog(run, history) if run and main else None  # rank 0 writes
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
     rng = random.Random(cfg.seed)
     rank, world = distributed.rank(), distributed.world_size()
@@ -330,8 +300,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 log(f"sft step {step}/{total} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "
                     f"[{record['seconds']:.0f}s]")
             if metrics:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
+                metrics.log(record)
             if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1):
                 weights = distributed.full_state_dict(model) if fsdp else None  # FSDP2: gathered by every rank
                 if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
@@ -348,26 +317,19 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     """The `r1lab sft` command: read and check the data, fine-tune, write checkpoints; returns
     the final checkpoint's directory. `resume`: continue the run in run_dir from its newest usable
     checkpoint (a finished run is left as it is)."""
-    from r1lab.stages.zero import load_policy
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    distributed.init()  # under torchrun / accelerate: each rank trains on its share of every step's rows
+    # under torchrun / accelerate: each rank trains on its share of every step's rows
+    run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
     main = distributed.is_main()
-    if not main:
-        log = lambda *a: None  # noqa: E731
-    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))
-    check_run_dir(run, resume)
     if resume and cfg.parallel == "fsdp2" and distributed.world_size() > 1:
         raise UserError("--resume: a parallel=fsdp2 run does not resume (its optimizer state is sharded "
                         "across ranks); parallel=ddp runs do")
     if resume and (run / "final").exists():
         log(f"sft: {run} is finished; nothing to resume")
         return run / (run / "final").read_text()
-    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     pairs = read_pairs(cfg.data, cfg.max_examples)  # every data mistake surfaces before any training
-    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" else Path(cfg.base)
-    model, tok = load_policy(base, cfg.device, cfg.dtype)
+    base = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log) if cfg.base == "builtin"
+                                  else resolve_model(cfg.base))  # rank 0 downloads a hub id first
+    model, tok = load(base, cfg.device, cfg.dtype)
     if cfg.lora.r:
         model = add_adapters(model, cfg.lora)
     if cfg.parallel == "fsdp2" and distributed.world_size() > 1:
@@ -390,7 +352,7 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
     distributed.barrier()  # rank 0 has written the last checkpoint
     if main:  # `final` appears only once training is done: it names the last epoch's checkpoint
-        write_text_atomically(run / "final", (run / "latest").read_text())
+        write_atomically(run / "final", (run / "latest").read_text())
     distributed.barrier()
     out = run / (run / "final").read_text()
     if not main:

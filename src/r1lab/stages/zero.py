@@ -2,7 +2,7 @@
 
     r1lab zero [recipe.yaml] [key=value ...] [--resume]
 
-1. Get the base: r1lab's own tiny DeepSeek-V3 (pretrained once, cached; see pretrain.py) or
+1. Get the base: r1lab's own tiny DeepSeek-V3 (pretrained once, cached; model/base.py) or
    any Hugging Face causal LM directory (`base=path/to/model`).
 2. Evaluate the base on the held-out test split, and gate: print its mix of styles (reasoning /
    direct answer / unformatted) and the accuracy of each, and refuse to start when the reasoning
@@ -22,10 +22,10 @@ Dr. GRPO, where R1-Zero used a small KL term (set `grpo.beta`).
 
 Where it runs: `device` (auto: the GPU when torch sees one, else the CPU) and `dtype` (float32, or
 bfloat16 weights without a float32 master copy) place the policy, its reference and the reward
-model (device.py); every tensor of the rollout and the update is made on the policy's device.
+model (runtime/device.py); every tensor of the rollout and the update is made on the policy's device.
 
-The same loop runs the R1 pipeline's RL stages (pipeline.py): stage 2 adds the `language` reward;
-stage 4 (`data.general_share` > 0, `reward_model=DIR`) draws that share of each step's prompts
+The same loop runs the R1 pipeline's and distillation's RL stages (through stages/chain.py):
+stage 2 adds the `language` reward; stage 4 (`data.general_share` > 0, `reward_model=DIR`) draws that share of each step's prompts
 from the built-in general prompts, scored by the reward model (`preference` reward) since they
 have no verifiable answer; their accuracy is 0, so the logged accuracy of a stage-4 step counts
 them as misses.
@@ -35,46 +35,35 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
-from r1lab.runtime import distributed
-from r1lab.runtime.checkpoint import check_run_dir, resolve_run_dir, save_checkpoint
-from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.config import config_to_dict, save_config
-from r1lab.runtime.device import check as check_device
+from r1lab.data.problems import TEST_SEED, TRAIN_SEED, DataConfig, build_task
+from r1lab.data.prompting import answer_stop_ids
+from r1lab.engine.params import SamplingConfig, sampling
+from r1lab.engine.sampler import HFSampler
+from r1lab.engine.vllm import RolloutConfig, check_backend, make_sampler
 from r1lab.errors import UserError
 from r1lab.eval.metrics import EvalResult, evaluate
-from r1lab.runtime.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
+from r1lab.eval.report import write_report
 from r1lab.model.base import PretrainConfig, pretrain
+from r1lab.rl.reward_model import preference_reward
 from r1lab.rl.rewards import get_reward
-from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step, update_policy  # noqa: F401 (re-exported)
-from r1lab.engine.vllm import RolloutConfig, check_backend, make_sampler
-from r1lab.engine.sampler import HFSampler, SamplingParams
+from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
+from r1lab.runtime import distributed
+from r1lab.runtime.checkpoint import resume as resume_from
+from r1lab.runtime.checkpoint import save_checkpoint
+from r1lab.runtime.config import config_to_dict, save_config
+from r1lab.runtime.device import check as check_device
+from r1lab.runtime.files import write_json
+from r1lab.runtime.loading import load, resolve_model
+from r1lab.runtime.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
+from r1lab.runtime.run import start_run
+from r1lab.runtime.runlog import RunLog
 from r1lab.tasks import apply_template, make_task, register_task
-
-
-@dataclass
-class DataConfig:
-    task: str = "arithmetic"  # a built-in task, or "file" for `path`
-    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})
-    path: str | None = None  # JSONL / parquet / saved datasets dir, with task="file"
-    question_field: str = "problem"
-    answer_field: str = "answer"
-    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
-    n_train: int = 20000  # size of the training prompt pool
-    n_test: int = 100  # held-out problems for evaluation
-    general_share: float = 0.0  # fraction of each step's prompts that are general ones (stage 4; needs reward_model)
-
-    def validate(self) -> None:
-        for name in ("n_train", "n_test"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -82,20 +71,21 @@ class EvalConfig:
     k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k
     base_pass_k: int = 64  # the base's pass@k curve up to this k (0: skip), on base_pass_k_problems
     base_pass_k_problems: int = 50
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 200
+    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # the paper's protocol
+    RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
+                                         "max_new_tokens": "sampling.max_new_tokens"}
 
     def validate(self) -> None:
-        if self.k < 1 or self.max_new_tokens < 1:
-            raise UserError(f"k, max_new_tokens: expected >= 1, got {self.k} and {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError("temperature, top_p: expected temperature >= 0 and 0 < top_p <= 1")
+        if self.k < 1:
+            raise UserError(f"k: expected >= 1, got {self.k}")
+        if self.base_pass_k < 0 or (self.base_pass_k and self.base_pass_k_problems < 1):
+            raise UserError(f"base_pass_k, base_pass_k_problems: expected >= 0 and >= 1, got {self.base_pass_k} "
+                            f"and {self.base_pass_k_problems}")
 
 
 @dataclass
 class ZeroConfig:
-    base: str = "builtin"  # "builtin": r1lab's tiny DeepSeek-V3 (pretrained, cached); else a HF model dir
+    base: str = "builtin"  # "builtin": r1lab's tiny DeepSeek-V3 (pretrained, cached); else a HF model dir or hub id
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
@@ -108,12 +98,12 @@ class ZeroConfig:
     gate_min_accuracy: float = 0.5
     run_dir: str = "runs/zero-{time}"  # {time}: start time; --resume picks the newest match
     save_every: int = 10
-    max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0 = steps only
+    max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0: off
     seed: int = 0
     threads: int = 0
-    parallel: str = "ddp"  # under torchrun: "ddp" only (distributed.py; fsdp2 is for `r1lab sft`)
+    parallel: str = "ddp"  # under torchrun: "ddp" only (runtime/distributed.py; fsdp2 is for `r1lab sft`)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
-    dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (device.py)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (runtime/device.py)
 
     def validate(self) -> None:
         distributed.check_parallel(self.parallel, fsdp_ok=False)
@@ -136,61 +126,8 @@ class ZeroConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def is_hub_id(spec: str | Path) -> bool:
-    """`owner/name` and no such local path: a Hugging Face hub model id."""
-    return not Path(spec).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) is not None
-
-
-def resolve_model(spec: str | Path, field: str = "base") -> Path:
-    """A model directory, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`, as in the GPU recipes)
-    downloaded once into the Hugging Face cache: either way a local directory for every stage."""
-    p = Path(spec)
-    if (p / "config.json").exists():
-        return p
-    if not is_hub_id(spec):
-        raise UserError(f"{field}: '{spec}' is not a Hugging Face model directory (no config.json)")
-    from huggingface_hub import constants, snapshot_download
-
-    from r1lab.eval.benchmarks import _check_hub_reachable
-
-    _check_hub_reachable(str(spec))  # offline: one line at once, not retries
-    try:
-        return Path(snapshot_download(str(spec), local_files_only=constants.HF_HUB_OFFLINE))
-    except Exception as e:  # noqa: BLE001 -- a typo, no such repo, no access: the user's to fix
-        raise UserError(f"{field}: '{spec}' is neither a model directory (no config.json) nor a hub model "
-                        f"that could be downloaded ({type(e).__name__})") from None
-
-
-def load_policy(path: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"):
-    """(model, tokenizer) from a model directory or hub id: the model on `device` (a torch.device,
-    or a `device` config value: auto, cpu, cuda, cuda:N) in `dtype` (float32 or bfloat16); the
-    tokenizer pads on the left, with EOS as its pad token when it has none."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from r1lab.runtime.device import resolve_device, resolve_dtype
-
-    p = resolve_model(path)
-    tok = AutoTokenizer.from_pretrained(p)
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(p, dtype=resolve_dtype(dtype))
-    return model.to(resolve_device(device)), tok
-
-
-def build_task(data: DataConfig):
-    if data.task == "file":
-        if not data.path:
-            raise UserError("data.path: task 'file' needs a path to a JSONL/parquet file or datasets dir")
-        task = make_task("file", path=data.path, question_field=data.question_field, answer_field=data.answer_field)
-    else:
-        task = make_task(data.task, **data.task_args)
-    register_task(task)
-    return task
-
-
 def eval_model(sampler, problems, cfg: ZeroConfig, seed: int, k: int | None = None) -> EvalResult:
-    params = SamplingParams(cfg.eval.temperature, cfg.eval.top_p, cfg.eval.max_new_tokens, seed=seed)
+    params = cfg.eval.sampling.params(seed=seed)
     return evaluate(sampler, problems, [apply_template(p.prompt) for p in problems], k or cfg.eval.k, params)
 
 
@@ -216,25 +153,23 @@ def check_gate(res: EvalResult, cfg: ZeroConfig) -> None:
         )
 
 
-def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
-    from r1lab.eval.report import write_report
-    from r1lab.runtime.runlog import RunLog
+def describe(record: dict) -> str:
+    """The progress bar's summary of a step record."""
+    acc = record.get("accuracy")
+    return (f"reward {record['reward']:.3f} acc {acc if acc is None else round(acc, 3)} "
+            f"len {record['len_mean']:.0f} {record['time_step']:.1f}s/step")
 
+
+def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     t_start = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    # Under torchrun / accelerate (distributed.py) every rank runs this function on its share of
-    # each step's prompts; rank 0 alone evaluates and writes files, and its log is the run's.
-    world, rank, main = distributed.init(), distributed.rank(), distributed.is_main()
-    if not main:
-        log = lambda *a: None  # noqa: E731
+    # Under torchrun / accelerate (runtime/distributed.py) every rank runs this function on its
+    # share of each step's prompts; rank 0 alone evaluates and writes files, and its log is the run's.
+    run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    cfg.run_dir = str(run)
     if cfg.grpo.prompts_per_step < world:
         raise UserError(f"grpo.prompts_per_step: {cfg.grpo.prompts_per_step} prompts cannot be shared by {world} ranks "
                         "(each rank needs at least one group)")
-    run = distributed.broadcast(resolve_run_dir(cfg.run_dir, resume))  # rank 0's clock names the run
-    cfg.run_dir = str(run)
-    check_run_dir(run, resume)
-    distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
 
     # Everything the user can get wrong is checked before any expensive work or any write.
     # (checked here, not in validate(), because the pipeline fills these in for its stage 4)
@@ -248,22 +183,22 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     if "preference" in cfg.rewards and not cfg.reward_model:
         raise UserError("reward_model: the preference reward and general prompts need a reward model "
                         "(a `r1lab rm` output directory)")
-    if cfg.reward_model and not (Path(cfg.reward_model) / "config.json").exists():
-        raise UserError(f"reward_model: '{cfg.reward_model}' is not a model directory (no config.json)")
+    if cfg.reward_model:
+        resolve_model(cfg.reward_model, "reward_model")
     check_backend(cfg.rollout)
     if cfg.rollout.backend == "vllm" and cfg.lora.r:
         raise UserError("rollout.backend, lora.r: vLLM rollouts of a LoRA model are not supported; use rollout.backend=hf")
     task = build_task(cfg.data)
     langs = tuple(cfg.data.langs)
     # A seed offset so that RL prompts are not the pretraining corpus's problems (same generator).
-    train = task.problems("train", cfg.data.n_train, seed=cfg.seed + 1000, langs=langs)
-    test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1, langs=langs)
+    train = task.problems("train", cfg.data.n_train, seed=cfg.seed + TRAIN_SEED, langs=langs)
+    test = task.problems("test", cfg.data.n_test, seed=cfg.seed + TEST_SEED, langs=langs)
     if not train or not test:
         raise UserError(f"data: need train and test problems, got {len(train)} train and {len(test)} test")
 
     base_path = distributed.main_first(lambda: pretrain(cfg.pretrain, log=log)) if cfg.base == "builtin" \
         else distributed.main_first(lambda: resolve_model(cfg.base))  # rank 0 downloads a hub id first
-    model, tok = load_policy(base_path, cfg.device, cfg.dtype)
+    model, tok = load(base_path, cfg.device, cfg.dtype)
     if cfg.lora.r:
         check_targets(model, cfg.lora)  # before the run directory is written
     sampler = make_sampler(cfg.rollout, model, tok, base_path, log=log)
@@ -298,8 +233,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         base_samples = [base_res.completions[i][0] for i in range(min(4, len(test)))]
         run.mkdir(parents=True, exist_ok=True)  # the run directory appears only once RL starts
         save_config(cfg, run / "config.yaml")
-        state_path.with_suffix(".tmp").write_text(json.dumps({"base": base_res_metrics, "base_samples": base_samples}))
-        state_path.with_suffix(".tmp").replace(state_path)
+        write_json(state_path, {"base": base_res_metrics, "base_samples": base_samples})
 
     g = cfg.grpo
     if cfg.lora.r:
@@ -307,25 +241,26 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         sampler = HFSampler(model, tok)  # the model's own forward: the static decoder would skip the adapters
     ref = reference_model(model) if g.beta > 0 else None  # LoRA: the same model with adapters off
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
-    start_step = 0
+    start_step, history = 0, []
     if resume:
-        start_step = resume_from(run, model, opt, log)["step"]  # ref, copied above, stays the base
+        state = resume_from(run, model, opt, log)  # ref, copied above, stays the base
+        if "history" not in state:
+            raise UserError(f"--resume: {run}'s checkpoints hold no metrics history (written by an older r1lab); "
+                            "start a new run")
+        start_step, history = state["step"], state["history"]
         sampler.load_weights(model)
     reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
     if "preference" in cfg.rewards:
-        from r1lab.rl.rewards import preference_reward
-        from r1lab.stages.rm import load_reward_model
-
-        rm, rm_tok = load_reward_model(cfg.reward_model, cfg.device, cfg.dtype)
+        rm, rm_tok = load(cfg.reward_model, cfg.device, cfg.dtype, head="score", field="reward_model")
         reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)
     general = register_task(make_task("general")).problems("train", 10_000, seed=cfg.seed, langs=langs) if n_general else []
-    stop_ids = tuple(i for i in [tok.convert_tokens_to_ids("</answer>")] if i is not None and i != tok.unk_token_id)
-    logger = RunLog(run, resume=resume, total=g.steps, start=start_step) if main else None
+    stop_ids = answer_stop_ids(tok)
+    logger = RunLog(run, history, total=g.steps, bar="grpo", tensorboard=True, postfix=describe) if main else None
 
     model.train()
     t_train, steps_done = time.time(), g.steps
     for step in range(start_step, g.steps):
-        # --- rollout, rewards, update (rl.grpo_step); the order depends only on seed and step ---
+        # --- rollout, rewards, update (rl/step.py); the order depends only on seed and step ---
         rng = random.Random(cfg.seed * 1_000_003 + step)
         batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
         batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
@@ -339,7 +274,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             logger.log(record)
         out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds
         if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time):
-            save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed})
+            save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
+                                                        "history": logger.history})
         if out_of_time:
             steps_done = step + 1
             log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")
@@ -365,7 +301,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         "train_seconds": train_seconds,
         "config": config_to_dict(cfg),
     }
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run / "summary.json", summary)
     final_samples = [final_res.completions[i][0] for i in range(min(4, len(test)))]
     write_report(run, summary, logger.history, test[: len(final_samples)], base_samples, final_samples)
     log(f"zero: pass@1 {base_res_metrics['pass@1']:.3f} -> {final_res.metrics['pass@1']:.3f}, "

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from r1lab.errors import UserError
+from r1lab.grading import sandbox
 from r1lab.tasks.base import Problem, draw_distinct
 
 CODE_INSTRUCTION = "Write your solution as one ```python code block."
@@ -186,9 +187,6 @@ def _check_python(source: str, where: str) -> None:
 
 def run_codes(codes: list[str | None], specs: list[CodeTests], workers: int | None = None) -> list:
     """One sandbox.Result per (code, tests), run in parallel; no code is a zero without a run."""
-    # At call time: importing the tasks must not need the sandbox.
-    from r1lab.grading import sandbox
-
     rows = [i for i, code in enumerate(codes) if code is not None]
     ran = sandbox.run_many([sandbox.Program(assemble(codes[i], specs[i].prefix, specs[i].entry_point), specs[i].tests,
                                             specs[i].setup) for i in rows], workers=workers)

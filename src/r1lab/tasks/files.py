@@ -17,14 +17,14 @@ mathematical equivalence with `r1lab.grading.verify.answers_equal`, so "1/2" and
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from r1lab.errors import UserError
+from r1lab.grading import verify
+from r1lab.grading.extract import gold_answer
+from r1lab.runtime.files import read_rows, splits_of, text_field
 from r1lab.tasks.base import Problem, check_split, split_of
-
-FORMATS = ".jsonl file, .parquet file, or a directory saved by datasets' save_to_disk"
 
 
 class FileTask:
@@ -59,47 +59,23 @@ class FileTask:
         """Is `extracted` mathematically equal to the gold answer? (r1lab.grading.verify decides.)"""
         if extracted is None:
             return False
-        from r1lab.grading import verify  # at call time: loading data must not need the math verifier
-
         return verify.answers_equal(extracted, problem.answer)
 
     def _load(self) -> dict[str, list[Problem]]:
-        """The problems of each split, read from whichever format `path` is."""
-        if not self.path.exists():
-            raise UserError(f"{self.path}: no such file or directory")
-        if self.path.is_dir():
-            return self._load_dataset_dir()
-        if self.path.suffix == ".jsonl":
-            return self._split_by_hash(self._problems(_jsonl_rows(self.path), "line"))
-        if self.path.suffix == ".parquet":
-            return self._split_by_hash(self._problems(_parquet_rows(self.path), "row"))
-        raise UserError(f"{self.path}: unknown format {self.path.suffix!r}; expected a {FORMATS}")
+        """The problems of each split: a saved DatasetDict with "train" and "test" keeps its own
+        splits; any other data (one of its splits) is split by a hash of the question."""
+        splits = splits_of(self.path)  # () for a file or a single saved Dataset
+        if {"train", "test"} <= set(splits):
+            return {split: self._problems(read_rows(self.path, split)) for split in ("train", "test")}
+        if splits and "train" not in splits and len(splits) > 1:
+            raise UserError(f"{self.path}: has splits {', '.join(splits)} but no 'train'; save one as 'train'")
+        only = ("train" if "train" in splits else splits[0]) if splits else None
+        return self._split_by_hash(self._problems(read_rows(self.path, only)))
 
-    def _load_dataset_dir(self) -> dict[str, list[Problem]]:
-        """A `Dataset` (hash split) or `DatasetDict` (its own train/test if it has both)."""
-        import datasets  # slow to import; only directories need it
-
-        try:
-            loaded = datasets.load_from_disk(str(self.path))
-        except (FileNotFoundError, ValueError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"{self.path}: not a directory saved by datasets' save_to_disk ({reason})") from None
-        if isinstance(loaded, datasets.Dataset):
-            return self._split_by_hash(self._problems(enumerate(loaded, 1), "row"))
-        if "train" in loaded and "test" in loaded:
-            return {split: self._problems(enumerate(loaded[split], 1), f"{split} row") for split in ("train", "test")}
-        if "train" in loaded or len(loaded) == 1:
-            only = "train" if "train" in loaded else next(iter(loaded))
-            return self._split_by_hash(self._problems(enumerate(loaded[only], 1), f"{only} row"))
-        raise UserError(f"{self.path}: has splits {', '.join(loaded)} but no 'train'; save one as 'train'")
-
-    def _problems(self, rows, unit: str) -> list[Problem]:
-        """One Problem per distinct question in `rows` ((number, dict) pairs); `unit` names a row in errors."""
-        from r1lab.grading.extract import gold_answer  # at call time, as in `grade`
+    def _problems(self, rows) -> list[Problem]:
+        """One Problem per distinct question in `rows` ((where, record) pairs)."""
         by_key: dict[str, Problem] = {}
-        for number, row in rows:
-            # FILE:N for a line of a text file, as everywhere else; FILE: row N for a table's row
-            where = f"{self.path}:{number}" if unit == "line" else f"{self.path}: {unit} {number}"
+        for where, row in rows:
             question = text_field(row, self.fields["question"], where)
             # a rationale (GSM8K's "... #### 18", a MATH solution's last \boxed{}) becomes its final answer
             answer = gold_answer(text_field(row, self.fields["answer"], where))
@@ -114,47 +90,3 @@ class FileTask:
         for problem in problems:
             splits[split_of(problem.key, self.test_percent)].append(problem)
         return splits
-
-
-def _jsonl_rows(path: Path):
-    """(line number, object) for each non-blank line; UserError for a line that is not a JSON object."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
-
-
-def _parquet_rows(path: Path):
-    """(row number, dict) for each row of a Parquet file."""
-    import pyarrow
-    import pyarrow.parquet
-
-    try:
-        table = pyarrow.parquet.read_table(path)
-    except pyarrow.ArrowException as e:
-        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    return enumerate(table.to_pylist(), 1)
-
-
-def text_field(row: dict, field: str, where: str) -> str:
-    """`row[field]` as non-empty text (numbers converted: 3.0 -> "3"); UserError naming `where` otherwise."""
-    if field not in row:
-        available = ", ".join(repr(k) for k in row) or "none"
-        raise UserError(f"{where}: missing field {field!r} (fields: {available})")
-    value = row[field]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        kind = "null" if value is None else type(value).__name__
-        raise UserError(f"{where}: field {field!r} is {kind}, expected a string or number")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    if not text.strip():
-        raise UserError(f"{where}: field {field!r} is empty")
-    return text

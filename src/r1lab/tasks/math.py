@@ -9,6 +9,7 @@ own: the data comes from a benchmark file.
 from __future__ import annotations
 
 from r1lab.errors import UserError
+from r1lab.grading import verify
 from r1lab.tasks.base import Problem
 
 
@@ -28,6 +29,4 @@ class MathTask:
         """Is `extracted` the same mathematical answer as the gold? None (nothing extracted) is wrong."""
         if extracted is None:
             return False
-        from r1lab.grading import verify  # at call time: importing the tasks must not start the verifier
-
         return verify.answers_equal(extracted, problem.answer)

@@ -13,8 +13,9 @@ that looks right: int refuses 1.5 and true, bool refuses 1 and "1", str refuses 
 it also reads yes/no/on/off as booleans, so quote those where a string is meant.
 
 Mistakes raise a one-line `UserError` naming the source (the file, or "command line") and the
-dotted field. Last, every dataclass in the tree that has a `validate()` method has it called,
-children first, for checks that types cannot express (group_size >= 2).
+dotted field; a key that moved (a class's `RENAMED`, {old key: new dotted key}) says where it went.
+Last, every dataclass in the tree that has a `validate()` method has it called, children first,
+for checks that types cannot express (group_size >= 2).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from r1lab.errors import UserError
+from r1lab.runtime.files import write_atomically
 
 T = TypeVar("T")
 
@@ -61,9 +63,9 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write `cfg` as YAML that `load_config(type(cfg), path)` reads back to an equal config."""
+    """Write `cfg` as YAML that `load_config(type(cfg), path)` reads back to an equal config (atomically)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    write_atomically(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def config_help(cls: type) -> str:
@@ -137,7 +139,10 @@ def _build(cls: type[T], data: dict, prefix: str = "", base: T | None = None) ->
     base = cls() if base is None else base
     types_ = _field_types(cls)
     changes = {}
+    renamed = getattr(cls, "RENAMED", {})  # keys that moved: a class's {old key: new dotted key}
     for key, value in data.items():
+        if key in renamed:
+            raise UserError(f"{prefix}{key}: renamed to {prefix}{renamed[key]}")
         if key not in types_:
             name = f"{prefix}{key}"
             close = difflib.get_close_matches(name, list(_dotted_names(cls, prefix)), n=1)

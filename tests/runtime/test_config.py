@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
-from r1lab.config import config_help, config_to_dict, load_config, save_config
 from r1lab.errors import UserError
+from r1lab.runtime.config import config_help, config_to_dict, load_config, save_config
 
 
 @dataclass

@@ -1,0 +1,260 @@
+"""Regenerate docs/results.md: every result table the README and docs quote, measured on the code as
+it is, with its commands, the commit, the date, the machine and its load.
+
+    python bench/results.py zero|pipeline|distill|bench     (make results-<section>; make results: all)
+
+Each section runs its commands from scratch (its run directories under runs/results/ are removed
+first; the cached base model is reused, since its cache key is its whole config), then replaces its
+own part of docs/results.md, between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, and
+leaves the other sections as they were. Each records the commit ("+ local changes" when the tree
+is dirty), the date, the CPU, the seconds it took, and /proc/loadavg's 1-minute load before and
+after: another job on the two cores slows a run and skews a speed ratio, and the load says how far
+to trust it. The commands run through the `r1lab` CLI and the bench scripts exactly as a user
+would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
+
+  zero      `r1lab zero` (the demo's recipe), twice with the same seed: the before/after table, the
+            training curve at a few steps, and whether the rerun's summary and per-step metrics
+            equal the first run's (timings aside);
+  pipeline  `r1lab pipeline`: R1-Zero and the four stages, one row per model, and the paper's
+            findings checked on them;
+  distill   `r1lab distill --compare-rl`: teacher, distilled student, RL-only student, base student;
+  bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
+            bench/verifier.py and bench/lora_memory.py, each one's own report verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"
+RUNS = ROOT / "runs" / "results"
+BIN = Path(sys.executable).parent  # the venv's r1lab and python
+WALL_CLOCK = ("time_", "gen_tokens_per_s", "seconds", "tokens_per_s")
+HEADER = """# Results
+
+Every table below is written by `make results` (`bench/results.py`; one target per section, e.g.
+`make results-zero`), which runs the commands shown on the code of the commit shown, on this
+project's 2-core CPU machine. A section is replaced whole when its target runs again; the others
+stay as they were, each with its own commit and date. The README quotes only numbers from here.
+"""
+
+
+# --- running and recording ---------------------------------------------------------------------
+
+
+def sh(cmd: list[str], log: Path) -> str:
+    """Run `cmd` in the repository root, stdout and stderr to `log`; return stdout; fail loudly."""
+    print("$", " ".join(cmd), flush=True)
+    with log.open("w") as err:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+    log.with_suffix(".out").write_text(done.stdout)
+    if done.returncode != 0:
+        sys.exit(f"results: {' '.join(cmd)} exited {done.returncode}; see {log}")
+    return done.stdout
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return head + (" + local changes" if dirty else "")
+
+
+def provenance(commands: list[str], seconds: float, load_before: float) -> str:
+    lines = "\n".join(f"    {c}" for c in commands)
+    return (f"Commands:\n\n{lines}\n\nCommit {commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"{machine()}; {seconds:.0f} s; 1-minute load {load_before:.2f} before, {load1():.2f} after.")
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace section `name` of docs/results.md (or add it), keeping the others."""
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    block = f"<!-- results:{name} -->\n{body.strip()}\n<!-- /results:{name} -->"
+    pattern = re.compile(rf"<!-- results:{name} -->.*?<!-- /results:{name} -->", re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+    print(f"results: wrote the {name} section of {RESULTS.relative_to(ROOT)}")
+
+
+def fresh(name: str) -> Path:
+    d = RUNS / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def num(x, spec=".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def without_clock(obj):
+    """`obj` with every wall-clock measurement removed: what a rerun with the same seed must equal."""
+    if isinstance(obj, dict):
+        return {k: without_clock(v) for k, v in obj.items() if not any(k.startswith(w) or k.endswith(w) for w in WALL_CLOCK)
+                and k not in ("wall_seconds", "train_seconds", "seconds", "run_dir")}
+    if isinstance(obj, list):
+        return [without_clock(v) for v in obj]
+    return obj
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def zero() -> str:
+    d = fresh("zero")
+    commands = [f"r1lab zero run_dir={d.relative_to(ROOT)}/run", f"r1lab zero run_dir={d.relative_to(ROOT)}/rerun"]
+    t0, load = time.time(), load1()
+    for c, run in zip(commands, ("run", "rerun")):
+        sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"{run}.log")
+    s = json.loads((d / "run" / "summary.json").read_text())
+    again = json.loads((d / "rerun" / "summary.json").read_text())
+    steps = [json.loads(line) for line in (d / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps_again = [json.loads(line) for line in (d / "rerun" / "metrics.jsonl").read_text().splitlines()]
+    same = without_clock({**s, "config": None}) == without_clock({**again, "config": None}) and \
+        without_clock(steps) == without_clock(steps_again)
+    k = s["final"]["k"]
+
+    def row(name, m):
+        r = m["styles"]["reasoning"]
+        return [name, num(m["pass@1"]), num(m[f"cons@{k}"]), num(m["pass@k"][str(k)]), num(m["format_rate"], ".2f"),
+                num(m["mean_length"], ".1f"), f"{num(r['share'], '.3f')} ({num(r['accuracy'], '.2f')})",
+                pct(m.get("language_mixing")), num(m["reflection_rate"])]
+
+    before_after = table(["model", "pass@1", f"cons@{k}", f"pass@{k}", "format rate", "mean length (tokens)",
+                          "reasoning share (its accuracy)", "language mixing (zh/ja/ko)", "reflection rate"],
+                         [row("base (pretrained by r1lab)", s["base"]), row(f"after {s['steps']} GRPO steps", s["final"])])
+    wide = s["base"].get("pass@k_large", {})
+    kmax = max(map(int, wide)) if wide else None
+    marks = sorted({1, 5, 10, 15, 20, 25, len(steps)} & set(range(1, len(steps) + 1)))
+    curve = table(["step"] + [str(m) for m in marks],
+                  [["training-batch accuracy"] + [num(steps[m - 1]["accuracy"], ".2f") for m in marks],
+                   ["mean completion length"] + [num(steps[m - 1]["len_mean"], ".0f") for m in marks],
+                   ["reflection rate"] + [num(steps[m - 1]["reflection_rate"], ".2f") for m in marks]])
+    mixing = s["final"].get("language_mixing_by_lang", {})
+    notes = [f"Held-out: {s['final']['problems']} problems of the test split, k = {k} samples each at T = "
+             f"{s['config']['eval']['sampling']['temperature']}, top-p {s['config']['eval']['sampling']['top_p']}.",
+             f"The base's pass@{kmax} on the first {s['config']['eval']['base_pass_k_problems']} of them: "
+             f"{num(wide.get(str(kmax)))}." if kmax else "",
+             "Final policy's language mixing by prompt language: " +
+             ", ".join(f"{lang} {pct(v)}" for lang, v in mixing.items()) + ".",
+             f"Training: {s['train_seconds']:.0f} s of GRPO, {s['wall_seconds']:.0f} s wall-clock (base evaluation, "
+             f"{s['steps']} steps, final evaluation, report), base model cache `{Path(s['base_model']).name}`.",
+             "Rerun with the same seed: " + ("the same summary and per-step metrics (timings aside)." if same else
+                                             "**differs** from the first run (summary or per-step metrics).")]
+    return "\n\n".join(["## R1-Zero (the demo: `make demo`)", before_after, "Training curve of the first run:", curve,
+                        "\n".join(f"- {n}" for n in notes if n), provenance(commands, time.time() - t0, load)])
+
+
+def pipeline() -> str:
+    d = fresh("pipeline")
+    commands = [f"r1lab pipeline run_dir={d.relative_to(ROOT)}/run"]
+    t0, load = time.time(), load1()
+    sh([str(BIN / "r1lab"), *commands[0].split()[1:]], d / "run.log")
+    result = json.loads((d / "run" / "pipeline.json").read_text())
+    k = result["config"]["report"]["k"]
+    rows = [[name, num(m["pass@1"]), num(m[f"cons@{k}"]), num(m["format_rate"], ".2f"), pct(m["language_mixing"]),
+             ", ".join(f"{lang} {pct(v)}" for lang, v in m["language_mixing_by_lang"].items()),
+             num(m["mean_length"], ".1f"), num(m["rm_score"], ".2f")] for name, m in result["rows"].items()]
+    checks = "\n".join(f"- {'yes' if ok else 'NO'}: {what}" for what, ok in result["checks"].items())
+    stages = ", ".join(f"{n} {r['seconds']:.0f} s" for n, r in result["stages"].items())
+    return "\n\n".join([
+        "## The R1 pipeline (`r1lab pipeline`)",
+        table(["model", "pass@1", f"cons@{k}", "format", "mixing zh/ja/ko", "by language", "mean length",
+               "RM score (general)"], rows),
+        f"Held-out: {result['config']['report']['problems']} problems x {k} samples; the reward model's held-out "
+        f"pair accuracy {num(result['rm_held_out_accuracy'])}. The paper's findings, checked on these rows:",
+        checks, f"Stage times: {stages}.", provenance(commands, time.time() - t0, load)])
+
+
+def distill() -> str:
+    d = fresh("distill")
+    commands = [f"r1lab distill --compare-rl run_dir={d.relative_to(ROOT)}/run"]
+    t0, load = time.time(), load1()
+    sh([str(BIN / "r1lab"), *commands[0].split()[1:]], d / "run.log")
+    result = json.loads((d / "run" / "distill.json").read_text())
+    k = result["config"]["report"]["k"]
+    rows = [[name, f"{m['params'] / 1e6:.2f}M ({m['active_params'] / 1e6:.2f}M)", num(m["pass@1"]),
+             num(m[f"cons@{k}"]), pct(m["language_mixing"]), num(m["mean_length"], ".1f"),
+             "given" if m["seconds"] is None else f"{m['seconds']:.0f} s"] for name, m in result["rows"].items()]
+    checks = "\n".join(f"- {'yes' if ok else 'NO'}: {what}" for what, ok in result["checks"].items())
+    traces = result["traces"]
+    return "\n\n".join([
+        "## Distillation (`r1lab distill --compare-rl`)",
+        table(["model", "parameters (active)", "pass@1", f"cons@{k}", "mixing zh/ja/ko", "mean length",
+               "training time"], rows),
+        f"Traces: {traces['kept']} kept of {traces['total']} teacher samples (teacher accuracy "
+        f"{pct(traces['accuracy'])}). The RL-only student trains for the distilled student's time (teacher "
+        "sampling + SFT). The paper's findings, checked on these rows:",
+        checks, provenance(commands, time.time() - t0, load)])
+
+
+def bench() -> str:
+    d = fresh("bench")
+    py = str(BIN / "python")
+    parts, t0, load = ["## Speed and memory (bench/)"], time.time(), load1()
+    speedups = []
+    for i in range(1, 4):
+        out = sh([py, "bench/grpo_vs_trl.py"], d / f"grpo_vs_trl_{i}.log")
+        speedups.append(float(re.findall(r"^speedup ([\d.]+)$", out, re.M)[-1]))
+        if i == 1:
+            first = out
+    median = statistics.median(speedups)
+    parts += ["### GRPO step: r1lab against TRL's GRPOTrainer (`python bench/grpo_vs_trl.py`, three runs)",
+              f"Speedups (r1lab's samples/s over TRL's, the smaller of the two models' ratios): "
+              f"{', '.join(f'{x:.2f}' for x in speedups)}; median **{median:.2f}**. The first run's report:",
+              "```text\n" + first.strip() + "\n```"]
+    for script, title in (("generate.py", "Generation: r1lab's sampler against `model.generate`"),
+                          ("verifier.py", "Grading: r1lab's verifier against math-verify"),
+                          ("lora_memory.py", "LoRA memory: adapters against a full fine-tune")):
+        out = sh([py, f"bench/{script}"], d / f"{script}.log")
+        parts += [f"### {title} (`python bench/{script}`)", "```text\n" + out.strip() + "\n```"]
+    commands = ["python bench/grpo_vs_trl.py  (3 times)", "python bench/generate.py", "python bench/verifier.py",
+                "python bench/lora_memory.py"]
+    parts.append(provenance(commands, time.time() - t0, load))
+    return "\n\n".join(parts)
+
+
+SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "bench": bench}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("section", choices=list(SECTIONS))
+    args = parser.parse_args()
+    write_section(args.section, SECTIONS[args.section]())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""One GRPO step's record: every key it writes is listed (with its meaning) in RECORD_KEYS, and the
+values are those of the rollout it describes."""
+
+import pytest
+import torch
+
+from r1lab.engine.params import SamplingConfig
+from r1lab.engine.sampler import Generation
+from r1lab.model.architecture import build_model
+from r1lab.rl.step import RECORD_KEYS, GRPOConfig, grpo_step
+from r1lab.tasks.base import Problem
+from tests.tiny_models import TINY_DEEPSEEK
+
+VOCAB, PAD = 64, 0
+TEXTS = ["<think>\nlet me add the digits one by one\n</think>\n<answer>2</answer>", "wait, 5", "<answer>3</answer>",
+         "<think>\n</think>\n<answer>4</answer>", "4", "<think>\nsome reasoning, then wait\n</think>"]
+
+
+class FixedSampler:
+    """Two prompts x three samples, always the same tokens and texts."""
+
+    def generate(self, prompts, n, params):
+        g = torch.Generator().manual_seed(1)
+        prompt_ids = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (5, 3)]
+        completions = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (4, 2, 6, 3, 5, 1)]
+        return Generation(prompt_ids, completions, TEXTS, [False, False, False, False, True, False], n=n)
+
+
+def test_the_record_has_exactly_the_listed_keys_and_describes_the_rollout():
+    torch.manual_seed(0)
+    model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
+    g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-3, sampling=SamplingConfig(1.0, 1.0, 8))
+    opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+    problems = [Problem("1+1", "1+1", "2", "arithmetic"), Problem("2+2", "2+2", "4", "arithmetic", lang="zh")]
+    rewards = {"accuracy": lambda texts, ps: [1.0, 0.0, 0.0, 1.0, 1.0, 0.0], "format": lambda texts, ps: [1.0] * 6}
+    record, gen = grpo_step(model, None, opt, FixedSampler(), problems, ["a", "b"], rewards,
+                            {"accuracy": 1.0, "format": 0.1}, g, PAD, (), seed=0, step=4)
+    listed = {k for k in RECORD_KEYS if "<name>" not in k and k != "is_weight_mean"}  # no vLLM here
+    assert set(record) == listed | {"reward/accuracy", "reward/format"}
+    assert record["step"] == 5
+    assert record["accuracy"] == 0.5 and record["format_rate"] == 1.0
+    assert record["reward"] == pytest.approx((3 * 1.0 + 6 * 0.1) / 6, rel=1e-6)  # rewards are float32 tensors
+    assert record["len_mean"] == (4 + 2 + 6 + 3 + 5 + 1) / 6 and record["len_max"] == 6
+    assert record["truncation_rate"] == 1 / 6
+    assert record["reasoning_rate"] == 2 / 6  # think blocks of >= 20 characters
+    assert record["reflection_rate"] == 2 / 6  # "wait" twice
+    assert record["zero_spread_frac"] == 0.0 and record["groups_nonfinite_reward"] == 0

@@ -14,7 +14,8 @@ would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
 
   zero      `r1lab zero` (the demo's recipe), twice with the same seed: the before/after table, the
             training curve at a few steps, and whether the rerun's summary and per-step metrics
-            equal the first run's (timings aside);
+            equal the first run's (timings aside); then the base pretrained again from scratch
+            into a fresh cache: its time, and whether its weights equal the cached base's;
   pipeline  `r1lab pipeline`: R1-Zero and the four stages, one row per model, and the paper's
             findings checked on them;
   distill   `r1lab distill --compare-rl`: teacher, distilled student, RL-only student, base student;
@@ -43,7 +44,8 @@ BIN = Path(sys.executable).parent  # the venv's r1lab and python
 WALL_CLOCK = ("time_", "gen_tokens_per_s", "seconds", "tokens_per_s")
 HEADER = """# Results
 
-Every table below is written by `make results` (`bench/results.py`; one target per section, e.g.
+The measured side of r1lab's reproduction of DeepSeek-R1 (arXiv 2501.12948). Every table below is
+written by `make results` (`bench/results.py`; one target per section, e.g.
 `make results-zero`), which runs the commands shown on the code of the commit shown, on this
 project's 2-core CPU machine. A section is replaced whole when its target runs again; the others
 stay as they were, each with its own commit and date. The README quotes only numbers from here.
@@ -129,21 +131,43 @@ def without_clock(obj):
     return obj
 
 
+def s_base(run: Path) -> str:
+    """The base model directory a zero run trained from (its summary's base_model)."""
+    return json.loads((run / "summary.json").read_text())["base_model"]
+
+
+def weights_equal(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
 # --- sections ------------------------------------------------------------------------------------
 
 
 def zero() -> str:
     d = fresh("zero")
-    commands = [f"r1lab zero run_dir={d.relative_to(ROOT)}/run", f"r1lab zero run_dir={d.relative_to(ROOT)}/rerun"]
+    rel = d.relative_to(ROOT)
+    commands = [f"r1lab zero run_dir={rel}/run", f"r1lab zero run_dir={rel}/rerun",
+                f"r1lab pretrain cache_dir={rel}/cache"]
     t0, load = time.time(), load1()
-    for c, run in zip(commands, ("run", "rerun")):
-        sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"{run}.log")
+    for c, name in zip(commands, ("run", "rerun", "pretrain")):
+        sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"{name}.log")
+    cached = json.loads((ROOT / s_base(d / "run")).joinpath("pretrain.json").read_text())
+    fresh_base = json.loads(next((d / "cache").glob("base-*/pretrain.json")).read_text())
+    same_base = weights_equal(ROOT / s_base(d / "run"), next((d / "cache").glob("base-*")))
     s = json.loads((d / "run" / "summary.json").read_text())
     again = json.loads((d / "rerun" / "summary.json").read_text())
     steps = [json.loads(line) for line in (d / "run" / "metrics.jsonl").read_text().splitlines()]
     steps_again = [json.loads(line) for line in (d / "rerun" / "metrics.jsonl").read_text().splitlines()]
-    same = without_clock({**s, "config": None}) == without_clock({**again, "config": None}) and \
-        without_clock(steps) == without_clock(steps_again)
+    same_summary = without_clock({**s, "config": None}) == without_clock({**again, "config": None})
+    step_diffs = {}  # key -> largest relative difference between the two runs' per-step records
+    for a, b in zip(without_clock(steps), without_clock(steps_again)):
+        for key in a:
+            if a[key] != b.get(key):
+                rel = abs(a[key] - b[key]) / max(abs(a[key]), 1e-12) if isinstance(a[key], float) else float("inf")
+                step_diffs[key] = max(step_diffs.get(key, 0.0), rel)
     k = s["final"]["k"]
 
     def row(name, m):
@@ -171,8 +195,16 @@ def zero() -> str:
              ", ".join(f"{lang} {pct(v)}" for lang, v in mixing.items()) + ".",
              f"Training: {s['train_seconds']:.0f} s of GRPO, {s['wall_seconds']:.0f} s wall-clock (base evaluation, "
              f"{s['steps']} steps, final evaluation, report), base model cache `{Path(s['base_model']).name}`.",
-             "Rerun with the same seed: " + ("the same summary and per-step metrics (timings aside)." if same else
-                                             "**differs** from the first run (summary or per-step metrics).")]
+             f"The base: {cached['parameters'] / 1e6:.2f}M parameters ({cached['active'] / 1e6:.2f}M active per token), "
+             f"pretrained by r1lab on {cached['tokens'] / 1e6:.2f}M tokens.",
+             f"Pretraining the base again from scratch (`r1lab pretrain`, what a fresh clone's `make demo` does "
+             f"first): {fresh_base['seconds']:.0f} s, final loss {fresh_base['final_loss']:.4f} (the cached base: "
+             f"{cached['final_loss']:.4f}); its weights " +
+             ("equal the cached base's bit for bit." if same_base else "**differ** from the cached base's."),
+             "Rerun with the same seed: " + ("the same summary.json, every metric (timings aside); " if same_summary
+                                             else "a **different** summary.json; ") +
+             ("the same per-step metrics." if not step_diffs else "per-step metrics equal except " +
+              ", ".join(f"{k} (at most {v:.1e} relative)" for k, v in sorted(step_diffs.items())) + ".")]
     return "\n\n".join(["## R1-Zero (the demo: `make demo`)", before_after, "Training curve of the first run:", curve,
                         "\n".join(f"- {n}" for n in notes if n), provenance(commands, time.time() - t0, load)])
 

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("r1lab: interrupted", file=sys.stderr)
         return 130
-    finally:
-        from r1lab.runtime.distributed import shutdown
-
-        shutdown()  # leave the process group of a torchrun / accelerate launch, if joined
+    finally:  # leave the process group of a torchrun / accelerate launch, if a command joined one
+        distributed = sys.modules.get("r1lab.runtime.distributed")  # not loaded: no group (and no torch import)
+        if distributed is not None:
+            distributed.shutdown()

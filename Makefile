@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean results results-zero results-pipeline results-distill results-bench
+.PHONY: demo test install clean results results-zero results-pipeline results-distill results-eval results-bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: $(STAMP)
 # code as it is, holding the CPU lock so that nothing else skews its timings. All four: about an hour.
 RESULTS := flock /tmp/r1lab-cpu.lock $(BIN)/python bench/results.py
 
-results: results-zero results-pipeline results-distill results-bench
+results: results-zero results-pipeline results-distill results-eval results-bench
 
 results-zero: $(STAMP)
 	$(RESULTS) zero
@@ -36,6 +36,9 @@ results-pipeline: $(STAMP)
 
 results-distill: $(STAMP)
 	$(RESULTS) distill
+
+results-eval: $(STAMP)  # evaluates results-zero's final checkpoint
+	$(RESULTS) eval
 
 results-bench: $(STAMP)
 	$(RESULTS) bench

@@ -1,7 +1,7 @@
 """Regenerate docs/results.md: every result table the README and docs quote, measured on the code as
 it is, with its commands, the commit, the date, the machine and its load.
 
-    python bench/results.py zero|pipeline|distill|bench     (make results-<section>; make results: all)
+    python bench/results.py zero|pipeline|distill|eval|bench     (make results-<section>; make results: all)
 
 Each section runs its commands from scratch (its run directories under runs/results/ are removed
 first; the cached base model is reused, since its cache key is its whole config), then replaces its
@@ -19,6 +19,9 @@ would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
   pipeline  `r1lab pipeline`: R1-Zero and the four stages, one row per model, and the paper's
             findings checked on them;
   distill   `r1lab distill --compare-rl`: teacher, distilled student, RL-only student, base student;
+  eval      `r1lab eval` of the zero section's final checkpoint on its held-out task, and `r1lab grade
+            --task code` of every HumanEval and MBPP reference solution in ../shared/data (run
+            `make results-zero` first);
   bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
             bench/verifier.py and bench/lora_memory.py, each one's own report verbatim.
 """
@@ -80,8 +83,8 @@ def machine() -> str:
 
 def commit() -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/results.md"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # results.md: written here
     return head + (" + local changes" if dirty else "")
 
 
@@ -252,6 +255,46 @@ def distill() -> str:
         checks, provenance(commands, time.time() - t0, load)])
 
 
+def evaluation() -> str:
+    d = fresh("eval")
+    checkpoint = RUNS / "zero" / "run" / "checkpoint-30"
+    if not checkpoint.is_dir():
+        sys.exit(f"results: {checkpoint.relative_to(ROOT)} is missing; run `make results-zero` first")
+    rel, data = d.relative_to(ROOT), Path("../shared/data")
+    commands = [f"r1lab eval {checkpoint.relative_to(ROOT)} --data task:arithmetic --k 8 --max-new-tokens 200 "
+                f"--out {rel}/arithmetic",
+                f"r1lab grade {data}/humaneval.jsonl --task code --pred-field canonical_solution --out {rel}/humaneval.jsonl",
+                f"r1lab grade {data}/mbpp.jsonl --task code --pred-field answer --out {rel}/mbpp.jsonl"]
+    t0, load = time.time(), load1()
+    seconds = []
+    for i, c in enumerate(commands):
+        t = time.time()
+        sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"command{i}.log")
+        seconds.append(time.time() - t)
+    r = json.loads((d / "arithmetic" / "results.json").read_text())
+    k = r["k"]
+    rows = [["all", r["problems"], num(r["pass@1"]), num(r["pass@k"][str(k)]), num(r["cons@k"]), num(r["mean_length"], ".1f"),
+             pct(r["truncation_rate"])]]
+    rows += [[f"lang {v}", m["problems"], num(m["pass@1"]), num(m["pass@k"][str(k)]), num(m["cons@k"]),
+              num(m["mean_length"], ".1f"), pct(m["truncation_rate"])] for v, m in r.get("by_lang", {}).items()]
+    code = []
+    for name, secs in (("HumanEval", seconds[1]), ("MBPP", seconds[2])):
+        graded = [json.loads(line) for line in (d / f"{name.lower()}.jsonl").read_text().splitlines()]
+        code.append([name, f"{sum(g['correct'] for g in graded)} / {len(graded)}",
+                     f"{sum(g['tests_passed'] for g in graded)} / {sum(g['tests_total'] for g in graded)}",
+                     f"{len(graded) / secs:.0f}"])
+    return "\n\n".join([
+        "## Evaluation and grading (`r1lab eval`, `r1lab grade`)",
+        f"The R1-Zero run's final checkpoint through `r1lab eval` on the held-out set `r1lab zero` evaluates on "
+        f"(k = {k}, T = {r['settings']['sampling']['temperature']}, top-p {r['settings']['sampling']['top_p']}; "
+        "its own sampling seeds, so the numbers are close to, not equal to, the zero section's):",
+        table(["problems", "n", "pass@1", f"pass@{k}", f"cons@{k}", "mean length", "truncated"], rows),
+        "Every reference solution in ../shared/data run against its tests in the sandbox "
+        "(`r1lab grade --task code`; a program is correct when every test passes):",
+        table(["benchmark", "correct programs", "tests passed", "programs per second"], code),
+        provenance(commands, time.time() - t0, load)])
+
+
 def bench() -> str:
     d = fresh("bench")
     py = str(BIN / "python")
@@ -278,7 +321,7 @@ def bench() -> str:
     return "\n\n".join(parts)
 
 
-SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "bench": bench}
+SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "eval": evaluation, "bench": bench}
 
 
 def main() -> None:

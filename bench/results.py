@@ -97,6 +97,8 @@ def provenance(commands: list[str], seconds: float, load_before: float) -> str:
 def write_section(name: str, body: str) -> None:
     """Replace section `name` of docs/results.md (or add it), keeping the others."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    if "<!-- results:" in text:  # the header as it is now, then the sections as they were
+        text = HEADER + "\n" + text[text.index("<!-- results:"):]
     block = f"<!-- results:{name} -->\n{body.strip()}\n<!-- /results:{name} -->"
     pattern = re.compile(rf"<!-- results:{name} -->.*?<!-- /results:{name} -->", re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

@@ -12,14 +12,17 @@ after: another job on the two cores slows a run and skews a speed ratio, and the
 to trust it. The commands run through the `r1lab` CLI and the bench scripts exactly as a user
 would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
 
-  zero      `r1lab zero` (the demo's recipe), twice with the same seed: the before/after table, the
-            training curve at a few steps, and whether the rerun's summary and per-step metrics
-            equal the first run's (timings aside); then the base pretrained again from scratch
+  zero      `r1lab zero` (the demo's recipe: the signs task, where checking pays), twice with the
+            same seed: the before/after table with the self-verification measures, issue 17's bars
+            checked on it, the training curve at a few steps, pass@k of base and final policy to
+            large k, and whether the rerun's summary and per-step metrics equal the first run's
+            (timings aside); then the base pretrained again from scratch
             into a fresh cache: its time, and whether its weights equal the cached base's;
-  pipeline  `r1lab pipeline`: R1-Zero and the four stages, one row per model, and the paper's
-            findings checked on them;
+  pipeline  `r1lab pipeline` (the arithmetic task), with seeds 0 and 1: R1-Zero and the four stages,
+            one row per model, the paper's findings checked on them, and stage 2's language-mixing
+            contrast (with and without the language reward) on both seeds;
   distill   `r1lab distill --compare-rl`: teacher, distilled student, RL-only student, base student;
-  eval      `r1lab eval` of the zero section's final checkpoint on its held-out task, and `r1lab grade
+  eval      `r1lab eval` of the zero section's final checkpoint on its held-out signs problems, and `r1lab grade
             --task code` of every HumanEval and MBPP reference solution in ../shared/data (run
             `make results-zero` first);
   bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
@@ -174,32 +177,47 @@ def zero() -> str:
                 rel = abs(a[key] - b[key]) / max(abs(a[key]), 1e-12) if isinstance(a[key], float) else float("inf")
                 step_diffs[key] = max(step_diffs.get(key, 0.0), rel)
     k = s["final"]["k"]
+    base, final = s["base"], s["final"]
 
     def row(name, m):
-        r = m["styles"]["reasoning"]
         return [name, num(m["pass@1"]), num(m[f"cons@{k}"]), num(m["pass@k"][str(k)]), num(m["format_rate"], ".2f"),
-                num(m["mean_length"], ".1f"), f"{num(r['share'], '.3f')} ({num(r['accuracy'], '.2f')})",
-                pct(m.get("language_mixing")), num(m["reflection_rate"])]
+                num(m["mean_length"], ".1f"), num(m["self_check_rate"]), num(m["self_check_rate_reasoning"]),
+                num(m["attempts_mean"], ".2f"), num(m["first_candidate_accuracy"]), num(m["rejected_accuracy"]),
+                num(m["reflection_rate"])]
 
     before_after = table(["model", "pass@1", f"cons@{k}", f"pass@{k}", "format rate", "mean length (tokens)",
-                          "reasoning share (its accuracy)", "language mixing (zh/ja/ko)", "reflection rate"],
-                         [row("base (pretrained by r1lab)", s["base"]), row(f"after {s['steps']} GRPO steps", s["final"])])
-    wide = s["base"].get("pass@k_large", {})
-    kmax = max(map(int, wide)) if wide else None
-    marks = sorted({1, 5, 10, 15, 20, 25, len(steps)} & set(range(1, len(steps) + 1)))
+                          "self-check rate", "self-check rate among reasoning answers", "candidates per answer",
+                          "first-candidate accuracy", "accuracy after rejecting a candidate", "reflection rate"],
+                         [row("base (pretrained by r1lab)", base), row(f"after {s['steps']} GRPO steps", final)])
+    ratio = lambda a, b: a / b if a is not None and b else float("inf") if a else None  # noqa: E731
+    checks = {
+        "pass@1 rises by at least 25 points": final["pass@1"] - base["pass@1"] >= 0.25,
+        "the base's self-check rate is at most 0.05": base["self_check_rate"] <= 0.05,
+        "the final policy's self-check rate is at least 0.30": final["self_check_rate"] >= 0.30,
+        "self-checking among reasoning answers at least triples":
+            (ratio(final["self_check_rate_reasoning"], base["self_check_rate_reasoning"]) or 0) >= 3,
+        "candidates per answer rise": final["attempts_mean"] > base["attempts_mean"],
+        "mean length at least 1.5x the base's": final["mean_length"] >= 1.5 * base["mean_length"],
+        "at least half the answers that rejected a candidate end right": (final["rejected_accuracy"] or 0) >= 0.5,
+        "a rerun with the same seed gives the same numbers": same_summary and not step_diffs,
+    }
+    marks = sorted({1, 5, 10, 15, 20, 25, 30, 40, 50, 60, len(steps)} & set(range(1, len(steps) + 1)))
     curve = table(["step"] + [str(m) for m in marks],
-                  [["training-batch accuracy"] + [num(steps[m - 1]["accuracy"], ".2f") for m in marks],
-                   ["mean completion length"] + [num(steps[m - 1]["len_mean"], ".0f") for m in marks],
-                   ["reflection rate"] + [num(steps[m - 1]["reflection_rate"], ".2f") for m in marks]])
-    mixing = s["final"].get("language_mixing_by_lang", {})
-    notes = [f"Held-out: {s['final']['problems']} problems of the test split, k = {k} samples each at T = "
-             f"{s['config']['eval']['sampling']['temperature']}, top-p {s['config']['eval']['sampling']['top_p']}.",
-             f"The base's pass@{kmax} on the first {s['config']['eval']['base_pass_k_problems']} of them: "
-             f"{num(wide.get(str(kmax)))}." if kmax else "",
-             "Final policy's language mixing by prompt language: " +
-             ", ".join(f"{lang} {pct(v)}" for lang, v in mixing.items()) + ".",
+                  [[label] + [num(steps[m - 1][key], spec) for m in marks] for key, label, spec in (
+                      ("accuracy", "training-batch accuracy", ".2f"), ("len_mean", "mean completion length", ".0f"),
+                      ("self_check_rate", "self-check rate", ".2f"), ("attempts_mean", "candidates per answer", ".2f"),
+                      ("first_candidate_accuracy", "first-candidate accuracy", ".2f"),
+                      ("reflection_rate", "reflection rate", ".2f"))])
+    wide_base, wide_final = base.get("pass@k_large", {}), final.get("pass@k_large", {})
+    ks = [j for j in (1, 2, 4, 8, 16, 32, 64, 128, 256) if str(j) in wide_base and str(j) in wide_final]
+    pass_k = table(["k"] + [str(j) for j in ks], [["base"] + [num(wide_base[str(j)]) for j in ks],
+                                                 ["final policy"] + [num(wide_final[str(j)]) for j in ks]]) if ks else ""
+    notes = [f"Held-out: {final['problems']} problems of the test split, k = {k} samples each at T = "
+             f"{s['config']['eval']['sampling']['temperature']}, top-p {s['config']['eval']['sampling']['top_p']}; "
+             f"task `{s['config']['data']['task']}` {s['config']['data']['task_args']}.",
              f"Training: {s['train_seconds']:.0f} s of GRPO, {s['wall_seconds']:.0f} s wall-clock (base evaluation, "
-             f"{s['steps']} steps, final evaluation, report), base model cache `{Path(s['base_model']).name}`.",
+             f"{s['steps']} steps, final evaluation, pass@k curves, report), base model cache "
+             f"`{Path(s['base_model']).name}`.",
              f"The base: {cached['parameters'] / 1e6:.2f}M parameters ({cached['active'] / 1e6:.2f}M active per token), "
              f"pretrained by r1lab on {cached['tokens'] / 1e6:.2f}M tokens.",
              f"Pretraining the base again from scratch (`r1lab pretrain`, what a fresh clone's `make demo` does "
@@ -210,29 +228,50 @@ def zero() -> str:
                                              else "a **different** summary.json; ") +
              ("the same per-step metrics." if not step_diffs else "per-step metrics equal except " +
               ", ".join(f"{k} (at most {v:.1e} relative)" for k, v in sorted(step_diffs.items())) + ".")]
-    return "\n\n".join(["## R1-Zero (the demo: `make demo`)", before_after, "Training curve of the first run:", curve,
-                        "\n".join(f"- {n}" for n in notes if n), provenance(commands, time.time() - t0, load)])
+    return "\n\n".join([
+        "## R1-Zero and the aha moment (the demo: `make demo`)", before_after,
+        "The issue-17 bars, checked on these rows:",
+        "\n".join(f"- {'yes' if ok else 'NO'}: {what}" for what, ok in checks.items()),
+        "Training curve of the first run:", curve,
+        f"Unbiased pass@k on the first {s['config']['eval']['pass_k_problems']} held-out problems "
+        f"({s['config']['eval']['pass_k']} samples each):" if pass_k else "", pass_k,
+        "\n".join(f"- {n}" for n in notes if n), provenance(commands, time.time() - t0, load)])
 
 
 def pipeline() -> str:
     d = fresh("pipeline")
-    commands = [f"r1lab pipeline run_dir={d.relative_to(ROOT)}/run"]
+    rel = d.relative_to(ROOT)
+    commands = [f"r1lab pipeline run_dir={rel}/run", f"r1lab pipeline run_dir={rel}/seed1 seed=1"]
     t0, load = time.time(), load1()
-    sh([str(BIN / "r1lab"), *commands[0].split()[1:]], d / "run.log")
+    for c, name in zip(commands, ("run", "seed1")):
+        sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"{name}.log")
     result = json.loads((d / "run" / "pipeline.json").read_text())
+    other = json.loads((d / "seed1" / "pipeline.json").read_text())
     k = result["config"]["report"]["k"]
     rows = [[name, num(m["pass@1"]), num(m[f"cons@{k}"]), num(m["format_rate"], ".2f"), pct(m["language_mixing"]),
              ", ".join(f"{lang} {pct(v)}" for lang, v in m["language_mixing_by_lang"].items()),
              num(m["mean_length"], ".1f"), num(m["rm_score"], ".2f")] for name, m in result["rows"].items()]
     checks = "\n".join(f"- {'yes' if ok else 'NO'}: {what}" for what, ok in result["checks"].items())
     stages = ", ".join(f"{n} {r['seconds']:.0f} s" for n, r in result["stages"].items())
+    stage2 = [name for name in result["rows"] if name.startswith("stage 2")]
+    seeds = {0: result, 1: other}
+    contrast = table(["seed"] + [f"{name}: mixing" for name in stage2] + ["R1-Zero: mixing", "final: pass@1"],
+                     [[str(seed)] + [pct(r["rows"][name]["language_mixing"]) for name in stage2]
+                      + [pct(r["rows"]["R1-Zero"]["language_mixing"]), num(list(r["rows"].values())[-1]["pass@1"])]
+                      for seed, r in seeds.items()])
+    spread = [other["checks"][what] for what in result["checks"]]
     return "\n\n".join([
-        "## The R1 pipeline (`r1lab pipeline`)",
+        "## The R1 pipeline (`r1lab pipeline`, on the arithmetic task)",
         table(["model", "pass@1", f"cons@{k}", "format", "mixing zh/ja/ko", "by language", "mean length",
                "RM score (general)"], rows),
         f"Held-out: {result['config']['report']['problems']} problems x {k} samples; the reward model's held-out "
-        f"pair accuracy {num(result['rm_held_out_accuracy'])}. The paper's findings, checked on these rows:",
-        checks, f"Stage times: {stages}.", provenance(commands, time.time() - t0, load)])
+        f"pair accuracy {num(result['rm_held_out_accuracy'])}. The paper's findings, checked on these rows (seed 0):",
+        checks, f"Stage times: {stages}.",
+        "The language reward's effect over two seeds (the whole pipeline run again with `seed=1`: other RL "
+        "prompts, cold-start data and sampling seeds, the same base):", contrast,
+        f"Seed 1's checks: {sum(spread)} of {len(spread)} hold" + ("." if all(spread) else ": " + "; ".join(
+            what for what, ok in other["checks"].items() if not ok) + " fail."),
+        provenance(commands, time.time() - t0, load)])
 
 
 def distill() -> str:
@@ -259,12 +298,13 @@ def distill() -> str:
 
 def evaluation() -> str:
     d = fresh("eval")
-    checkpoint = RUNS / "zero" / "run" / "checkpoint-30"
+    summary = RUNS / "zero" / "run" / "summary.json"
+    checkpoint = RUNS / "zero" / "run" / f"checkpoint-{json.loads(summary.read_text())['steps'] if summary.exists() else 0}"
     if not checkpoint.is_dir():
         sys.exit(f"results: {checkpoint.relative_to(ROOT)} is missing; run `make results-zero` first")
     rel, data = d.relative_to(ROOT), Path("../shared/data")
-    commands = [f"r1lab eval {checkpoint.relative_to(ROOT)} --data task:arithmetic --k 8 --max-new-tokens 200 "
-                f"--out {rel}/arithmetic",
+    commands = [f"r1lab eval {checkpoint.relative_to(ROOT)} --data task:signs --limit 200 --k 8 --max-new-tokens 640 "
+                f"--out {rel}/signs",
                 f"r1lab grade {data}/humaneval.jsonl --task code --pred-field canonical_solution --out {rel}/humaneval.jsonl",
                 f"r1lab grade {data}/mbpp.jsonl --task code --pred-field answer --out {rel}/mbpp.jsonl"]
     t0, load = time.time(), load1()
@@ -273,7 +313,7 @@ def evaluation() -> str:
         t = time.time()
         sh([str(BIN / "r1lab"), *c.split()[1:]], d / f"command{i}.log")
         seconds.append(time.time() - t)
-    r = json.loads((d / "arithmetic" / "results.json").read_text())
+    r = json.loads((d / "signs" / "results.json").read_text())
     k = r["k"]
     rows = [["all", r["problems"], num(r["pass@1"]), num(r["pass@k"][str(k)]), num(r["cons@k"]), num(r["mean_length"], ".1f"),
              pct(r["truncation_rate"])]]

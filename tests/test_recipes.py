@@ -24,3 +24,13 @@ def test_default_recipe_is_the_builtin_default():
     default = config_to_dict(ZeroConfig())
     default.pop("run_dir")
     assert shipped == default
+
+
+def test_arithmetic_recipe_is_the_pipelines_task():
+    """recipes/zero-arithmetic.yaml is the R1-Zero recipe on arithmetic that the pipeline and distillation run."""
+    from r1lab.stages.zero import arithmetic
+
+    path = RECIPES[[p.name for p in RECIPES].index("zero-arithmetic.yaml")]
+    shipped = config_to_dict(load_config(ZeroConfig, path, []))
+    assert shipped == config_to_dict(arithmetic(ZeroConfig()))
+    assert shipped["data"]["task"] == "arithmetic" and config_to_dict(ZeroConfig())["data"]["task"] == "signs"

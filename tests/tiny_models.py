@@ -15,7 +15,7 @@ TINY_DEEPSEEK = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, dense_int
                             qk_nope_dim=8, v_head_dim=8, max_positions=256)
 
 # the same as `r1lab pretrain` overrides, and the smallest R1-Zero run on top of it
-TINY_PRETRAIN = ["pretrain.steps=3", "pretrain.corpus.n_docs=200", "pretrain.batch_size=4", "pretrain.seq_len=256",
+TINY_PRETRAIN = ["pretrain.steps=3", "pretrain.corpus.n_docs=200", "pretrain.corpus.signs.n_docs=50", "pretrain.batch_size=4", "pretrain.seq_len=256",
                  "pretrain.vocab_size=300", "pretrain.model.hidden_size=32", "pretrain.model.num_layers=2",
                  "pretrain.model.num_heads=2", "pretrain.model.dense_intermediate=64",
                  "pretrain.model.expert_intermediate=32", "pretrain.model.kv_lora_rank=16"]

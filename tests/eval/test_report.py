@@ -187,3 +187,27 @@ def test_pass_at_k_plot_depends_on_the_curves(tmp_path):
     write_report(b, summary(None, None), [], [], [], [])
     assert (a / "pass_at_k.png").read_bytes() != (b / "pass_at_k.png").read_bytes()
     assert re.search(r"\]\(pass_at_k\.png\)", (a / "report.md").read_text())
+
+
+def test_self_verification_sections(tmp_path):
+    """A task that can tell a check: the self-check table, length by difficulty and the aha samples."""
+    checks = {"self_check_rate": 0.02, "self_check_rate_reasoning": 0.25, "attempts_mean": 1.01,
+              "first_candidate_accuracy": 0.25, "rejection_rate": 0.01, "rejected_accuracy": 0.5,
+              "unrejected_accuracy": 0.25, "per_problem": {"correct": [0, 1, 4, 4], "mean_length": [10, 20, 30, 40]}}
+    base = {**metrics(0.25, {"1": 0.25, "4": 0.9}), **checks}
+    final = {**metrics(0.9, {"1": 0.9, "4": 1.0}), **checks, "self_check_rate": 0.8, "attempts_mean": 2.5,
+             "per_problem": {"correct": [4, 3, 4, 4], "mean_length": [300, 200, 100, 50]}}
+    aha = [{"prompt": "Numbers: 52 23 11. Target: 18", "answer": "52-23-11", "base": "<answer>52+23-11</answer>",
+            "final": "try 52+23-11 ... got 64, want 18: wrong, wait\ntry 52-23-11"}]
+    md = write_report(tmp_path, {**summary(base, final), "aha_samples": aha}, [record(1, self_check_rate=0.1,
+                      attempts_mean=1.2)], PROBLEMS, BASE_SAMPLES, FINAL_SAMPLES).read_text()
+    assert table_row(md, "self-check rate (a candidate evaluated and compared with the target)") == ["0.020", "0.800"]
+    assert table_row(md, "candidates tried per answer") == ["1.01", "2.50"]
+    assert table_row(md, "never (0 of k)") == ["1", "10.0", "300.0", "1.000"]
+    assert table_row(md, "mostly (more than k/2)") == ["2", "35.0", "75.0", "1.000"]
+    assert "got 64, want 18: wrong, wait" in md and "## The final policy catching its own mistake" in md
+    assert (tmp_path / "aha.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_no_self_verification_sections_without_the_metrics(full_report):
+    assert "## Self-verification" not in full_report[1]

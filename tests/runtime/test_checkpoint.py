@@ -91,7 +91,7 @@ def assert_same_weights(a, b):
 
 
 def test_zero_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path):
-    over = {"grpo.steps": 6, "save_every": 2, "eval.base_pass_k": 0,
+    over = {"grpo.steps": 6, "save_every": 2, "eval.pass_k": 0,
             "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
     ref_run, run = tmp_path / "run", tmp_path / "killed"
     run_zero(tiny_zero_config(tmp_path, **over), log=lambda *a: None)  # also creates the pretrained base
@@ -216,7 +216,7 @@ def test_rm_sigkill_then_resume_past_a_truncated_checkpoint(tmp_path, base):
 
 def test_pretrain_killed_mid_run_continues_when_run_again(tmp_path):
     cfg = lambda cache: load_config(PretrainConfig, None, [  # noqa: E731
-        f"cache_dir={cache}", "steps=8", "save_every=3", "corpus.n_docs=40", "batch_size=4", "seq_len=128",
+        f"cache_dir={cache}", "steps=8", "save_every=3", "corpus.n_docs=40", "corpus.signs.n_docs=20", "batch_size=4", "seq_len=128",
         "vocab_size=300", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.dense_intermediate=64", "model.expert_intermediate=32", "model.kv_lora_rank=16"])
     ref = pretrain(cfg(tmp_path / "ref"), log=lambda *a: None)

@@ -162,7 +162,7 @@ def assert_close_records(a: list[dict], b: list[dict], atol: float) -> float:
     return worst
 
 
-GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.base_pass_k": 0, "grpo.prompts_per_step": 3,
+GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.pass_k": 0, "grpo.prompts_per_step": 3,
              "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
 
 
@@ -205,7 +205,7 @@ def sft_overrides(tmp_path, cache, run: str, **over) -> list[str]:
     # 7 examples, 3 rows per step: the last step of each epoch has 1 row, so one rank has none
     base = {"data": tmp_path / "sft.jsonl", "run_dir": tmp_path / run, "epochs": 2, "lr": 1e-2, "template": "plain",
             "pack": "false", "warmup_steps": 1, "seq_len": 256, "rows_per_step": 3, "micro_rows": 1,
-            "pretrain.cache_dir": cache, "pretrain.steps": 3, "pretrain.corpus.n_docs": 200,
+            "pretrain.cache_dir": cache, "pretrain.steps": 3, "pretrain.corpus.n_docs": 200, "pretrain.corpus.signs.n_docs": 0,
             "pretrain.batch_size": 4, "pretrain.seq_len": 256, "pretrain.vocab_size": 300,
             "pretrain.model.hidden_size": 32, "pretrain.model.num_layers": 2, "pretrain.model.num_heads": 2,
             "pretrain.model.dense_intermediate": 64, "pretrain.model.expert_intermediate": 32,

@@ -192,7 +192,7 @@ def test_pretrain_nan_loss_skips_the_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(r1lab.model.base, "build_model", build_and_poison)
     cfg = load_config(PretrainConfig, None, [
-        f"cache_dir={tmp_path}", "steps=2", "corpus.n_docs=200", "batch_size=2", "seq_len=128", "vocab_size=300",
+        f"cache_dir={tmp_path}", "steps=2", "corpus.n_docs=200", "corpus.signs.n_docs=50", "batch_size=2", "seq_len=128", "vocab_size=300",
         "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.dense_intermediate=64",
         "model.expert_intermediate=32", "model.kv_lora_rank=16", "warmup_steps=0"])
     lines = []

@@ -123,7 +123,7 @@ def test_merged_export_is_a_plain_model_with_the_adapted_outputs(qwen_dir, tmp_p
 
 def tiny_lora_zero(tmp_path, qwen_dir, **over):
     overrides = [f"base={qwen_dir}", f"run_dir={tmp_path / 'run'}", "data.n_train=50", "data.n_test=2",
-                 "eval.k=2", "eval.sampling.max_new_tokens=12", "eval.base_pass_k=0", "grpo.sampling.max_new_tokens=12",
+                 "eval.k=2", "eval.sampling.max_new_tokens=12", "eval.pass_k=0", "grpo.sampling.max_new_tokens=12",
                  "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.steps=2", "grpo.lr=1e-2", "grpo.beta=0.05",
                  "save_every=1", "gate=false", "lora.r=4", "rewards={tests.tiny_models.length_reward: 1.0}",
                  ] + [f"{k}={v}" for k, v in over.items()]
@@ -232,7 +232,7 @@ def test_bad_lora_settings_are_one_line_exit_2_and_write_nothing(argv, needle, t
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
     argv = [a.format(data=tmp_path / "data.jsonl", qwen=qwen_dir) for a in argv] + [f"run_dir={tmp_path}/run"]
-    code = main(argv + (["gate=false", "eval.base_pass_k=0"] if argv[0] == "zero" else []))
+    code = main(argv + (["gate=false", "eval.pass_k=0"] if argv[0] == "zero" else []))
     err = capsys.readouterr().err
     message = err[err.find("r1lab: error: "):]  # after transformers' progress bar when a model was loaded
     assert code == 2 and "r1lab: error: " in err and message.count("\n") == 1, err

@@ -44,11 +44,16 @@ def test_run_zero_end_to_end_then_resume(tmp_path):
         assert (run / name).exists(), name
     assert list((run / "tensorboard").iterdir())
     saved = json.loads((run / "summary.json").read_text())
-    for key in ("pass@1", "cons@2", "pass@k", "mean_length", "format_rate"):
+    for key in ("pass@1", "cons@2", "pass@k", "mean_length", "format_rate", "self_check_rate",
+                "self_check_rate_reasoning", "attempts_mean", "first_candidate_accuracy", "reflection_rate"):
         assert key in saved["base"] and key in saved["final"]
+    assert saved["config"]["data"]["task"] == "signs"  # the default task is the aha moment's
+    assert saved["final"]["attempts_mean"] >= 1.0 and "aha_samples" in saved
+    assert "## Self-verification" in (run / "report.md").read_text() and (run / "aha.png").exists()
     assert summary["first_mean_length"] is not None
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    assert all(json.loads(x)["attempts_mean"] >= 1.0 for x in lines)
 
     # an existing run is never overwritten without --resume
     with pytest.raises(UserError, match="already holds a run"):

@@ -31,7 +31,7 @@ def test_make_task_does_not_register():
 @pytest.mark.parametrize(
     "name, settings, words",
     [
-        ("sudoku", {}, "arithmetic, countdown, file"),
+        ("sudoku", {}, "arithmetic, countdown, signs, file"),
         ("arithmetic", {"digitz": 3}, "'digitz'"),
         ("arithmetic", {"digitz": 3}, "digits, terms, ops"),
         ("countdown", {"digits": 3}, "n_numbers, max_number, max_target"),

@@ -9,11 +9,11 @@ SPEC is one of
   * a local `.jsonl` or `.parquet` file, or a directory written by `datasets`' `save_to_disk`
     (e.g. the offline copies in ../shared/data);
   * any other hub dataset id (`owner/name`);
-  * `task:<name>` for a built-in task (`task:arithmetic`, `task:countdown`, `task:code`, default
+  * `task:<name>` for a built-in task (`task:arithmetic`, `task:countdown`, `task:signs`, `task:code`, default
     settings): its held-out test split, `limit` problems (default 100) in the task's prompt
-    languages (the four, or English for code), drawn as `r1lab zero` draws its held-out set (seed
-    1), so `r1lab eval CHECKPOINT --data task:arithmetic` re-measures a default R1-Zero run's
-    final evaluation. Graded by the task's own `grade`.
+    languages (the four, or English for code and signs), drawn as `r1lab zero` draws its held-out set
+    (seed 1), so `r1lab eval CHECKPOINT --data task:signs --limit 200` re-measures a default R1-Zero
+    run's final evaluation (`task:arithmetic` one of recipes/zero-arithmetic.yaml). Graded by the task's own `grade`.
 
 Code benchmarks (`Benchmark.kind == "code"`): a preset's kind, or records with tests, `tests` /
 `test_list` (MBPP) or `test` + `entry_point` (HumanEval), detected from the first record. Their
@@ -167,14 +167,14 @@ def load_benchmark(spec: DataSpec) -> Benchmark:
     return Benchmark(name, source, problems, *fields, kind=kind)
 
 
-TASK_EVAL_PROBLEMS = 100  # r1lab zero's default data.n_test; the seed is its held-out one (seed 0 + TEST_SEED)
+TASK_EVAL_PROBLEMS = 100  # the arithmetic recipe's data.n_test; the seed is r1lab zero's held-out one (seed 0 + TEST_SEED)
 
 
 def _task_benchmark(spec: DataSpec) -> Benchmark:
     """The held-out problems of a built-in task (see the module docstring), broken down by language."""
     name = spec.source.removeprefix("task:")
     if name in ("file", "math") or ":" in name:
-        raise UserError(f"{spec.source}: task: takes a built-in task (arithmetic, countdown, code); "
+        raise UserError(f"{spec.source}: task: takes a built-in task (arithmetic, countdown, signs, code); "
                         "pass a file as the SPEC itself")
     task = get_task(name)  # UserError naming the choices for an unknown name
     langs = tuple(getattr(task, "langs", LANGS))

@@ -27,6 +27,7 @@ from r1lab.grading.language import language_mixing
 from r1lab.grading.shape import REFLECTION_RE, has_r1_format, style_of
 from r1lab.grading.verify import answers_equal
 from r1lab.tasks import get_task
+from r1lab.tasks.attempts import attempt_metrics, attempts_of
 from r1lab.tasks.base import Problem
 
 if TYPE_CHECKING:  # importing the sampler imports torch: not needed to score samples
@@ -100,6 +101,8 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         idx = [i for i, st in enumerate(styles) if st == s]
         by_style[s] = {"share": len(idx) / len(flat), "accuracy": sum(corr[i] for i in idx) / len(idx) if idx else None}
     scores = score(res.extracted, res.correct)
+    grouped = [p for p in res.problems for _ in range(k)]
+    attempts = attempt_metrics(attempts_of(flat, grouped, [a for row in res.extracted for a in row]), styles, corr)
     return {
         "pass@1": scores["pass@1"],
         "pass@k": scores["pass@k"],
@@ -108,6 +111,9 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         "mean_length": sum(x for row in res.lengths for x in row) / len(flat),
         "truncation_rate": sum(x for row in res.truncated for x in row) / len(flat),
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in flat) / len(flat),
+        **attempts,  # self-verification (tasks/attempts.py): None for tasks that cannot tell a check
+        "per_problem": {"correct": [sum(row) for row in res.correct],
+                        "mean_length": [sum(row) / len(row) for row in res.lengths]},
         **language_mixing(flat, [p.lang for p in res.problems for _ in range(k)]),
         "styles": by_style,
         "problems": P,

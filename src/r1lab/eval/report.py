@@ -33,7 +33,21 @@ PLOTS = {
     "response_length.png": "Mean completion length in tokens at each step, max faint (cf. R1 Figure 3).",
     "reflection.png": "Share of completions with a reflection phrase ('wait', 'let me check', and their "
     "zh/ja/ko equivalents) and share that reason inside the think block.",
+    "aha.png": "The aha moment: share of completions that check a candidate (evaluate it, compare it with the "
+    "target), candidates tried per completion, accuracy and mean length, at each step (tasks that can tell a check).",
     "pass_at_k.png": "Unbiased pass@k on the held-out problems, base model against final policy.",
+}
+CHECK_ROWS = {  # summary keys of the self-verification table (tasks/attempts.py)
+    "self_check_rate": "self-check rate (a candidate evaluated and compared with the target)",
+    "self_check_rate_reasoning": "self-check rate among answers that reason",
+    "attempts_mean": "candidates tried per answer",
+    "first_candidate_accuracy": "first-candidate accuracy",
+    "rejection_rate": "share of answers that rejected a wrong candidate",
+    "rejected_accuracy": "accuracy of answers that rejected a wrong candidate",
+    "unrejected_accuracy": "accuracy of the other answers",
+    "reflection_rate": "reflection-phrase rate ('wait', 'recheck', ...)",
+    "pass@1": "pass@1",
+    "mean_length": "mean length (tokens)",
 }
 TIMINGS = {"time_generate": "generate", "time_score": "score", "time_update": "update", "time_step": "whole step"}
 
@@ -48,15 +62,21 @@ def write_report(run: Path, summary: dict, history: list[dict], problems: list,
     plot_reward_accuracy(history, run / "reward_accuracy.png")
     plot_response_length(history, run / "response_length.png")
     plot_reflection(history, run / "reflection.png")
+    plot_aha(history, run / "aha.png")
     plot_pass_at_k(base, final, run / "pass_at_k.png")
+    checking = base.get("self_check_rate") is not None or final.get("self_check_rate") is not None
     sections = [
         "# R1-Zero run report",
         run_paragraph(summary or {}, base, final, len(history)),
         "## Before and after RL\n\n" + before_after_table(base, final),
+        *(["## Self-verification\n\n" + self_check_table(base, final),
+           "## Length by difficulty\n\n" + difficulty_table(base, final)] if checking else []),
         "## Training curves\n\n" + "\n\n".join(f"![{name}]({name})\n\n{caption}" for name, caption in PLOTS.items()),
         "## Honest caveat\n\n" + honest_caveat(base, final),
         "## Time per step\n\n" + timing_table(history),
         "## Sample completions\n\n" + samples_section(problems or [], base_samples or [], final_samples or []),
+        *(["## The final policy catching its own mistake\n\n" + aha_section((summary or {}).get("aha_samples"))]
+          if checking else []),
     ]
     path = run / "report.md"
     write_atomically(path, "\n\n".join(sections) + "\n")
@@ -172,6 +192,37 @@ def plot_reflection(history: list[dict], path: Path) -> None:
     _save(fig, ax, path, "no steps logged")
 
 
+def plot_aha(history: list[dict], path: Path) -> None:
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    left.set(title="Checking and accuracy during GRPO", xlabel="step", ylabel="share of completions")
+    right.set(title="Attempts and length during GRPO", xlabel="step", ylabel="candidates per completion")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    for key, label in (("self_check_rate", "checks a candidate"), ("accuracy", "accuracy"),
+                       ("first_candidate_accuracy", "first candidate right"), ("reflection_rate", "says 'wait'")):
+        steps, values = series(history, key)
+        if steps:
+            left.plot(steps, values, lw=2 if key in ("self_check_rate", "accuracy") else 1, label=label)
+    left.set_ylim(-0.03, 1.03)
+    steps, values = series(history, "attempts_mean")
+    if steps:
+        right.plot(steps, values, lw=2, color="C4", label="candidates tried")
+        twin = right.twinx()
+        length_steps, lengths = series(history, "len_mean")
+        twin.plot(length_steps, lengths, lw=1, color="gray", label="mean length (tokens, right axis)")
+        twin.set_ylabel("completion tokens")
+        right.legend(handles=right.lines + twin.lines, fontsize=8)
+    if left.lines:
+        left.legend(fontsize=8)
+    else:
+        left.text(0.5, 0.5, "no self-check metrics logged (a task that cannot tell a check)", ha="center",
+                  va="center", transform=left.transAxes, color="gray")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def plot_pass_at_k(base: dict, final: dict, path: Path) -> None:
     fig, ax = _figure("pass@k on held-out problems", "k (samples per problem)", "pass@k")
     ks = set()
@@ -251,6 +302,47 @@ def honest_caveat(base: dict, final: dict) -> str:
         verdict += (f" Final pass@{k} ({fmt(final_pk)}) is below the base's: RL narrowed the set of problems "
                     f"the model can solve at all within {k} samples.")
     return facts + verdict
+
+
+def self_check_table(base: dict, final: dict) -> str:
+    lines = ["| measure | base model | final policy |", "|---|---|---|"]
+    for key, label in CHECK_ROWS.items():
+        spec = ".1f" if key == "mean_length" else ".2f" if key == "attempts_mean" else ".3f"
+        lines.append(f"| {label} | {fmt(base.get(key), spec)} | {fmt(final.get(key), spec)} |")
+    return "\n".join(lines) + (
+        "\n\nA check is read off the completion itself (tasks/attempts.py): a candidate, its evaluation, and a "
+        "comparison of the value reached with the target; a reflection phrase alone is not one.")
+
+
+def difficulty_table(base: dict, final: dict) -> str:
+    """Mean length of base and final answers, held-out problems grouped by how often the base solved them."""
+    b, f = base.get("per_problem") or {}, final.get("per_problem") or {}
+    solved, k = b.get("correct"), base.get("k")
+    if not solved or not isinstance(k, int) or len(solved) != len(f.get("correct") or []):
+        return "n/a (per-problem results missing)"
+    bins = [("never (0 of k)", lambda c: c == 0), ("sometimes (1 to k/2)", lambda c: 0 < c <= k / 2),
+            ("mostly (more than k/2)", lambda c: c > k / 2)]
+    lines = [f"Problems grouped by the base's correct samples out of k = {k} (the difficulty the base meets).", "",
+             "| base solves the problem | problems | base mean length | final mean length | final pass@1 |",
+             "|---|---|---|---|---|"]
+    for label, test in bins:
+        idx = [i for i, c in enumerate(solved) if test(c)]
+        mean = lambda xs: sum(xs[i] for i in idx) / len(idx) if idx else None  # noqa: E731
+        final_acc = mean([c / final.get("k", k) for c in f["correct"]])
+        lines.append(f"| {label} | {len(idx)} | {fmt(mean(b['mean_length']), '.1f')} | "
+                     f"{fmt(mean(f['mean_length']), '.1f')} | {fmt(final_acc)} |")
+    return "\n".join(lines)
+
+
+def aha_section(samples) -> str:
+    if not samples:
+        return "None: no held-out answer of the final policy rejected a wrong candidate and then ended right."
+    parts = []
+    for i, s in enumerate(samples):
+        parts += [f"### Problem {i + 1}", "> " + str(s.get("prompt")), f"Gold answer: **{s.get('answer')}**",
+                  "Base model (its first sample):\n\n" + fenced(s.get("base")),
+                  "Final policy:\n\n" + fenced(s.get("final"))]
+    return "\n\n".join(parts)
 
 
 def timing_table(history: list[dict]) -> str:

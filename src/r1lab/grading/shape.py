@@ -5,7 +5,7 @@ Table 1), and what can be read off it without grading the answer.
     style_of(completion)          'reasoning' (a think block with real content), 'direct', 'unformatted'
     chain_of_thought(completion)  the text the language measure and the rejection filters read
     summary_of(completion)        the answer block with an empty chain of thought: what a user reads
-    REFLECTION_RE                 "wait", "let me check" and their zh/ja/ko forms (the "aha moment")
+    REFLECTION_RE                 "wait", "let me check", "recheck", ... and zh/ja/ko forms (the "aha moment")
 
 The format reward (rl/rewards.py), the evaluation metrics (eval/metrics.py), the step records and
 the rejection filters all read answers through these, so they cannot disagree about a shape.
@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import re
 
-REFLECTION_RE = re.compile(r"wait|let me check|let me verify|等等|检查|待って|確認|잠깐|확인", re.IGNORECASE)
+# The paper's "wait" (R1 §2.2.4), understand-r1-zero's self-reflection keywords (Liu et al. 2025,
+# arXiv 2503.20783: recheck, rethink, reassess, re-evaluate, re-examine, reconsider, double-check,
+# check again, think again, verify again, ...) and the zh/ja/ko forms.
+REFLECTION_RE = re.compile(
+    r"\bwait\b|let me (?:check|verify)|\bre-?(?:check|think|assess|evaluat\w*|examin\w*|consider|analy[sz]e)\b"
+    r"|double[- ]check|(?:check|think|verify) again|go over the steps|等等|检查|待って|確認|잠깐|확인",
+    re.IGNORECASE)
 THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 # Exactly the R1-Zero template: "<think> reasoning process here </think> <answer> answer here

@@ -36,7 +36,8 @@ import torch
 
 from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig, RouterLoadTracker, build_model, count_parameters
-from r1lab.model.corpus import PLAIN_FRAME, CorpusConfig, build_documents, drill_text, worked_lines
+from r1lab.model.corpus import (PLAIN_FRAME, CorpusConfig, build_documents, build_signs_documents, drill_text,
+                                 verdict_drill_text, worked_lines)
 from r1lab.model.tokenizer import train_tokenizer
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
@@ -45,7 +46,8 @@ from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.runlog import RunLog
 from r1lab.tasks import make_task
 
-CACHE_VERSION = 3  # bump when corpus/model code changes in a way the config does not show
+SIGNS_PROBLEMS = 15_000  # distinct signs problems the corpus draws its documents from (of ~20k train ones)
+CACHE_VERSION = 7  # bump when corpus/model code changes in a way the config does not show
 
 
 @dataclass
@@ -56,9 +58,9 @@ class PretrainConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     vocab_size: int = 1024
-    seq_len: int = 512
+    seq_len: int = 768
     batch_size: int = 8
-    steps: int = 1400
+    steps: int = 1800
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -111,18 +113,31 @@ def pack_rows(docs: list[list[int]], seq_len: int, filler: Callable[[int], list[
     return torch.tensor(rows, dtype=torch.long)
 
 
-def make_filler(problems: list, tok, rng: random.Random) -> Callable[[int], list[int]]:
+def make_filler(problems: list, tok, rng: random.Random, signs: list | None = None) -> Callable[[int], list[int]]:
     """Row-end filler: openings of worked solutions (problem, first register line, first fact),
     then digit-fact drills. The two skills a tiny model learns last are copying the operands
     out of the prompt and the digit-sum table; a full worked document practises the first only
-    once per ~180 tokens, an opening once per ~45."""
-    ops = sorted({op for p in problems for op in p.meta.get("ops", ["+"])})
+    once per ~180 tokens, an opening once per ~45. With `signs` problems, a third of the openings are
+    theirs (a guessed candidate copied from the prompt, its first register line and fact) and a
+    third are drills of a check's verdict read off its difference register (`verdict_drill_text`)."""
+    signs = signs or []
+    ops = sorted({op for p in problems for op in p.meta.get("ops", ["+"])} | ({"+", "-"} if signs else set()))
     with_operands = [p for p in problems if "operands" in p.meta]
 
     def opening() -> list[int]:
-        p = rng.choice(with_operands)
-        lines, _ = worked_lines(p.meta["operands"], p.meta["ops"])
-        return tok(PLAIN_FRAME.format(prompt=p.prompt) + "<think>\n" + "\n".join(lines[:2]) + "\n")["input_ids"]
+        u = rng.random() if signs else 1.0
+        if u < 1 / 3:
+            return tok(verdict_drill_text(rng, 4) + "\n")["input_ids"]
+        if u < 2 / 3:
+            p = rng.choice(signs)
+            pattern = [rng.choice("+-") for _ in p.meta["numbers"][1:]]
+            lines, _ = worked_lines(p.meta["numbers"], pattern, grow=False)
+            candidate = str(p.meta["numbers"][0]) + "".join(s + str(x) for s, x in zip(pattern, p.meta["numbers"][1:]))
+            lines = [f"try {candidate}", *lines]
+        else:
+            p = rng.choice(with_operands)
+            lines, _ = worked_lines(p.meta["operands"], p.meta["ops"])
+        return tok(PLAIN_FRAME.format(prompt=p.prompt) + "<think>\n" + "\n".join(lines[:3 if signs and "numbers" in p.meta else 2]) + "\n")["input_ids"]
 
     def filler(n: int) -> list[int]:
         out: list[int] = []
@@ -171,13 +186,19 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
     n_problems = cfg.corpus.n_docs
     problems = task.problems("train", n_problems, seed=cfg.seed, langs=tuple(cfg.langs))
     docs = build_documents(problems, cfg.corpus, seed=cfg.seed)
-    tok = train_tokenizer((p + c for p, c in docs[:5000]), vocab_size=cfg.vocab_size)
+    signs = []
+    if cfg.corpus.signs.n_docs:  # the aha-moment task (tasks/signs.py), English prompts
+        signs_task = make_task("signs", n_numbers=cfg.corpus.signs.n_numbers)
+        signs = signs_task.problems("train", min(cfg.corpus.signs.n_docs, SIGNS_PROBLEMS), seed=cfg.seed)
+        docs += build_signs_documents(signs, cfg.corpus.signs, seed=cfg.seed)
+    sample = docs[:4000] + docs[n_problems : n_problems + 1000]  # both tasks' words in the vocabulary
+    tok = train_tokenizer((p + c for p, c in sample), vocab_size=cfg.vocab_size)
     eos = tok.eos_token_id
     prompt_ids = tok([p for p, _ in docs])["input_ids"]
     completion_ids = tok([c for _, c in docs], add_special_tokens=False)["input_ids"]
     token_docs = [p + c + [eos] for p, c in zip(prompt_ids, completion_ids)]
     random.Random(cfg.seed).shuffle(token_docs)
-    filler = make_filler(problems, tok, random.Random(cfg.seed + 1))
+    filler = make_filler(problems, tok, random.Random(cfg.seed + 1), signs)
     data = pack_rows(token_docs, cfg.seq_len, filler)
     n_tokens = data.numel()
     log(f"pretrain: {len(docs)} documents, {n_tokens / 1e6:.2f}M tokens in {len(data)} rows (row ends filled with drills), "

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from r1lab.errors import UserError
 from r1lab.tasks.base import Problem
 from r1lab.tasks.prompts import apply_template
+from r1lab.tasks.signs import expression, sign_patterns
 
 REFLECTIONS = {
     "en": "wait, let me check",
@@ -52,6 +53,25 @@ REFLECTIONS = {
 
 
 GLUE = {"en": "digit", "zh": "位", "ja": "けた", "ko": "자리"}  # the word that opens a fact line
+
+
+@dataclass
+class SignsCorpusConfig:
+    """Documents of the signs task (tasks/signs.py), where the base meets checking: see `signs_completion`."""
+
+    n_docs: int = 30000  # 0: an arithmetic-only corpus
+    n_numbers: int = 3
+    template_share: float = 0.5  # fraction framed with the R1-Zero template
+    template_worked: float = 0.10  # under the template: try one candidate, evaluate it, answer it
+    template_checked: float = 0.03  # under the template: try, evaluate, compare, retry until right
+    plain_worked: float = 0.2  # in plain documents (the rest of which are checked)
+
+    def validate(self) -> None:
+        for name in ("template_share", "template_worked", "template_checked", "plain_worked"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"signs.{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
+        if self.template_worked + self.template_checked > 1:
+            raise UserError("signs.template_worked, signs.template_checked: together at most 1")
 
 
 @dataclass
@@ -70,8 +90,10 @@ class CorpusConfig:
     drill_facts: int = 40  # facts per drill document
     cot_glue: bool = True  # open each fact line with a word in a language (see GLUE)
     cot_mix: float = 0.2  # per line, the chance that a non-English prompt's word is English
+    signs: SignsCorpusConfig = field(default_factory=SignsCorpusConfig)
 
     def validate(self) -> None:
+        self.signs.validate()
         for name in ("template_share", "template_worked", "template_untagged", "plain_worked",
                      "plain_untagged", "slip_rate", "slip_caught", "drill_share", "cot_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -84,7 +106,8 @@ class CorpusConfig:
 # The scratchpad
 
 
-def scratch_block(x: str, op: str, y: str, slip: Slip | None = None, glue: Callable[[], str] | None = None) -> list[str]:
+def scratch_block(x: str, op: str, y: str, slip: Slip | None = None, glue: Callable[[], str] | None = None,
+                  grow: bool = True) -> list[str]:
     """Lines computing `x op y` digit by digit, right to left, as a shift register.
 
     `x` and `y` are zero-padded digit strings of equal width w. The first line is the state
@@ -97,10 +120,11 @@ def scratch_block(x: str, op: str, y: str, slip: Slip | None = None, glue: Calla
     inputs, so that it is learned as a table; every other token is a copy at a fixed distance.
     With a `slip`, one fact gets a wrong digit: if caught, a reflection line follows and the
     fact is redone; if not, the wrong digit is shifted into the register and reaches the answer.
-    `glue()`, if given, is the word that opens each fact line.
+    `glue()`, if given, is the word that opens each fact line. `grow=False` keeps a sum at the
+    operands' width (for values known to fit: the signs task's, which stay in 10..99).
     """
     word = (lambda: glue() + " ") if glue else (lambda: "")
-    width = len(x) + 1 if op == "+" else len(x)
+    width = len(x) + 1 if op == "+" and grow else len(x)
     r, c = "0" * width, 0
     lines = [f"{x}{op}{y},{c},{r}"]
     for step in range(width):
@@ -131,6 +155,25 @@ def drill_text(ops: list[str], rng: random.Random, n_facts: int) -> str:
     return "\n".join(facts)
 
 
+def check_lines(value: int, target: int) -> list[str]:
+    """The comparison of a candidate's value with the target, as the scratchpad does it: the target
+    copied from the prompt ("want 17"), subtracted from the value digit by digit ("check 37-17,0,00"
+    ...), then the verdict read off the difference (right only when it is 00). Values and targets
+    are in 10..99, so 00 means equal."""
+    block, _ = worked_lines([value, target], ["-"], grow=False)
+    return [f"want {target}", f"check {block[0]}", *block[1:], "right" if value == target else "wrong, wait"]
+
+
+def verdict_drill_text(rng: random.Random, n_pairs: int) -> str:
+    """`n_pairs` last lines of a comparison, a difference register then its verdict, half of them
+    00: practice of reading the verdict off the difference (nothing else is random here)."""
+    lines = []
+    for _ in range(n_pairs):
+        d = 0 if rng.random() < 0.5 else rng.choice([v for v in range(100) if v])
+        lines += [f"00-00,0,{d:02d}", "right" if d == 0 else "wrong, wait"]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Slip:
     block: int  # which operator's block
@@ -140,7 +183,7 @@ class Slip:
 
 
 def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None,
-                 glue: Callable[[], str] | None = None) -> tuple[list[str], int]:
+                 glue: Callable[[], str] | None = None, grow: bool = True) -> tuple[list[str], int]:
     """The scratchpad for a left-to-right chain `a op b op c ...` and the value it arrives at.
 
     One block per operator; each block's first operand is a verbatim copy of the previous
@@ -150,7 +193,7 @@ def worked_lines(operands: list[int], ops: list[str], slip: Slip | None = None,
     acc = str(operands[0]).zfill(digits)
     lines: list[str] = []
     for b, (op, v) in enumerate(zip(ops, operands[1:])):
-        block = scratch_block(acc, op, str(v).zfill(len(acc)), slip if slip and slip.block == b else None, glue)
+        block = scratch_block(acc, op, str(v).zfill(len(acc)), slip if slip and slip.block == b else None, glue, grow)
         lines += block
         acc = block[-1].rsplit(",", 1)[1]
     return lines, int(acc)
@@ -212,3 +255,60 @@ def document(problem: Problem, rng: random.Random, cfg: CorpusConfig) -> tuple[s
 def build_documents(problems: list[Problem], cfg: CorpusConfig, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     return [document(p, rng, cfg) for p in problems]
+
+
+# ---------------------------------------------------------------------------------------------
+# Signs documents: proposing a candidate, evaluating it, checking it
+
+
+def signs_completion(problem: Problem, style: str, rng: random.Random) -> str:
+    """One completion for a signs problem in `style`: 'bare', 'worked' or 'checked'.
+
+    Every candidate is a guess, never chosen because it is the gold: the first is a sign pattern
+    drawn uniformly, and a retry is the next one in a fixed cyclic order (`sign_patterns`' order:
+    counting in binary, + as 0 and - as 1), a rule that reads nothing but the candidate before it;
+    so each retry is uniform among the patterns not yet tried, and none is tried twice. 'bare'
+    answers one with an empty think block; 'worked' writes
+    `try <candidate>`, evaluates it with the arithmetic scratchpad (sums kept at two digits) and
+    answers it, right or wrong; 'checked' also compares the value with the target (`check_lines`:
+    "check 52-42,0,00" ... "wrong, wait") and tries again until one is right.
+
+    The comparison is a subtraction because the base could not learn it as a lookup: written as
+    "got 52, want 42: wrong, wait", the first base copied both numbers right every time but
+    decided right/wrong correctly only 61% of the time; and the target gets a line of its own
+    because, written straight into the subtraction, it was copied from the candidate instead of
+    the prompt (docs/devlog.md, issue 17).
+    """
+    numbers, target = problem.meta["numbers"], problem.meta["target"]
+    patterns = sign_patterns(len(numbers))
+    first = rng.randrange(len(patterns))
+    if style == "bare":
+        return f"<think>\n</think>\n<answer>{expression(numbers, patterns[first])}</answer>"
+    lines: list[str] = []
+    for i in range(len(patterns)):
+        signs = patterns[(first + i) % len(patterns)]
+        candidate = expression(numbers, signs)
+        evaluation, value = worked_lines(numbers, list(signs), grow=False)
+        lines += [f"try {candidate}", *evaluation]
+        if style == "worked":
+            break
+        lines += check_lines(value, target)
+        if value == target:
+            break
+    return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer>{candidate}</answer>"
+
+
+def signs_document(problem: Problem, rng: random.Random, cfg: SignsCorpusConfig) -> tuple[str, str]:
+    if rng.random() < cfg.template_share:
+        prompt, worked, checked = apply_template(problem.prompt), cfg.template_worked, cfg.template_checked
+    else:
+        prompt, worked, checked = PLAIN_FRAME.format(prompt=problem.prompt), cfg.plain_worked, 1 - cfg.plain_worked
+    u = rng.random()
+    style = "worked" if u < worked else "checked" if u < worked + checked else "bare"
+    return prompt, signs_completion(problem, style, rng)
+
+
+def build_signs_documents(problems: list[Problem], cfg: SignsCorpusConfig, seed: int) -> list[tuple[str, str]]:
+    """`cfg.n_docs` documents over `problems` (cycled: each visit draws new candidates)."""
+    rng = random.Random(f"signs:{seed}")
+    return [signs_document(problems[i % len(problems)], rng, cfg) for i in range(cfg.n_docs)] if problems else []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import ClassVar
 
 import torch
@@ -30,7 +30,9 @@ from r1lab.rl.rewards import combine_rewards
 from r1lab.rl.update import update_policy
 from r1lab.runtime import distributed
 from r1lab.runtime.device import model_device
+from r1lab.tasks.attempts import attempt_metrics, attempts_of
 from r1lab.tasks.base import Problem
+from r1lab.tasks.signs import Attempts
 
 
 @dataclass
@@ -124,7 +126,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     t_update = time.time()
 
     # the record describes the whole batch: under N ranks, every rank's share of it in order
-    every = distributed.concat_across({
+    attempts = [a and astuple(a) for a in attempts_of(gen.texts, grouped)]
+    every = distributed.concat_across({"attempts": attempts,
         "texts": gen.texts, "lengths": [len(c) for c in gen.completion_ids], "truncated": gen.truncated,
         "langs": [p.lang for p in grouped], "rewards": rewards.flatten().tolist(), "spread": spread,
         **{f"reward/{k}": list(v) for k, v in per_fn.items()}})
@@ -142,6 +145,14 @@ RECORD_KEYS = {
     "format_rate": "mean of the format reward (None without one)",
     "reasoning_rate": "share of samples that reason inside <think> (grading.shape.style_of)",
     "reflection_rate": "share of samples with a reflection phrase (grading.shape.REFLECTION_RE)",
+    "self_check_rate": "share of samples that evaluated a candidate and compared it with the target (tasks/attempts.py; "
+                       "None for a task that cannot tell a check)",
+    "self_check_rate_reasoning": "the same among samples that reason", "attempts_mean": "candidates tried per sample",
+    "first_candidate_accuracy": "share of samples whose first candidate was right",
+    "rejection_rate": "share of samples that rejected at least one wrong candidate",
+    "rejected_accuracy": "accuracy of the samples that rejected a wrong candidate (None without an accuracy reward)",
+    "unrejected_accuracy": "accuracy of the other samples",
+    "evaluation_accuracy": "share of written-out candidate evaluations that reach the candidate's true value",
     "language_mixing": "share of samples for zh/ja/ko prompts whose chain of thought mixes languages",
     "len_mean": "mean completion length in tokens", "len_max": "longest completion in tokens",
     "truncation_rate": "share of samples cut off at sampling.max_new_tokens",
@@ -174,6 +185,8 @@ def step_record(step: int, every: dict[str, list], reward_names: list[str], grou
         "format_rate": mean(every["reward/format"]) if "format" in reward_names else None,
         "reasoning_rate": sum(style_of(t) == "reasoning" for t in texts) / n,
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in texts) / n,
+        **attempt_metrics([a and Attempts(*a) for a in every["attempts"]], [style_of(t) for t in texts],
+                          [r > 0.5 for r in every["reward/accuracy"]] if "accuracy" in reward_names else None),
         "language_mixing": language_mixing(texts, every["langs"])["language_mixing"],
         "len_mean": mean(lengths),
         "len_max": max(lengths),

@@ -2,7 +2,10 @@
 
     run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
 
-`start_run` sets torch's thread count (`threads` > 0), joins the launcher's process group when
+`start_run` sets torch's thread count (`threads` > 0), makes torch pick its deterministic kernels
+where it has them (so that a rerun with the same seed gives the same numbers: without it, two
+threads summed the MoE's expert outputs in a varying order and a GRPO run's per-step gradient
+norms differed by up to 1.6e-4 relative), joins the launcher's process group when
 there is one (distributed.py), silences `log` on every rank but 0 (rank 0's log is the run's),
 names the run directory after rank 0's clock (`{time}` in the pattern; on --resume, the newest
 existing match), checks it on every rank (a new run needs an empty directory, a resumed one a
@@ -47,6 +50,7 @@ def start_run(pattern: str, resume: bool, threads: int = 0, log: Callable = prin
     """(run directory, log) of a training command (see the module docstring)."""
     if threads:
         torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, where an op has no such kernel
     distributed.init()
     if not distributed.is_main():
         log = _silent

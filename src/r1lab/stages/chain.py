@@ -47,10 +47,10 @@ from r1lab.runtime.run import resolve_run_dir
 from r1lab.stages.rm import RMConfig, run_rm
 from r1lab.stages.sample import SampleConfig, run_sample
 from r1lab.stages.sft import SFTConfig, run_sft
-from r1lab.stages.zero import ZeroConfig, run_zero
+from r1lab.stages.zero import ZeroConfig, arithmetic, run_zero
 from r1lab.tasks.general import general_prompts
 
-__all__ = ["RMConfig", "ReportConfig", "SFTConfig", "SampleConfig", "ZeroConfig", "cell", "checks_markdown",
+__all__ = ["RMConfig", "ReportConfig", "SFTConfig", "SampleConfig", "ZeroConfig", "arithmetic", "cell", "checks_markdown",
            "fingerprint", "measure", "rl_stage", "rm_stage", "sample_stage", "sft_stage", "stage", "start", "table", "write_result"]
 
 

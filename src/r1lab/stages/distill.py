@@ -61,7 +61,7 @@ from r1lab.engine.params import SamplingConfig
 from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.model.corpus import CorpusConfig
+from r1lab.model.corpus import CorpusConfig, SignsCorpusConfig
 from r1lab.runtime.config import config_to_dict
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.loading import is_hub_id, resolve_model
@@ -70,6 +70,7 @@ from r1lab.stages.chain import (
     SampleConfig,
     SFTConfig,
     ZeroConfig,
+    arithmetic,
     checks_markdown,
     fingerprint,
     measure,
@@ -93,17 +94,17 @@ STUDENTS = {
 
 
 def _teacher() -> ZeroConfig:
-    """teacher=zero: the R1-Zero default, without the base's pass@64 curve (the report measures)."""
-    cfg = ZeroConfig()
-    cfg.eval.base_pass_k = 0
+    """teacher=zero: the R1-Zero recipe on the arithmetic task, without the pass@64 curves (the report measures)."""
+    cfg = arithmetic(ZeroConfig())
+    cfg.eval.pass_k = 0
     return cfg
 
 
 def _rl_only() -> ZeroConfig:
     """The RL-only student's run: R1-Zero's recipe, a time budget instead of a step count."""
-    cfg = ZeroConfig(gate=False, save_every=1000)
+    cfg = arithmetic(ZeroConfig(gate=False, save_every=1000))
     cfg.grpo.steps = 10_000  # the time budget ends it
-    cfg.eval.base_pass_k = 0
+    cfg.eval.pass_k = 0
     return cfg
 
 
@@ -115,7 +116,9 @@ class DistillConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the teacher base and the corpus
     # A preset student's pretraining corpus: the teacher's, minus worked solutions under the R1-Zero
     # template (they stay in plain "User: ... Assistant:" documents). See the module docstring.
-    student_corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(template_worked=0.0))
+    # The signs documents (the aha-moment task) are left out: every distillation stage is on arithmetic.
+    student_corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(template_worked=0.0,
+                                                                          signs=SignsCorpusConfig(n_docs=0)))
     data: DataConfig = field(default_factory=DataConfig)  # the reasoning task of every stage
     teacher_rl: ZeroConfig = field(default_factory=_teacher)  # teacher=zero's run
     # T = 1 for diverse traces (at 0.6 most of a prompt's samples are duplicates; cf. pipeline stage 3)

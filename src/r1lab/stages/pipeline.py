@@ -59,6 +59,7 @@ from r1lab.stages.chain import (
     SampleConfig,
     SFTConfig,
     ZeroConfig,
+    arithmetic,
     cell,
     checks_markdown,
     fingerprint,
@@ -82,9 +83,9 @@ def _rl(lr: float = 2e-4, **over) -> ZeroConfig:
     """An RL stage's defaults. From a fine-tuned model, whose format is settled, RL takes 4x R1-Zero's
     learning rate: at 5e-5 stage 2 moved the language-mixing rate 72% -> 56% in 30 steps, at 2e-4
     72% -> 34%, with the same held-out pass@1 (0.981 / 0.980)."""
-    cfg = ZeroConfig(**{"gate": False, "rewards": dict(LANGUAGE_REWARDS), **over})
+    cfg = arithmetic(ZeroConfig(**{"gate": False, "rewards": dict(LANGUAGE_REWARDS), **over}))
     cfg.grpo.lr = lr
-    cfg.eval.base_pass_k = 0  # the report measures every stage; no pass@64 curve per stage
+    cfg.eval.pass_k = 0  # the report measures every stage; no pass@64 curve per stage
     return cfg
 
 
@@ -124,14 +125,14 @@ class PipelineConfig:
     run_dir: str = "runs/pipeline-{time}"
     base: str = "builtin"
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    zero: ZeroConfig = field(default_factory=lambda: _rl(lr=ZeroConfig().grpo.lr, rewards={"accuracy": 1.0, "format": 0.1}))
+    zero: ZeroConfig = field(default_factory=lambda: _rl(lr=arithmetic(ZeroConfig()).grpo.lr, rewards={"accuracy": 1.0, "format": 0.1}))
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     reasoning_rl: ZeroConfig = field(default_factory=_rl)
     ablation: bool = True  # also run stage 2 without the language reward
     rejection: RejectionStageConfig = field(default_factory=RejectionStageConfig)
     rm: RMConfig = field(default_factory=RMConfig)
     # Stage 4 at R1-Zero's learning rate: at 2e-4 it cost 0.04-0.12 pass@1 (runs/pipeline-2, -3)
-    all_rl: ZeroConfig = field(default_factory=lambda: _rl(lr=ZeroConfig().grpo.lr,
+    all_rl: ZeroConfig = field(default_factory=lambda: _rl(lr=arithmetic(ZeroConfig()).grpo.lr,
                                                           rewards={**LANGUAGE_REWARDS, "preference": 0.5}))
     general_share: float = 0.25  # stage 4: share of each step's prompts that are general ones
     report: ReportConfig = field(default_factory=ReportConfig)

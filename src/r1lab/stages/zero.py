@@ -48,7 +48,7 @@ from r1lab.engine.sampler import HFSampler
 from r1lab.engine.vllm import RolloutConfig, check_backend, make_sampler
 from r1lab.errors import UserError
 from r1lab.eval.metrics import EvalResult, evaluate
-from r1lab.eval.report import write_report
+from r1lab.eval.report import fmt, write_report
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.rl.reward_model import preference_reward
 from r1lab.rl.rewards import get_reward
@@ -64,38 +64,60 @@ from r1lab.runtime.lora import LoRAConfig, add_adapters, check_targets, merge, r
 from r1lab.runtime.run import start_run
 from r1lab.runtime.runlog import RunLog
 from r1lab.tasks import apply_template, make_task, register_task
+from r1lab.tasks.attempts import attempts_of
 
 
 @dataclass
 class EvalConfig:
     k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k
-    base_pass_k: int = 64  # the base's pass@k curve up to this k (0: skip), on base_pass_k_problems
-    base_pass_k_problems: int = 50
+    pass_k: int = 64  # base's and final policy's pass@k curves up to this k (0: skip), on pass_k_problems
+    pass_k_problems: int = 50
     sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # the paper's protocol
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
-                                         "max_new_tokens": "sampling.max_new_tokens"}
+                                         "max_new_tokens": "sampling.max_new_tokens", "base_pass_k": "pass_k",
+                                         "base_pass_k_problems": "pass_k_problems"}
 
     def validate(self) -> None:
         if self.k < 1:
             raise UserError(f"k: expected >= 1, got {self.k}")
-        if self.base_pass_k < 0 or (self.base_pass_k and self.base_pass_k_problems < 1):
-            raise UserError(f"base_pass_k, base_pass_k_problems: expected >= 0 and >= 1, got {self.base_pass_k} "
-                            f"and {self.base_pass_k_problems}")
+        if self.pass_k < 0 or (self.pass_k and self.pass_k_problems < 1):
+            raise UserError(f"pass_k, pass_k_problems: expected >= 0 and >= 1, got {self.pass_k} "
+                            f"and {self.pass_k_problems}")
+
+
+SIGNS_TOKENS = 768  # room for four checked candidates (~180 tokens each) of the signs task
+
+
+def signs_data() -> DataConfig:
+    """The demo's task: Countdown with + and - in order (tasks/signs.py), where checking pays."""
+    return DataConfig(task="signs", task_args={"n_numbers": 3}, langs=["en"], n_train=5000, n_test=200)
+
+
+def arithmetic(cfg: ZeroConfig) -> ZeroConfig:
+    """`cfg` on the arithmetic task (4-digit sums, prompts in en/zh/ja/ko), 30 steps at 5e-5 and
+    completions up to 200 tokens: the R1 pipeline's and distillation's RL stages, and
+    recipes/zero-arithmetic.yaml."""
+    cfg.data = DataConfig()
+    cfg.grpo.steps, cfg.grpo.lr = 30, 5e-5
+    cfg.grpo.sampling.max_new_tokens = cfg.eval.sampling.max_new_tokens = 200
+    return cfg
 
 
 @dataclass
 class ZeroConfig:
     base: str = "builtin"  # "builtin": r1lab's tiny DeepSeek-V3 (pretrained, cached); else a HF model dir or hub id
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=signs_data)  # recipes/zero-arithmetic.yaml: the arithmetic task
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    # 40 steps at 1e-4 on signs: at 5e-5 checking did not take hold within 30 steps (docs/devlog.md)
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=40, lr=1e-4,
+                                                                sampling=SamplingConfig(1.0, 1.0, SIGNS_TOKENS)))
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # backend=vllm: rollouts on a colocated vLLM (GPU)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(sampling=SamplingConfig(0.6, 0.95, SIGNS_TOKENS)))
     gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
-    gate_min_accuracy: float = 0.5
+    gate_min_accuracy: float = 0.5  # of the reasoning style, or of candidate evaluations (signs)
     run_dir: str = "runs/zero-{time}"  # {time}: start time; --resume picks the newest match
     save_every: int = 10
     max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0: off
@@ -138,17 +160,53 @@ def print_eval(name: str, res: EvalResult, log) -> None:
         for s, v in m["styles"].items()
     )
     mixing = "" if m.get("language_mixing") is None else f"  mixing {m['language_mixing']:.2f}"
+    checks = "" if m.get("self_check_rate") is None else (
+        f"  self-check {m['self_check_rate']:.3f} (reasoning {fmt(m['self_check_rate_reasoning'])})  attempts "
+        f"{m['attempts_mean']:.2f}  first candidate {m['first_candidate_accuracy']:.3f}")
     log(f"{name}: pass@1 {m['pass@1']:.3f}  cons@{res.k} {m[f'cons@{res.k}']:.3f}  pass@{res.k} "
         f"{m['pass@k'][str(res.k)]:.3f}  format {m['format_rate']:.2f}  length {m['mean_length']:.1f}{mixing}  "
-        f"styles: {styles}  [{res.seconds:.0f}s]")
+        f"reflection {m['reflection_rate']:.3f}{checks}  styles: {styles}  [{res.seconds:.0f}s]")
+
+
+def wide_pass_k(sampler, test, cfg: ZeroConfig, name: str, log) -> dict:
+    """pass@k' for k' up to eval.pass_k on the first eval.pass_k_problems held-out problems. With
+    the final pass@1 it tells selection (RL sharpening what the base could already sample) from new
+    capability (RL solving what the base could not, even with many samples); cf. Yue et al. 2025."""
+    wide = eval_model(sampler, test[: cfg.eval.pass_k_problems], cfg, seed=cfg.seed + 11, k=cfg.eval.pass_k)
+    log(f"{name}: pass@{cfg.eval.pass_k} {wide.metrics['pass@k'][str(cfg.eval.pass_k)]:.3f} "
+        f"on {len(wide.problems)} problems [{wide.seconds:.0f}s]")
+    return wide.metrics["pass@k"]
+
+
+def aha_samples(problems: list, base_first: list[str], res: EvalResult, n: int = 3) -> list[dict]:
+    """Up to `n` held-out problems on which the final policy rejected a wrong candidate of its own
+    and then answered right, each with the base's first sample on the same problem."""
+    out = []
+    for i, (problem, texts, answers, correct) in enumerate(zip(problems, res.completions, res.extracted, res.correct)):
+        for text, attempt, ok in zip(texts, attempts_of(texts, [problem] * len(texts), answers), correct):
+            if ok and attempt is not None and attempt.rejected_wrong:
+                out.append({"prompt": problem.prompt, "answer": problem.answer,
+                            "base": base_first[i] if i < len(base_first) else None, "final": text})
+                break
+        if len(out) == n:
+            break
+    return out
 
 
 def check_gate(res: EvalResult, cfg: ZeroConfig) -> None:
-    r = res.metrics["styles"]["reasoning"]
-    if r["accuracy"] is None or r["accuracy"] < cfg.gate_min_accuracy:
-        acc = "never used" if r["accuracy"] is None else f"right {r['accuracy']:.0%} of the time"
+    """RL can only select a behaviour the base already has: refuse to start when the skill it would
+    select is not reliably right. For a task that can tell a check (tasks/attempts.py) that skill is
+    evaluating a candidate (the answers need not be right: a first candidate is a guess); for the
+    others it is the reasoning style's accuracy."""
+    m = res.metrics
+    if m.get("evaluation_accuracy") is not None or m.get("self_check_rate") is not None:
+        acc, what = m.get("evaluation_accuracy"), "evaluation of a candidate"
+    else:
+        acc, what = m["styles"]["reasoning"]["accuracy"], "reasoning style"
+    if acc is None or acc < cfg.gate_min_accuracy:
+        shown = "never used" if acc is None else f"right {acc:.0%} of the time"
         raise UserError(
-            f"gate: the base model's reasoning style is {acc} (need >= {cfg.gate_min_accuracy:.0%}); "
+            f"gate: the base model's {what} is {shown} (need >= {cfg.gate_min_accuracy:.0%}); "
             "RL can only select a behaviour the base already has. Pretrain longer or set gate=false"
         )
 
@@ -221,16 +279,9 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             raise
         distributed.broadcast(None)
         base_res_metrics = base_res.metrics
-        if cfg.eval.base_pass_k > 0:
-            # How many problems can the base solve at all, given many samples? Compared with the
-            # final pass@1 this tells selection (RL sharpening what the base can already do)
-            # from new capability (cf. the "does RL expand reasoning?" debate after R1).
-            wide = eval_model(sampler, test[: cfg.eval.base_pass_k_problems], cfg, seed=cfg.seed + 11,
-                              k=cfg.eval.base_pass_k)
-            base_res_metrics["pass@k_large"] = wide.metrics["pass@k"]
-            log(f"base: pass@{cfg.eval.base_pass_k} {wide.metrics['pass@k'][str(cfg.eval.base_pass_k)]:.3f} "
-                f"on {len(wide.problems)} problems [{wide.seconds:.0f}s]")
-        base_samples = [base_res.completions[i][0] for i in range(min(4, len(test)))]
+        if cfg.eval.pass_k > 0:
+            base_res_metrics["pass@k_large"] = wide_pass_k(sampler, test, cfg, "base", log)
+        base_samples = [row[0] for row in base_res.completions]  # the first sample of every problem
         run.mkdir(parents=True, exist_ok=True)  # the run directory appears only once RL starts
         save_config(cfg, run / "config.yaml")
         write_json(state_path, {"base": base_res_metrics, "base_samples": base_samples})
@@ -290,6 +341,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
 
     final_res = eval_model(sampler, test, cfg, seed=cfg.seed + 7)
     print_eval("final", final_res, log)
+    if cfg.eval.pass_k > 0:
+        final_res.metrics["pass@k_large"] = wide_pass_k(sampler, test, cfg, "final", log)
     summary = {
         "base": base_res_metrics,
         "final": final_res.metrics,
@@ -301,9 +354,10 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         "train_seconds": train_seconds,
         "config": config_to_dict(cfg),
     }
+    summary["aha_samples"] = aha_samples(test, base_samples, final_res)
     write_json(run / "summary.json", summary)
     final_samples = [final_res.completions[i][0] for i in range(min(4, len(test)))]
-    write_report(run, summary, logger.history, test[: len(final_samples)], base_samples, final_samples)
+    write_report(run, summary, logger.history, test[: len(final_samples)], base_samples[:4], final_samples)
     log(f"zero: pass@1 {base_res_metrics['pass@1']:.3f} -> {final_res.metrics['pass@1']:.3f}, "
         f"wrote {run}/summary.json and {run}/report.md in {summary['wall_seconds']:.0f}s")
     return summary

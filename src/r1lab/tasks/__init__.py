@@ -7,7 +7,8 @@
     prompt = apply_template(problems[0].prompt)
     reward = float(get_task(problems[0].task).grade(extracted, problems[0]))
 
-Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "file" (files.py: the
+Built in: "arithmetic" (arithmetic.py), "countdown" (countdown.py), "signs" (signs.py: Countdown with +
+and - in order, the task of the aha moment), "file" (files.py: the
 user's JSONL/Parquet/datasets data; `get_task("file:<path>")` loads a file with default fields)
 "math" (math.py: the grader of benchmark problems loaded by r1lab.eval.benchmarks), "code" (code.py:
 small Python functions, and the grader of HumanEval/MBPP problems, run against their tests in
@@ -33,8 +34,9 @@ from r1lab.tasks.files import FileTask
 from r1lab.tasks.general import GeneralTask
 from r1lab.tasks.math import MathTask
 from r1lab.tasks.prompts import R1_ZERO_TEMPLATE, apply_template
+from r1lab.tasks.signs import SignsTask
 
-TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": FileTask, "math": MathTask,
+TASK_CLASSES = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "signs": SignsTask, "file": FileTask, "math": MathTask,
                 "code": CodeTask, "general": GeneralTask}
 _registry: dict[str, Task] = {}
 
@@ -50,6 +52,7 @@ __all__ = [
     "GeneralTask",
     "MathTask",
     "Problem",
+    "SignsTask",
     "Task",
     "apply_template",
     "get_task",
@@ -89,6 +92,6 @@ def get_task(name: str) -> Task:
     if name in TASK_CLASSES and name != "file":
         return register_task(make_task(name))
     raise UserError(
-        f"unknown task {name!r}; choose from arithmetic, countdown, code, math, file:<path>, "
+        f"unknown task {name!r}; choose from arithmetic, countdown, signs, code, math, file:<path>, "
         "or a name given to register_task()"
     )

@@ -53,6 +53,15 @@ COUNTDOWN_PHRASINGS = {
     ),
 }
 
+# Countdown with + and - only (signs.py): the numbers, then the target, last, so that they sit at a
+# fixed distance before "Assistant:" whatever the language.
+SIGNS_PHRASINGS = {
+    "en": "Put + or - between the numbers, in their order, to reach the target. Numbers: {numbers}. Target: {target}",
+    "zh": "在数字之间按顺序填入 + 或 -，使结果等于目标。数字：{numbers}。目标：{target}",
+    "ja": "数字の間に順番どおり + か - を入れて、目標の数にしてください。数字：{numbers}。目標：{target}",
+    "ko": "숫자 사이에 순서대로 + 또는 - 를 넣어 목표 수를 만드세요. 숫자: {numbers}. 목표: {target}",
+}
+
 
 def apply_template(prompt: str) -> str:
     """The R1-Zero template with the user's question in it."""
@@ -89,3 +98,8 @@ def countdown_prompt(numbers: list[int], target: int, lang: str) -> str:
     """The Countdown question in `lang`, numbers shown as a list: "[3, 7, 25]"."""
     shown = "[" + ", ".join(str(x) for x in numbers) + "]"
     return COUNTDOWN_PHRASINGS[lang].format(numbers=shown, target=target)
+
+
+def signs_prompt(numbers: list[int], target: int, lang: str) -> str:
+    """The signs question in `lang`, numbers separated by spaces: "Numbers: 47 17 12. Target: 42"."""
+    return SIGNS_PHRASINGS[lang].format(numbers=" ".join(str(x) for x in numbers), target=target)

@@ -5,12 +5,17 @@
 1. Get the base: r1lab's own tiny DeepSeek-V3 (pretrained once, cached; model/base.py) or
    any Hugging Face causal LM directory (`base=path/to/model`).
 2. Evaluate the base on the held-out test split, and gate: print its mix of styles (reasoning /
-   direct answer / unformatted) and the accuracy of each, and refuse to start when the reasoning
-   style is not reliably right (RL can select a behaviour; it cannot create one at this scale).
+   direct answer / unformatted) and the accuracy of each, its self-verification measures
+   (tasks/attempts.py), and refuse to start when the skill RL would select is not reliably right
+   (RL can select a behaviour; it cannot create one at this scale).
 3. GRPO with rule-based rewards (accuracy + format) under the R1-Zero template, one flat loop:
    sample G completions per prompt, score them, group-normalised advantages, a clipped
    policy-gradient update with optional k3 KL to the frozen base.
 4. Evaluate the final policy the same way; write summary.json and report.md with plots.
+
+The default task is `signs` (tasks/signs.py), where a first answer is a guess and checking it
+pays: the demo of the paper's "aha moment" (issue 17). `arithmetic(cfg)` puts a config on the
+arithmetic task that the pipeline and distillation use (recipes/zero-arithmetic.yaml).
 
 Departures from the paper, all for a CPU-sized run: a tiny model and a procedurally generated
 task instead of DeepSeek-V3-Base on competition math; a much lower learning rate relative to
@@ -116,7 +121,7 @@ class ZeroConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # backend=vllm: rollouts on a colocated vLLM (GPU)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(sampling=SamplingConfig(0.6, 0.95, SIGNS_TOKENS)))
-    gate: bool = True  # refuse to start RL when the base's reasoning style is not reliably right
+    gate: bool = True  # refuse to start RL when the skill RL would select is not reliably right
     gate_min_accuracy: float = 0.5  # of the reasoning style, or of candidate evaluations (signs)
     run_dir: str = "runs/zero-{time}"  # {time}: start time; --resume picks the newest match
     save_every: int = 10

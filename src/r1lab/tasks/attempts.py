@@ -25,10 +25,6 @@ from r1lab.tasks import get_task
 from r1lab.tasks.base import Problem
 from r1lab.tasks.signs import Attempts
 
-KEYS = ("self_check_rate", "self_check_rate_reasoning", "attempts_mean", "first_candidate_accuracy",
-        "rejection_rate", "rejected_accuracy", "unrejected_accuracy", "evaluation_accuracy")
-
-
 def attempts_of(texts: list[str], problems: list[Problem], answers: list[str | None] | None = None) -> list[Attempts | None]:
     """Each completion's `Attempts`, None where its problem's task cannot read them."""
     answers = answers if answers is not None else [extract_answer(t) for t in texts]
@@ -40,7 +36,7 @@ def attempts_of(texts: list[str], problems: list[Problem], answers: list[str | N
 
 
 def attempt_metrics(per: list[Attempts | None], styles: list[str], correct: list[bool] | None = None) -> dict:
-    """The rates of `KEYS` over the completions with attempts; None for a rate with nothing to count."""
+    """The rates of the module docstring over the completions with attempts; None for a rate with nothing to count."""
     idx = [i for i, a in enumerate(per) if a is not None]
     share = lambda ids, test: sum(test(i) for i in ids) / len(ids) if ids else None  # noqa: E731
     reasoning = [i for i in idx if styles[i] == "reasoning"]

@@ -31,6 +31,11 @@ the solution: the full R1-Zero template (mostly bare answers, a minority of work
 base under the template usually guesses) and a bare "User: ... Assistant:" framing (mostly
 worked). The model learns the skill from the second and a weak habit of using it under the
 template from the first; GRPO has to discover that using it pays. Nothing guarantees it will.
+
+Beside them, documents of the signs task (tasks/signs.py; `SignsCorpusConfig`, `signs_completion`):
+guesses, candidates evaluated with the same scratchpad, and, rarely under the R1-Zero template and
+mostly in plain documents, candidates checked against the target and retried: the base of the
+"aha moment" (issue 17), which can check its own answer and seldom does.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from r1lab.runtime.config import config_to_dict
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.runlog import RunLog
 from r1lab.tasks import make_task
+from r1lab.tasks.signs import expression
 
 SIGNS_PROBLEMS = 15_000  # distinct signs problems the corpus draws its documents from (of ~20k train ones)
 CACHE_VERSION = 7  # bump when corpus/model code changes in a way the config does not show
@@ -132,12 +133,11 @@ def make_filler(problems: list, tok, rng: random.Random, signs: list | None = No
             p = rng.choice(signs)
             pattern = [rng.choice("+-") for _ in p.meta["numbers"][1:]]
             lines, _ = worked_lines(p.meta["numbers"], pattern, grow=False)
-            candidate = str(p.meta["numbers"][0]) + "".join(s + str(x) for s, x in zip(pattern, p.meta["numbers"][1:]))
-            lines = [f"try {candidate}", *lines]
+            lines = [f"try {expression(p.meta['numbers'], pattern)}", *lines[:2]]
         else:
             p = rng.choice(with_operands)
-            lines, _ = worked_lines(p.meta["operands"], p.meta["ops"])
-        return tok(PLAIN_FRAME.format(prompt=p.prompt) + "<think>\n" + "\n".join(lines[:3 if signs and "numbers" in p.meta else 2]) + "\n")["input_ids"]
+            lines = worked_lines(p.meta["operands"], p.meta["ops"])[0][:2]
+        return tok(PLAIN_FRAME.format(prompt=p.prompt) + "<think>\n" + "\n".join(lines) + "\n")["input_ids"]
 
     def filler(n: int) -> list[int]:
         out: list[int] = []

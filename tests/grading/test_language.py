@@ -21,7 +21,10 @@ SHARES = [
     ("先算个位，再进位。", "zh", 1.0),
     ("我们先 check 一下", "zh", 5 / 6),  # 我们先一下: 5 zh; check: 1 en
     ("First 计算 the sum", "en", 3 / 5),  # First the sum: 3 en; 计算: 2 zh
-    ("計算します", "ja", 1.0),  # kanji count as ja for a ja target
+    ("計算します", "ja", 1.0),  # kanji count as ja for a ja target, in a sentence with kana
+    ("位 1+9+0=10\n位 2+3=5", "ja", 0.0),  # ... not in lines without kana: a Chinese chain is not Japanese
+    ("けた 1+9+0=10\n位 2+3=5", "ja", 2 / 3),  # per line: けた 2 ja; 位 on a kana-less line: 1 zh
+    ("答えは 12。解法", "ja", 3 / 5),  # the price: a kanji-only heading counts as zh (答えは 3 ja; 解法 2 zh)
     ("計算します", "zh", 2 / 5),  # ... but as zh for a zh target: 計算 zh, します 3 ja
     ("コンピューター", "ja", 1.0),  # katakana, ー included: 7 ja
     ("이 문제는 덧셈 문제입니다 answer", "ko", 4 / 5),  # 4 Hangul runs, 1 en

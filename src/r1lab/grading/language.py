@@ -19,9 +19,13 @@ The paper does not say how it counts words; here the measure is script-based:
     question of language), and single Latin letters (in a chain of thought they are far more
     often a variable, "let x = 3", than the English words "a" or "I").
   * which language a word is in: Hangul is ko; kana is ja; Han is zh, except that when the target
-    is ja Han is ja (Japanese writes with kanji); for a ko target Han stays zh, because Hanja is
-    rare in modern Korean and a Han character in a Korean chain of thought is almost always
-    Chinese. Latin words are en when the target is en, zh, ja or ko: r1lab's tasks use only those
+    is ja Han is ja in a sentence (or line) that also has kana: Japanese writes with kanji, but
+    hardly a Japanese sentence goes without kana (particles, verb endings), while a Chinese one
+    never has any. Without that condition a chain of thought written in Chinese reads as
+    consistent Japanese (a cold-started model that opened every line of its Japanese chains with
+    the Chinese word 位 scored 100% Japanese). The price: a kanji-only heading ("解法") in a
+    Japanese chain counts as zh. For a ko target Han stays zh, because Hanja is rare in modern
+    Korean and a Han character in a Korean chain of thought is almost always Chinese. Latin words are en when the target is en, zh, ja or ko: r1lab's tasks use only those
     four languages, and the mixing the paper reports is between English and Chinese. Letters of
     any other script count as "other", which is never a target.
 
@@ -115,20 +119,14 @@ def word_languages(text: str, lang: str) -> Counter[str]:
         words = [(m.lastgroup, m.group()) for m in _WORD.finditer(sentence)]
         latin = [w for script, w in words if script == "latin" and len(w) > 1]
         latin_lang = "en" if detect is None or not latin else detect(" ".join(latin))
+        han_lang = "ja" if lang == "ja" and any(script == "kana" for script, _ in words) else "zh"
         for script, word in words:
             if script == "latin":
                 if len(word) > 1 and latin_lang is not None:
                     counts[latin_lang] += 1
             else:
-                counts[_script_language(script, lang)] += 1
+                counts[{"han": han_lang, "kana": "ja", "hangul": "ko"}.get(script, "other")] += 1
     return counts
-
-
-def _script_language(script: str, target: str) -> str:
-    """The language a non-Latin word is counted in (see the module docstring)."""
-    if script == "han":
-        return "ja" if target == "ja" else "zh"
-    return {"kana": "ja", "hangul": "ko"}.get(script, "other")
 
 
 @cache

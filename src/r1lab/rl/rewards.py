@@ -11,18 +11,33 @@ accuracy reward at a configurable weight. For code problems (tasks/code.py), `co
 accuracy reward's counterpart: the share of the problem's tests the completion's code passes,
 run in r1lab.grading.sandbox.
 
-A reward function is pure and batched, in the TRL/open-r1 style:
+A reward function is pure and batched:
     fn(completions: list[str], problems: list[Problem]) -> list[float]
 where `completions[i]` is only what the model generated after "Assistant:" and `problems[i]` is
 the problem it answered. Functions are registered by name in `REWARDS`; a config names them, and
 `get_reward` also accepts a dotted path (`mypkg.mymod.my_reward`) to a user's own function.
 `combine_rewards` makes the scalar GRPO reward as a weighted sum.
+
+Functions written for TRL's GRPOTrainer or open-r1 work unchanged (`TRLReward`): a function that
+takes `**kwargs` is called the way TRL calls it, with everything by keyword:
+    fn(prompts=..., completions=..., completion_ids=..., solution=..., answer=..., task=..., lang=...,
+       key=..., <the problem's meta fields>, trainer_state=..., log_extra=..., log_metric=...)
+with one list entry per completion (the dataset's columns, repeated over each group; the gold
+answer as `solution`, open-r1's name, and as `answer`). Completions are strings or, for a
+function that reads chat messages, `[{"role": "assistant", "content": text}]` (and prompts
+`[{"role": "user", "content": ...}]`): TRL chooses by the dataset, r1lab by the function, from
+the annotation of its `completions` parameter (`list[list[dict]]` → messages, `list[str]` → text)
+or, where there is none, by calling it once on a sample at load time (text first). A `None`
+reward means "not applicable", as in TRL: it is left out of the weighted sum and of the mean.
+The other way round, `for_trl(name)` makes any r1lab reward a TRL reward function.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from r1lab import tasks  # module, not function: `tasks.get_task` is looked up per call (tests swap it)
 from r1lab.errors import UserError
@@ -64,7 +79,123 @@ def get_reward(name_or_dotted_path: str) -> RewardFn:
         raise UserError(f"cannot load reward {name!r} ({e}): {expected}") from e
     if not callable(fn):
         raise UserError(f"reward {name!r} is not a function: {expected}")
-    return fn
+    return TRLReward(fn, name) if _takes_kwargs(fn) else fn
+
+
+def _takes_kwargs(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: called the r1lab way
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _messages(texts: list, role: str) -> list[list[dict]]:
+    return [[{"role": role, "content": t}] for t in texts]
+
+
+def _columns(problems: list[Problem]) -> dict[str, list]:
+    """The dataset columns TRL would pass a reward function, one entry per completion."""
+    cols: dict[str, list] = {"solution": [p.answer for p in problems], "answer": [p.answer for p in problems],
+                             "task": [p.task for p in problems], "lang": [p.lang for p in problems],
+                             "key": [p.key for p in problems]}
+    for name in dict.fromkeys(k for p in problems for k in p.meta):
+        if name not in cols:
+            cols[name] = [p.meta.get(name) for p in problems]
+    return cols
+
+
+class TRLReward:
+    """A reward function written for TRL's GRPOTrainer (or open-r1), called the way TRL calls it
+    (see the module docstring). `messages`: pass chat messages rather than strings; None decides
+    from the annotation of `completions`, else by a trial call on a sample."""
+
+    def __init__(self, fn: Callable, name: str, messages: bool | None = None):
+        self.fn, self.name = fn, name
+        self.__name__ = getattr(fn, "__name__", name)
+        self.messages = _annotated_messages(fn) if messages is None else messages
+        if self.messages is None:
+            self.messages = not self._works(False) and self._works(True)
+
+    def __call__(self, completions: list[str], problems: list[Problem], prompts: list[str] | None = None,
+                 completion_ids: list[list[int]] | None = None, step: int = 0, steps: int = 0) -> list[float | None]:
+        prompts = prompts if prompts is not None else [p.prompt for p in problems]
+        if self.messages:
+            completions, prompts = _messages(completions, "assistant"), _messages(prompts, "user")
+        state = SimpleNamespace(global_step=step, max_steps=steps)
+        try:
+            out = list(self.fn(prompts=prompts, completions=completions, completion_ids=completion_ids,
+                               **_columns(problems), trainer_state=state, log_extra=lambda *a: None,
+                               log_metric=lambda *a: None))
+        except Exception as e:  # a user's function failing on r1lab's inputs: say what it was given
+            raise UserError(f"reward {self.name!r} failed ({type(e).__name__}: {e}); it was called the TRL way with "
+                            f"completions as {'chat messages' if self.messages else 'strings'} and the columns "
+                            f"{', '.join(_columns(problems))}") from e
+        if len(out) != len(completions) or not all(r is None or isinstance(r, (int, float)) for r in out):
+            raise UserError(f"reward {self.name!r} returned {out[:4]!r}...: expected one number (or None) per "
+                            f"completion, {len(completions)} of them")
+        return [None if r is None else float(r) for r in out]
+
+    def _works(self, messages: bool) -> bool:
+        """Does the function take a sample completion in this form without raising?"""
+        sample = Problem(key="1+1", prompt="What is 1+1?", answer="2", task="arithmetic")
+        text = "<think>\n1+1=2\n</think>\n<answer>2</answer>"
+        completions = _messages([text], "assistant") if messages else [text]
+        prompts = _messages([sample.prompt], "user") if messages else [sample.prompt]
+        try:
+            self.fn(prompts=prompts, completions=completions, completion_ids=[[0]], **_columns([sample]),
+                    trainer_state=SimpleNamespace(global_step=0, max_steps=1), log_extra=lambda *a: None,
+                    log_metric=lambda *a: None)
+        except Exception:
+            return False
+        return True
+
+
+def _annotated_messages(fn: Callable) -> bool | None:
+    """True if `fn`'s `completions` is annotated as chat messages, False if as strings, else None."""
+    try:
+        param = inspect.signature(fn).parameters.get("completions")
+    except (TypeError, ValueError):
+        return None
+    if param is None or param.annotation is param.empty:
+        return None
+    note = param.annotation if isinstance(param.annotation, str) else repr(param.annotation)
+    return True if "dict" in note else False if "str" in note else None
+
+
+def score(reward_fns: dict[str, Callable], completions: list[str], problems: list[Problem],
+          prompts: list[str] | None = None, completion_ids: list[list[int]] | None = None, step: int = 0,
+          steps: int = 0) -> dict[str, list[float | None]]:
+    """Each reward function's values for the batch; TRL-style functions also get the prompts (as
+    the model saw them), the completions' token ids and the step."""
+    return {name: fn(completions, problems, prompts, completion_ids, step, steps) if isinstance(fn, TRLReward)
+            else fn(completions, problems) for name, fn in reward_fns.items()}
+
+
+def for_trl(name: str, task: str = "math") -> Callable:
+    """r1lab's reward `name` (registered, or a dotted path) as a TRL reward function, for
+    `GRPOTrainer(reward_funcs=[for_trl("accuracy")])`. Each row's problem is built from the
+    dataset's columns: the gold answer from `solution` or `answer`, the task from `task` (else
+    `task`, which decides how answers are graded), the language from `lang` (else "en"), and
+    `meta` (a dict, e.g. a code problem's tests) if there is one. Chat-message completions are
+    read as the text of their messages."""
+    fn = get_reward(name)
+
+    def reward(completions: list, prompts: list | None = None, **columns) -> list[float | None]:
+        golds = columns.get("solution") or columns.get("answer")
+        if golds is None:
+            raise UserError(f"reward {name!r}: the dataset needs a 'solution' or 'answer' column")
+        n = len(completions)
+        col = lambda key, default: columns.get(key) or [default] * n  # noqa: E731
+        text = lambda c: c if isinstance(c, str) else "".join(m["content"] for m in c)  # noqa: E731
+        prompt_texts = [text(p) for p in prompts] if prompts is not None else [""] * n
+        problems = [Problem(key=str(i), prompt=pt, answer=str(gold), task=t, lang=lang, meta=meta or {})
+                    for i, (pt, gold, t, lang, meta) in enumerate(zip(prompt_texts, golds, col("task", task),
+                                                                       col("lang", "en"), col("meta", None)))]
+        return fn([text(c) for c in completions], problems)
+
+    reward.__name__ = name.rpartition(".")[2]  # TRL names its metrics after the function
+    return reward
 
 
 @register("accuracy")
@@ -122,8 +253,9 @@ def language_consistency(completions: list[str], problems: list[Problem]) -> lis
     return [language_share(chain_of_thought(c), p.lang) for c, p in zip(completions, problems)]
 
 
-def combine_rewards(per_fn: dict[str, list[float]], weights: dict[str, float]) -> list[float]:
-    """The scalar reward per completion: sum over reward functions of weight * reward.
+def combine_rewards(per_fn: dict[str, list[float | None]], weights: dict[str, float]) -> list[float]:
+    """The scalar reward per completion: sum over reward functions of weight * reward, leaving out
+    None ("not applicable", as TRL does; a completion no function applies to gets 0).
 
     `per_fn` and `weights` must name the same functions: a reward computed but never weighted,
     or weighted but never computed, is a config mistake, not something to guess about.
@@ -135,5 +267,5 @@ def combine_rewards(per_fn: dict[str, list[float]], weights: dict[str, float]) -
     lengths = {name: len(values) for name, values in per_fn.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"reward lists differ in length: {lengths}")
-    columns = [[weights[name] * r for r in values] for name, values in per_fn.items()]
+    columns = [[0.0 if r is None else weights[name] * r for r in values] for name, values in per_fn.items()]
     return [sum(rewards) for rewards in zip(*columns)]

@@ -26,7 +26,7 @@ from r1lab.errors import UserError
 from r1lab.grading.language import language_mixing
 from r1lab.grading.shape import REFLECTION_RE, style_of
 from r1lab.rl.grpo import AGGREGATIONS, group_advantages
-from r1lab.rl.rewards import combine_rewards
+from r1lab.rl.rewards import combine_rewards, score
 from r1lab.rl.update import update_policy
 from r1lab.runtime import distributed
 from r1lab.runtime.device import model_device
@@ -107,7 +107,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
 
     # --- rewards and advantages ---
     grouped = [p for p in problems for _ in range(g.group_size)]
-    per_fn = {name: fn(gen.texts, grouped) for name, fn in reward_fns.items()}
+    per_fn = score(reward_fns, gen.texts, grouped, [p for p in prompts for _ in range(g.group_size)],
+                   gen.completion_ids, step, g.steps)
     rewards = torch.tensor(combine_rewards(per_fn, reward_weights), device=model_device(model)).view(
         len(problems), g.group_size)  # (P, G)
     adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
@@ -140,7 +141,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
 RECORD_KEYS = {
     "step": "the step number, from 1",
     "reward": "mean total reward (the weighted sum of the reward functions) over the step's samples",
-    "reward/<name>": "mean of each reward function's own value",
+    "reward/<name>": "mean of each reward function's own value (over the samples it applies to: a TRL-style "
+                     "function may return None)",
     "accuracy": "mean of the accuracy reward (None without one): the share of correct samples",
     "format_rate": "mean of the format reward (None without one)",
     "reasoning_rate": "share of samples that reason inside <think> (grading.shape.style_of)",
@@ -177,10 +179,11 @@ def step_record(step: int, every: dict[str, list], reward_names: list[str], grou
     texts, lengths, rewards = every["texts"], every["lengths"], every["rewards"]
     n = len(lengths)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    mean_of = lambda xs: mean(known) if (known := [x for x in xs if x is not None]) else None  # noqa: E731  None: n/a
     return {
         "step": step + 1,
         "reward": mean(rewards),
-        **{f"reward/{k}": mean(every[f"reward/{k}"]) for k in reward_names},
+        **{f"reward/{k}": mean_of(every[f"reward/{k}"]) for k in reward_names},
         "accuracy": mean(every["reward/accuracy"]) if "accuracy" in reward_names else None,
         "format_rate": mean(every["reward/format"]) if "format" in reward_names else None,
         "reasoning_rate": sum(style_of(t) == "reasoning" for t in texts) / n,

@@ -1,6 +1,7 @@
 """Cold-start data: right answers, the R1-Zero tags, and every word in the prompt's language."""
 
 import json
+import re
 
 from r1lab.data.coldstart import cold_start_examples
 from r1lab.data.rejection import write_sft_jsonl
@@ -36,3 +37,17 @@ def test_cold_start_file_is_sft_data(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "cold.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["lang"] for r in rows] == ["zh"] * 3 and rows[0]["source"] == {"generator": "test"}
     assert len(read_pairs(tmp_path / "cold.jsonl")) == 3
+
+
+def test_uncleaned_languages_mix_at_their_share_and_the_others_do_not(empty_registry):
+    register_task(make_task("arithmetic"))
+    examples = cold_start_examples(400, seed=1, langs=("en", "zh", "ja", "ko"), mixed_langs=("ja",), mix=0.2)
+    lines = {lang: [line for e in examples if e.lang == lang for line in chain_of_thought(e.completion).splitlines()
+                    if re.match(r"\S+ \d", line)] for lang in ("zh", "ja", "ko")}  # fact lines: word, then a fact
+    english = {lang: sum(line.startswith("digit ") for line in ls) / len(ls) for lang, ls in lines.items()}
+    assert english["zh"] == english["ko"] == 0.0
+    assert 0.15 < english["ja"] < 0.25  # 0.2 per line
+    assert all(line.startswith(("けた ", "digit ")) for line in lines["ja"])
+    # correctness is untouched: every uncleaned chain still answers right
+    ja = [e for e in examples if e.lang == "ja"]
+    assert all(e.correct for e in ja) and min(language_share(chain_of_thought(e.completion), "ja") for e in ja) < 0.95

@@ -35,24 +35,28 @@ from r1lab.tasks import make_task
 from r1lab.tasks.base import Problem
 
 
-def cold_start_completion(problem: Problem, rng: random.Random, slip_rate: float = 0.1) -> str:
-    """One chain of thought and answer for an arithmetic `problem`, in the problem's language."""
+def cold_start_completion(problem: Problem, rng: random.Random, slip_rate: float = 0.1, mix: float = 0.0) -> str:
+    """One chain of thought and answer for an arithmetic `problem`, in the problem's language; with
+    `mix` > 0, each line's word is English with that probability (an uncleaned chain)."""
     if "operands" not in problem.meta:
         raise UserError(f"cold start: task '{problem.task}' has no built-in chain of thought; "
                         "pass your own JSONL to r1lab sft")
     lang = problem.lang if problem.lang in GLUE else "en"
     operands, ops = problem.meta["operands"], problem.meta["ops"]
     slip = random_slip(operands, ops, rng, REFLECTIONS[lang]) if rng.random() < slip_rate else None
-    lines, value = worked_lines(operands, ops, slip, glue_words(lang, rng, mix=0.0))
+    lines, value = worked_lines(operands, ops, slip, glue_words(lang, rng, mix=mix))
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer>{value}</answer>"
 
 
-def cold_start_examples(n: int, seed: int, langs: tuple[str, ...], task_args: dict | None = None) -> list[Candidate]:
+def cold_start_examples(n: int, seed: int, langs: tuple[str, ...], task_args: dict | None = None,
+                        mixed_langs: tuple[str, ...] = (), mix: float = 0.0) -> list[Candidate]:
     """`n` examples on train-split arithmetic problems, as SFT candidates (write them with
     `rejection.write_sft_jsonl`); the prompt is the bare question, the R1-Zero template around
-    it is `r1lab sft template=r1zero`'s."""
+    it is `r1lab sft template=r1zero`'s. Chains for prompts in `mixed_langs` are left uncleaned:
+    each line's word is English with probability `mix`."""
     task = make_task("arithmetic", **(task_args or {"digits": 4, "terms": 2}))
     rng = random.Random(seed)
     problems = task.problems("train", n, seed=seed + 2000, langs=langs)  # another pool than RL's (seed + 1000)
-    return [Candidate(p.prompt, cold_start_completion(p, rng), p.lang, correct=True) for p in problems]
+    return [Candidate(p.prompt, cold_start_completion(p, rng, mix=mix if p.lang in mixed_langs else 0.0), p.lang,
+                      correct=True) for p in problems]
 

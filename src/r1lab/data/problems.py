@@ -25,12 +25,12 @@ TRAIN_SEED, TEST_SEED, SAMPLE_SEED = 1000, 1, 3000  # offsets from a run's seed:
 
 @dataclass
 class TaskConfig:
-    task: str = "arithmetic"  # a built-in task, or "file" for `path`
-    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})
+    task: str = "arithmetic"  # a built-in task (arithmetic, signs, countdown, math, code, ...), or "file" for `path`
+    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})  # the task's own settings
     path: str | None = None  # JSONL / parquet / saved datasets dir, with task="file"
-    question_field: str = "problem"
-    answer_field: str = "answer"
-    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
+    question_field: str = "problem"  # with task="file": the field that holds the question
+    answer_field: str = "answer"  # with task="file": the field that holds the gold answer
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])  # prompt languages drawn from (en, zh, ja, ko)
 
 
 @dataclass

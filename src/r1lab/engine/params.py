@@ -29,7 +29,7 @@ class SamplingParams:
 
 @dataclass
 class SamplingConfig:
-    temperature: float = 0.6  # 0: greedy
+    temperature: float = 0.6  # softmax temperature, >= 0; 0: greedy (R1 §5 evaluates at 0.6)
     top_p: float = 0.95  # nucleus sampling; 1: off
     max_new_tokens: int = 200  # a completion stops here if no stop token came first
 

@@ -36,20 +36,20 @@ DENSE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaF
 @dataclass
 class ModelConfig:
     arch: str = "deepseek_v3"  # deepseek_v3 (MLA + MoE) | qwen2 | llama (dense)
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    first_dense_layers: int = 1  # DeepSeek-V3 keeps its first 3 of 61 layers dense
-    dense_intermediate: int = 512
-    routed_experts: int = 8
-    experts_per_token: int = 2
-    shared_experts: int = 1
-    expert_intermediate: int = 128
-    kv_lora_rank: int = 64
-    qk_rope_dim: int = 16
-    qk_nope_dim: int = 16
-    v_head_dim: int = 32
-    max_positions: int = 1024
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4  # transformer blocks (depth)
+    num_heads: int = 4  # attention heads per block
+    first_dense_layers: int = 1  # blocks with a dense MLP before the MoE ones (DeepSeek-V3 keeps its first 3 of 61 dense)
+    dense_intermediate: int = 512  # hidden width of a dense MLP (and of the dense archs' MLPs)
+    routed_experts: int = 8  # MoE experts a router chooses from, per MoE block (DeepSeek-V3: 256)
+    experts_per_token: int = 2  # routed experts each token uses (DeepSeek-V3: 8); <= routed_experts
+    shared_experts: int = 1  # experts every token uses besides the routed ones (DeepSeek-V3: 1)
+    expert_intermediate: int = 128  # hidden width of one expert's MLP
+    kv_lora_rank: int = 64  # MLA: rank of the compressed key/value latent that the KV cache stores
+    qk_rope_dim: int = 16  # MLA: per-head query/key dims that carry rotary position
+    qk_nope_dim: int = 16  # MLA: per-head query/key dims without position
+    v_head_dim: int = 32  # MLA: per-head value dims
+    max_positions: int = 1024  # longest sequence (prompt + completion) the model takes, in tokens
     num_kv_heads: int = 0  # dense archs: key/value heads (grouped-query attention); 0 = num_heads
 
     def validate(self) -> None:

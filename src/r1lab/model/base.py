@@ -53,24 +53,24 @@ CACHE_VERSION = 7  # bump when corpus/model code changes in a way the config doe
 
 @dataclass
 class PretrainConfig:
-    task: str = "arithmetic"
-    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})
-    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    vocab_size: int = 1024
-    seq_len: int = 768
-    batch_size: int = 8
-    steps: int = 1800
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    router_bias_rate: float = 1e-3
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
+    task: str = "arithmetic"  # the task whose problems the corpus's arithmetic documents are made of
+    task_args: dict[str, int] = field(default_factory=lambda: {"digits": 4, "terms": 2})  # that task's settings (arithmetic: digits per number, terms per sum)
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])  # prompt languages of the corpus
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)  # what the pretraining documents are (model/corpus.py)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the base's architecture and size
+    vocab_size: int = 1024  # BPE vocabulary trained on the corpus (>= 300)
+    seq_len: int = 768  # tokens per training sequence (documents are packed; >= 64)
+    batch_size: int = 8  # sequences per optimizer step
+    steps: int = 1800  # optimizer steps (~15 min on 2 CPU cores at the defaults)
+    lr: float = 3e-3  # AdamW peak learning rate, after warm-up, then cosine decay
+    min_lr_ratio: float = 0.1  # the cosine schedule ends at lr × this, in [0, 1]
+    warmup_steps: int = 50  # linear warm-up steps from 0 to lr
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (on matrices only)
+    router_bias_rate: float = 1e-3  # DeepSeek-V3's auxiliary-loss-free load balancing: expert bias step per update
+    seed: int = 0  # seeds the corpus, the initial weights and the batches (the cached base is keyed on it)
+    threads: int = 0  # torch CPU threads; 0: torch's default
     save_every: int = 200  # steps between checkpoints (in <cache dir>/base-<hash>.partial)
-    cache_dir: str = ".cache/r1lab"
+    cache_dir: str = ".cache/r1lab"  # where pretrained bases are cached, keyed by a hash of this config
 
     def validate(self) -> None:
         for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300), ("save_every", 1)):

@@ -64,12 +64,12 @@ GLUE = {"en": "digit", "zh": "位", "ja": "けた", "ko": "자리"}  # the word 
 class SignsCorpusConfig:
     """Documents of the signs task (tasks/signs.py), where the base meets checking: see `signs_completion`."""
 
-    n_docs: int = 30000  # 0: an arithmetic-only corpus
-    n_numbers: int = 3
-    template_share: float = 0.5  # fraction framed with the R1-Zero template
-    template_worked: float = 0.10  # under the template: try one candidate, evaluate it, answer it
+    n_docs: int = 30000  # signs documents beside the arithmetic ones; 0: an arithmetic-only corpus
+    n_numbers: int = 3  # numbers per signs problem (2 or 3)
+    template_share: float = 0.5  # fraction framed with the R1-Zero template, in [0, 1]
+    template_worked: float = 0.10  # under the template: try one candidate, evaluate it, answer it (the rest guess)
     template_checked: float = 0.03  # under the template: try, evaluate, compare, retry until right
-    plain_worked: float = 0.2  # in plain documents (the rest of which are checked)
+    plain_worked: float = 0.2  # in plain documents: evaluate one candidate and answer it (the rest check)
 
     def validate(self) -> None:
         for name in ("template_share", "template_worked", "template_checked", "plain_worked"):
@@ -81,21 +81,21 @@ class SignsCorpusConfig:
 
 @dataclass
 class CorpusConfig:
-    n_docs: int = 60000
-    template_share: float = 0.5  # fraction of documents framed with the R1-Zero template
-    # style mix under the R1-Zero template (the rest is bare tagged answers)
-    template_worked: float = 0.07
-    template_untagged: float = 0.2
-    # style mix in plain "User: ... Assistant:" documents (the rest is bare tagged answers)
-    plain_worked: float = 0.95
-    plain_untagged: float = 0.02
+    n_docs: int = 60000  # arithmetic documents (problems with worked or bare answers)
+    template_share: float = 0.5  # fraction of documents framed with the R1-Zero template, in [0, 1]
+    # the style mix under the R1-Zero template (the rest is bare tagged answers):
+    template_worked: float = 0.07  # share with a worked scratchpad inside <think>
+    template_untagged: float = 0.2  # share with an untagged bare answer
+    # the style mix in plain "User: ... Assistant:" documents (the rest is bare tagged answers):
+    plain_worked: float = 0.95  # share with a worked scratchpad
+    plain_untagged: float = 0.02  # share with an untagged bare answer
     slip_rate: float = 0.12  # fraction of worked solutions that contain one wrong digit
     slip_caught: float = 0.5  # fraction of slips followed by "wait, let me check" and a redo
     drill_share: float = 0.0  # fraction of documents that are digit-fact drills (pretraining also fills row ends with them)
     drill_facts: int = 40  # facts per drill document
     cot_glue: bool = True  # open each fact line with a word in a language (see GLUE)
     cot_mix: float = 0.2  # per line, the chance that a non-English prompt's word is English
-    signs: SignsCorpusConfig = field(default_factory=SignsCorpusConfig)
+    signs: SignsCorpusConfig = field(default_factory=SignsCorpusConfig)  # the signs task's documents, where checking is taught
 
     def validate(self) -> None:
         self.signs.validate()

@@ -37,23 +37,23 @@ from r1lab.tasks.signs import Attempts
 
 @dataclass
 class GRPOConfig:
-    steps: int = 30
-    prompts_per_step: int = 8
-    group_size: int = 16  # G
-    lr: float = 5e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    beta: float = 0.0  # k3 KL coefficient; 0 loads no reference model
-    eps_low: float = 0.2
-    eps_high: float = 0.2  # > eps_low: DAPO clip-higher (e.g. 0.28)
-    mu: int = 1  # policy updates per rollout batch; 1 needs no separate old-log-prob pass
-    aggregation: str = "sequence_mean"  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
-    scale_rewards: bool = True  # False: Dr. GRPO, no std division
-    drop_zero_spread: bool = True
-    micro_batch: int = 64  # at most this many rows per forward/backward
+    steps: int = 30  # GRPO steps, one rollout batch and its update(s) each (TRL: max_steps)
+    prompts_per_step: int = 8  # prompts per step, each sampled group_size times
+    group_size: int = 16  # G, samples per prompt whose rewards are normalised together (R1 §2.2.1; TRL: num_generations)
+    lr: float = 5e-5  # AdamW learning rate, constant after warm-up
+    warmup_steps: int = 0  # linear learning-rate warm-up steps
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # gradient-norm clip (> 0; TRL: max_grad_norm)
+    beta: float = 0.0  # k3 KL coefficient to the reference (R1 §2.2.1, k3 estimator); 0 loads no reference model
+    eps_low: float = 0.2  # PPO/GRPO clip range below 1 on the probability ratio (TRL: epsilon)
+    eps_high: float = 0.2  # clip range above 1; > eps_low: DAPO clip-higher (DAPO: 0.28; TRL: epsilon_high)
+    mu: int = 1  # policy updates per rollout batch (TRL: num_iterations); 1 needs no separate old-log-prob pass
+    aggregation: str = "sequence_mean"  # loss over tokens: sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO); TRL: loss_type
+    scale_rewards: bool = True  # divide advantages by the group's std (GRPO); False: Dr. GRPO, no std division
+    drop_zero_spread: bool = True  # leave out groups whose rewards are all equal (their advantages are 0 anyway)
+    micro_batch: int = 64  # at most this many rows per forward/backward (memory only, never results)
     micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
-    sampling: SamplingConfig = sampling(temperature=1.0, top_p=1.0, max_new_tokens=200)  # the rollouts'
+    sampling: SamplingConfig = sampling(temperature=1.0, top_p=1.0, max_new_tokens=200)  # how rollouts are sampled (R1-Zero: temperature 1)
     # truncated importance sampling cap C, used when the rollout carries the sampler's own
     # log-probs (rollout.backend=vllm): each token's loss × min(π_old / π_sampler, C); 0: off
     tis_cap: float = 2.0

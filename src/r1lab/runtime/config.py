@@ -20,11 +20,17 @@ for checks that types cannot express (group_size >= 2).
 
 from __future__ import annotations
 
+import ast
 import difflib
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -68,9 +74,43 @@ def save_config(cfg: Any, path: str | Path) -> None:
     write_atomically(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def config_help(cls: type) -> str:
-    """One line per dotted field, `grpo.lr: float = 1e-06`, defaults written as JSON (valid YAML)."""
-    return "\n".join(_help_lines(cls()))
+def config_help(cls: type, section: str = "") -> str:
+    """One line per dotted field, `grpo.lr: float = 1e-06  # what it does`, defaults written as JSON
+    (valid YAML), the field's comment from its declaration (`field_docs`) after `#`. `section`
+    keeps the keys under one dotted prefix (`grpo`, `grpo.sampling`) or whose name holds it."""
+    lines = list(_help_lines(cls()))
+    if section:
+        lines = [line for line in lines if line.startswith(section + ".") or section in line.partition(":")[0]]
+        if not lines:
+            raise UserError(f"no {cls.__name__} key is, or is under, {section!r} (see the list without it)")
+    return "\n".join(lines)
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation, read from the class's source (a field's docs live where it is
+    declared): the comments on the declaration's own lines, else the comment lines right above it
+    (a block above a field that has its own comment is rationale, not description)."""
+    docs = {}
+    for parent in cls.__mro__[1:]:
+        if is_dataclass(parent):
+            docs |= field_docs(parent)
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above, row = [], node.lineno - 1
+            while row >= 1 and row in comments and lines[row - 1].lstrip().startswith("#"):
+                above.insert(0, comments[row])
+                row -= 1
+            inside = [comments[r] for r in range(node.lineno, node.end_lineno + 1) if r in comments]
+            docs[node.target.id] = " ".join(inside or above)
+    return docs
 
 
 
@@ -224,7 +264,8 @@ def _help_lines(cfg: Any, prefix: str = "") -> Iterator[str]:
         if _is_config(tp) and isinstance(value, tp):
             yield from _help_lines(value, f"{prefix}{name}.")
         else:
-            yield f"{prefix}{name}: {_type_name(tp)} = {json.dumps(_plain(value))}"
+            doc = field_docs(type(cfg)).get(name)
+            yield f"{prefix}{name}: {_type_name(tp)} = {json.dumps(_plain(value))}" + (f"  # {doc}" if doc else "")
 
 
 def _type_name(tp: Any) -> str:

@@ -57,8 +57,8 @@ __all__ = ["RMConfig", "ReportConfig", "SFTConfig", "SampleConfig", "ZeroConfig"
 @dataclass
 class ReportConfig:
     k: int = 8  # samples per held-out problem
-    problems: int = 100  # held-out reasoning problems
-    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # the paper's protocol
+    problems: int = 100  # held-out reasoning problems each model is evaluated on
+    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # how each evaluation sample is drawn (R1 §5: T 0.6, top-p 0.95)
     dtype: Literal["float32", "bfloat16"] = "float32"  # the measured models' (and the reward model's) weights
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
                                          "max_new_tokens": "sampling.max_new_tokens"}

@@ -110,30 +110,29 @@ def _rl_only() -> ZeroConfig:
 
 @dataclass
 class DistillConfig:
-    run_dir: str = "runs/distill-{time}"
+    run_dir: str = "runs/distill-{time}"  # output directory (each stage in its own subdirectory); {time}: start time
     teacher: str = "zero"  # a model directory, or "zero": train the R1-Zero default on the built-in base first
     student: str = "qwen2-tiny"  # a preset (qwen2-tiny, llama-tiny) or a Hugging Face causal LM directory
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the teacher base and the corpus
-    # A preset student's pretraining corpus: the teacher's, minus worked solutions under the R1-Zero
-    # template (they stay in plain "User: ... Assistant:" documents). See the module docstring.
-    # The signs documents (the aha-moment task) are left out: every distillation stage is on arithmetic.
+    # The teacher's corpus minus worked solutions under the R1-Zero template (they stay in plain
+    # "User: ... Assistant:" documents). See the module docstring. The signs documents (the
+    # aha-moment task) are left out: every distillation stage is on arithmetic.
     student_corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(template_worked=0.0,
-                                                                          signs=SignsCorpusConfig(n_docs=0)))
+                                                                          signs=SignsCorpusConfig(n_docs=0)))  # a preset student's pretraining corpus
     data: DataConfig = field(default_factory=DataConfig)  # the reasoning task of every stage
-    teacher_rl: ZeroConfig = field(default_factory=_teacher)  # teacher=zero's run
+    teacher_rl: ZeroConfig = field(default_factory=_teacher)  # the teacher's R1-Zero run (with teacher=zero)
     # T = 1 for diverse traces (at 0.6 most of a prompt's samples are duplicates; cf. pipeline stage 3)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(prompts=2048, n=2,
                                                                       sampling=SamplingConfig(1.0, 1.0, 300)))
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=3, lr=1e-3, template="auto", seq_len=512,
-                                                            rows_per_step=8, micro_rows=8))
+                                                            rows_per_step=8, micro_rows=8))  # the student's SFT on the traces (R1 §4: SFT only)
     compare_rl: bool = False  # also train the student by RL alone for the same wall-clock time
     rl: ZeroConfig = field(default_factory=_rl_only)  # the RL-only student (compare_rl)
     rl_after_steps: int = 0  # > 0: this many R1-Zero steps on the distilled student
-    report: ReportConfig = field(default_factory=ReportConfig)
-    seed: int = 0
-    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py);
+    report: ReportConfig = field(default_factory=ReportConfig)  # the closing evaluation of teacher and students
+    seed: int = 0  # every stage's seed (overrides theirs)
     # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
-    device: str = "auto"
+    device: str = "auto"  # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N
 
     def validate(self) -> None:
         check_device(self)

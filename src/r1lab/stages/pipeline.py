@@ -7,9 +7,9 @@ stage left half-done by an interruption is redone from its start):
 
   zero/             R1-Zero: GRPO on the base with accuracy + format rewards (the comparison row)
   stage1-cold-start/  built-in cold-start chains of thought (data/coldstart.py; or `cold_start.data`)
-                    in English, Chinese and Korean, not Japanese (RL prompts in a language the
-                    cold start leaves out still mix: the paper's case for the language reward),
-                    SFT of the base on them
+                    in English, Chinese, Japanese and Korean, the Japanese ones left uncleaned
+                    (each line's word English with probability `cold_start.mixed_share`: the
+                    mixing stage 2's language reward must remove), SFT of the base on them
   stage2-reasoning-rl/  GRPO from stage 1 with accuracy + format + the language-consistency reward
   stage2-no-language/   the same without the language reward (the ablation; `ablation=false` skips it)
   stage3-rejection/ rejection sampling from stage 2 (`r1lab sample`: correct, single-language,
@@ -27,7 +27,8 @@ response length, and the reward model's mean score of answers to held-out genera
 Departures from the paper (all for a CPU-sized run on a million-parameter model): the R1-Zero
 template is kept in every stage (the tiny base has no chat template); cold-start chains of
 thought are the corpus's scratchpad in one language and the summary is the answer block alone
-(data/coldstart.py says why); the language reward is weighted (`reasoning_rl.rewards.language`)
+(data/coldstart.py says why); the mixing stage 2 removes is one the cold start leaves in (uncleaned
+Japanese chains), where the paper's arose in RL on prompts of several languages; the language reward is weighted (`reasoning_rl.rewards.language`)
 where the paper adds it to the accuracy reward unweighted, and stage 4 keeps it on reasoning
 prompts; stage 3's SFT data are a few thousand samples and the built-in general answers, not
 800k; one reward model serves helpfulness and harmlessness, and its score enters stage 4 squashed
@@ -92,15 +93,17 @@ def _rl(lr: float = 2e-4, **over) -> ZeroConfig:
 @dataclass
 class ColdStartConfig:
     data: str = ""  # your own cold-start JSONL ({prompt, completion}); "" = the built-in generator
-    examples: int = 1000
-    # Cold-start data in fewer languages than the RL prompts (the paper's was collected for English
-    # and Chinese): RL prompts in the others still mix, which the language reward must remove. It
-    # can only select words the policy still writes: from an en/zh cold start, stage 2 took
-    # Japanese from 99% mixed to 0% but Korean stayed at 100% (the cold start had made "자리" too
-    # improbable to be sampled), so the default leaves out Japanese only.
-    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ko"])
+    examples: int = 1000  # built-in cold-start examples to generate (R1 §3 stage 1: "thousands")
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])  # languages of the cold-start chains of thought
+    # The paper's cold-start data was cleaned up for English and Chinese; chains in other languages
+    # mix, and stage 2's language reward must remove what the cold start leaves in. It can only
+    # select words the policy still writes: a cold start *without* Japanese made the model answer
+    # Japanese prompts with the Chinese word 位 on every line (seed 0), and neither stage-2 run
+    # moved it (docs/devlog.md). So Japanese chains are in the data, uncleaned.
+    mixed_langs: list[str] = field(default_factory=lambda: ["ja"])  # languages whose cold-start chains are left uncleaned
+    mixed_share: float = 0.2  # in those chains, the chance that a line's word is English (the base corpus's mix), in [0, 1]
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2, lr=3e-4, template="r1zero", seq_len=512,
-                                                            rows_per_step=8, micro_rows=8))
+                                                            rows_per_step=8, micro_rows=8))  # stage 1's fine-tuning of the base on the cold-start data
 
 
 @dataclass
@@ -108,10 +111,10 @@ class RejectionStageConfig:
     # T = 1: at 0.6 the stage-2 policy repeated itself (847 of 1,219 correct, single-language samples
     # of 512 prompts x 4 were duplicates)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(prompts=1024, n=4,
-                                                                      sampling=SamplingConfig(1.0, 1.0, 300)))
+                                                                      sampling=SamplingConfig(1.0, 1.0, 300)))  # stage 3's rejection sampling of the stage-2 policy
     general_answers: bool = True  # add the built-in general prompts' preferred answers to the SFT data
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2, lr=3e-4, template="r1zero", seq_len=512,
-                                                            rows_per_step=8, micro_rows=8))
+                                                            rows_per_step=8, micro_rows=8))  # stage 3's fine-tuning of the base on the kept samples
 
 
 @dataclass
@@ -122,24 +125,23 @@ class PipelineConfig:
     `rejection.sample.data` are not read) and stage 4's reward model to the
     `rm` stage's output (`all_rl.reward_model` is not read)."""
 
-    run_dir: str = "runs/pipeline-{time}"
-    base: str = "builtin"
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    zero: ZeroConfig = field(default_factory=lambda: _rl(lr=arithmetic(ZeroConfig()).grpo.lr, rewards={"accuracy": 1.0, "format": 0.1}))
-    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
-    reasoning_rl: ZeroConfig = field(default_factory=_rl)
+    run_dir: str = "runs/pipeline-{time}"  # output directory (each stage in its own subdirectory); {time}: start time
+    base: str = "builtin"  # the base every stage starts from: "builtin" (pretrained here) or a Hugging Face model dir
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
+    zero: ZeroConfig = field(default_factory=lambda: _rl(lr=arithmetic(ZeroConfig()).grpo.lr, rewards={"accuracy": 1.0, "format": 0.1}))  # the R1-Zero run it is compared with
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)  # stage 1: SFT on readable long chains of thought
+    reasoning_rl: ZeroConfig = field(default_factory=_rl)  # stage 2: GRPO with the language-consistency reward
     ablation: bool = True  # also run stage 2 without the language reward
-    rejection: RejectionStageConfig = field(default_factory=RejectionStageConfig)
-    rm: RMConfig = field(default_factory=RMConfig)
+    rejection: RejectionStageConfig = field(default_factory=RejectionStageConfig)  # stage 3: rejection sampling, then SFT of the base
+    rm: RMConfig = field(default_factory=RMConfig)  # the reward model that scores stage 4's general prompts
     # Stage 4 at R1-Zero's learning rate: at 2e-4 it cost 0.04-0.12 pass@1 (runs/pipeline-2, -3)
     all_rl: ZeroConfig = field(default_factory=lambda: _rl(lr=arithmetic(ZeroConfig()).grpo.lr,
                                                           rewards={**LANGUAGE_REWARDS, "preference": 0.5}))
     general_share: float = 0.25  # stage 4: share of each step's prompts that are general ones
-    report: ReportConfig = field(default_factory=ReportConfig)
-    seed: int = 0
-    # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py);
+    report: ReportConfig = field(default_factory=ReportConfig)  # the closing evaluation of every stage's model
+    seed: int = 0  # every stage's seed (overrides theirs)
     # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
-    device: str = "auto"
+    device: str = "auto"  # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N
 
     def validate(self) -> None:
         """Every mistake a later stage would trip on, found before the first stage starts."""
@@ -160,6 +162,9 @@ class PipelineConfig:
             raise UserError(f"cold_start.data: the built-in cold start writes arithmetic only; for task "
                             f"'{self.reasoning_rl.data.task}' give your own cold-start JSONL")
         check_langs(self.cold_start.langs)
+        check_langs(self.cold_start.mixed_langs)
+        if not 0 <= self.cold_start.mixed_share <= 1:
+            raise UserError(f"cold_start.mixed_share: expected a fraction in [0, 1], got {self.cold_start.mixed_share}")
 
 
 # --- stages -----------------------------------------------------------------------------------
@@ -169,7 +174,8 @@ def cold_start_stage(cfg: PipelineConfig, base: Path, d: Path, log) -> dict:
     data = Path(cfg.cold_start.data) if cfg.cold_start.data else d / "cold_start.jsonl"
     if not cfg.cold_start.data:
         examples = cold_start_examples(cfg.cold_start.examples, cfg.seed, tuple(cfg.cold_start.langs),
-                                       cfg.reasoning_rl.data.task_args)
+                                       cfg.reasoning_rl.data.task_args, tuple(cfg.cold_start.mixed_langs),
+                                       cfg.cold_start.mixed_share)
         write_sft_jsonl(examples, data, {"generator": "r1lab.data.coldstart", "seed": cfg.seed})
     return {**sft_stage(cfg.cold_start.sft, base, data, d, log, **shared(cfg)), "data": str(data)}
 

@@ -56,17 +56,17 @@ from r1lab.tasks.prompts import apply_template
 class RMConfig:
     base: str = "builtin"  # "builtin" (r1lab's pretrained tiny base) or a Hugging Face model directory
     data: str = ""  # JSONL of {prompt, chosen, rejected}; "" = the built-in pairs
-    run_dir: str = "runs/rm-{time}"
-    epochs: int = 6
-    lr: float = 3e-4
-    batch_pairs: int = 16
+    run_dir: str = "runs/rm-{time}"  # output directory; {time}: start time; --resume picks the newest match
+    epochs: int = 6  # passes over the preference pairs
+    lr: float = 3e-4  # AdamW learning rate, constant
+    batch_pairs: int = 16  # preference pairs per optimizer step
     max_tokens: int = 256  # pairs whose longer text exceeds this are dropped
     save_every: int = 50  # batches (optimizer steps) between checkpoints, and one after the last
-    seed: int = 0
-    threads: int = 0
+    seed: int = 0  # seeds the shuffle and the score head's initialisation
+    threads: int = 0  # torch CPU threads; 0: torch's default
     device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the reward model's weights while training
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
 
     def validate(self) -> None:
         check_device(self)

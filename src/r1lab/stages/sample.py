@@ -41,14 +41,14 @@ class SampleConfig:
     model: str = ""  # the checkpoint to sample (a Hugging Face model directory)
     out: str = "runs/sample-{time}"  # directory for sft.jsonl and report.json
     data: TaskConfig = field(default_factory=TaskConfig)  # the problems (their train split)
-    prompts: int = 256  # train-split problems
-    n: int = 4  # samples per problem
-    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=300)
-    batch_rows: int = 512  # sequences decoded together
-    seed: int = 0
-    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    prompts: int = 256  # train-split problems to sample
+    n: int = 4  # samples drawn per problem before filtering
+    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=300)  # how each sample is drawn
+    batch_rows: int = 512  # sequences decoded together (memory and speed, not results)
+    seed: int = 0  # seeds the problem draw and the sampling
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)  # which samples are kept (R1 §3 stage 3's filters)
     device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights while sampling
     RENAMED: ClassVar[dict[str, str]] = {
         **{k: f"data.{k}" for k in ("task", "task_args", "path", "question_field", "answer_field", "langs")},
         **{k: f"sampling.{k}" for k in ("temperature", "top_p", "max_new_tokens")}}

@@ -77,27 +77,27 @@ IGNORE = -100  # label of tokens that carry no loss
 class SFTConfig:
     base: str = "builtin"  # "builtin" (r1lab's pretrained tiny base) or a Hugging Face model directory
     data: str = ""  # JSONL of {prompt, completion} or {messages}
-    template: Literal["auto", "chat", "r1zero", "plain"] = "auto"
-    run_dir: str = "runs/sft-{time}"
-    epochs: int = 2
-    lr: float = 1e-4
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = 5
+    template: Literal["auto", "chat", "r1zero", "plain"] = "auto"  # prompt format; auto: chat if the tokenizer has a chat template, else r1zero
+    run_dir: str = "runs/sft-{time}"  # output directory; {time}: start time; --resume picks the newest match
+    epochs: int = 2  # passes over the data (R1 §3 stage 3: two epochs)
+    lr: float = 1e-4  # AdamW peak learning rate
+    schedule: Literal["cosine", "constant"] = "cosine"  # learning rate after warm-up: cosine decay to min_lr_ratio × lr, or constant
+    warmup_steps: int = 5  # linear warm-up optimizer steps
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # gradient-norm clip (> 0)
     seq_len: int = 1024  # tokens per packed row; longer examples are dropped
     rows_per_step: int = 8  # packed rows per optimizer step
     micro_rows: int = 4  # rows per forward/backward (gradient accumulation); memory, not results
-    pack: bool = True
-    max_examples: int = 0  # 0: all
+    pack: bool = True  # pack several examples per row (loss masks keep them apart); false: one example per row
+    max_examples: int = 0  # train on the first this many examples; 0: all
     save_every: int = 50  # optimizer steps between checkpoints (and one at each epoch's end)
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
+    seed: int = 0  # seeds the shuffle and any random initialisation
+    threads: int = 0  # torch CPU threads; 0: torch's default
     parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicated weights, or sharded (runtime/distributed.py)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (runtime/device.py)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
 
     def validate(self) -> None:

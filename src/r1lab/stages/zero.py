@@ -74,10 +74,10 @@ from r1lab.tasks.attempts import attempts_of
 
 @dataclass
 class EvalConfig:
-    k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k
+    k: int = 8  # samples per problem: pass@1 averaged over k, cons@k, pass@k' for k' <= k (R1 §5: k 4..64)
     pass_k: int = 64  # base's and final policy's pass@k curves up to this k (0: skip), on pass_k_problems
-    pass_k_problems: int = 50
-    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # the paper's protocol
+    pass_k_problems: int = 50  # held-out problems of the wide pass@k curves (the first ones of the test set)
+    sampling: SamplingConfig = sampling(temperature=0.6, top_p=0.95, max_new_tokens=200)  # the paper's protocol (R1 §5)
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
                                          "max_new_tokens": "sampling.max_new_tokens", "base_pass_k": "pass_k",
                                          "base_pass_k_problems": "pass_k_problems"}
@@ -111,8 +111,10 @@ def arithmetic(cfg: ZeroConfig) -> ZeroConfig:
 @dataclass
 class ZeroConfig:
     base: str = "builtin"  # "builtin": r1lab's tiny DeepSeek-V3 (pretrained, cached); else a HF model dir or hub id
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    data: DataConfig = field(default_factory=signs_data)  # recipes/zero-arithmetic.yaml: the arithmetic task
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
+    data: DataConfig = field(default_factory=signs_data)  # the RL prompts and held-out set (recipes/zero-arithmetic.yaml: arithmetic)
+    # reward function → weight, summed (R1 §2.2.2: accuracy + format); names from rl/rewards.py or a
+    # dotted path to your own function (r1lab's signature or TRL's), e.g. {accuracy: 1.0, mypkg.r.brevity: 0.2}
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
     # 40 steps at 1e-4 on signs: at 5e-5 checking did not take hold within 30 steps (docs/devlog.md)
@@ -120,14 +122,14 @@ class ZeroConfig:
                                                                 sampling=SamplingConfig(1.0, 1.0, SIGNS_TOKENS)))
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # backend=vllm: rollouts on a colocated vLLM (GPU)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters, reference = adapters off
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(sampling=SamplingConfig(0.6, 0.95, SIGNS_TOKENS)))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(sampling=SamplingConfig(0.6, 0.95, SIGNS_TOKENS)))  # the held-out evaluation of the base and the final policy
     gate: bool = True  # refuse to start RL when the skill RL would select is not reliably right
     gate_min_accuracy: float = 0.5  # of the reasoning style, or of candidate evaluations (signs)
     run_dir: str = "runs/zero-{time}"  # {time}: start time; --resume picks the newest match
-    save_every: int = 10
+    save_every: int = 10  # GRPO steps between checkpoints (the last step is always saved)
     max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0: off
-    seed: int = 0
-    threads: int = 0
+    seed: int = 0  # seeds prompt order, rollouts and evaluation; the same seed gives the same run
+    threads: int = 0  # torch CPU threads; 0: torch's default
     parallel: str = "ddp"  # under torchrun: "ddp" only (runtime/distributed.py; fsdp2 is for `r1lab sft`)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (runtime/device.py)

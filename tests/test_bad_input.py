@@ -51,6 +51,13 @@ ROWS = [
     (["zero", "run_dir={existing}"], "already holds a run"),
     (["zero", "device=gpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
     (["zero", "dtype=float16"], "dtype: expected one of 'float32', 'bfloat16', got 'float16'"),
+    (["zero", "num_generations=8"], "unknown key 'num_generations' (TRL's name; r1lab's key is 'grpo.group_size'"),
+    (["zero", "grpo.loss_type=dapo"], "r1lab's key is 'grpo.aggregation'"),
+    (["zero", "data.path={typed_jsonl}"], "data.path: read only with task=file (add data.task=file)"),
+    (["zero", "eval.pass_k_problems=0"], "pass_k, pass_k_problems: expected >= 0 and >= 1"),
+    (["zero", "--resume", "grpo.lr=-1"], "grpo.lr: expected a positive learning rate"),  # an override after a flag is read
+    (["zero", "--resume", "--bogus"], "unrecognized arguments: --bogus"),
+    (["config", "zero", "no_such_section"], "no ZeroConfig key is, or is under, 'no_such_section'"),
     # --- pretrain ---
     (["pretrain", "lr=-1"], "lr: expected a positive learning rate, got -1"),
     (["pretrain", "stpes=10"], "unknown key 'stpes' (did you mean 'steps'?)"),
@@ -61,6 +68,7 @@ ROWS = [
     # --- sft ---
     (["sft"], "data: give the training data"),
     (["sft", "data={tmp}/none.jsonl"], "none.jsonl: no such file"),
+    (["sft", "packing=false"], "unknown key 'packing' (TRL's name; r1lab's key is 'pack'"),
     (["sft", "data={sft_bad}"], "sft_bad.jsonl:2: malformed JSON"),
     (["sft", "data={sft_missing}"], "sft_missing.jsonl:1: expected string fields 'prompt' and 'completion'"),
     (["sft", "data={sft_typed}"], "sft_typed.jsonl:1: expected string fields 'prompt' and 'completion'"),
@@ -101,6 +109,8 @@ ROWS = [
     (["pipeline", "{list_yaml}"], "top level must be a mapping"),
     (["pipeline", "reasoning_rl.grpo.group_size=1"], "reasoning_rl.grpo.group_size: GRPO needs at least 2"),
     (["pipeline", "general_share=0"], "general_share"),
+    (["pipeline", "cold_start.mixed_share=2"], "cold_start.mixed_share: expected a fraction in [0, 1], got 2"),
+    (["pipeline", "reasoning_rl.num_generations=4"], "r1lab's key is 'reasoning_rl.grpo.group_size'"),
     (["pipeline", "cold_start.data={tmp}/none.jsonl"], "none.jsonl: no such file"),
     (["pipeline", "report.k=0"], "report.k"),
     (["pipeline", "report.max_new_tokens=9"], "report.max_new_tokens: renamed to report.sampling.max_new_tokens"),

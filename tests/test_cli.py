@@ -169,3 +169,30 @@ def test_eval_on_code_presets_fails_fast_offline(tmp_path, config_only_model, ca
         assert main(["eval", str(config_only_model), "--data", preset, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and hub_id in err and "offline" in err, err
+
+
+def test_version_help_and_config_sections(capsys):
+    import r1lab
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"r1lab {r1lab.__version__}"
+    for command in ("zero", "sft", "rm", "pipeline", "distill", "pretrain"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert f"r1lab config {command}" in " ".join(capsys.readouterr().out.split())
+    assert main(["config", "zero", "grpo.sampling"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["grpo.sampling.temperature", "grpo.sampling.top_p",
+                                                      "grpo.sampling.max_new_tokens"]
+    assert all("  # " in line for line in lines)  # each with what it means
+
+
+def test_overrides_after_a_flag_are_read(tmp_path, monkeypatch):
+    import r1lab.stages.zero as zero
+
+    seen = {}
+    monkeypatch.setattr(zero, "run_zero", lambda cfg, resume: seen.update(cfg=cfg, resume=resume))
+    assert main(["zero", f"run_dir={tmp_path}/run", "--resume", "save_every=5", "grpo.lr=2e-5"]) == 0
+    assert seen["resume"] and seen["cfg"].save_every == 5 and seen["cfg"].grpo.lr == 2e-5
+    assert seen["cfg"].run_dir == f"{tmp_path}/run"

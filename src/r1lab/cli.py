@@ -8,10 +8,11 @@
     r1lab pipeline [recipe.yaml] [key=value ...]              the four R1 stages next to R1-Zero, report.md
     r1lab distill  [recipe.yaml] [--teacher DIR] [--student SPEC] [--data FILE] [--compare-rl] [key=value ...]
                                                               a small dense student from a teacher's traces
-    r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill}  list every config key and default
+    r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill} [SECTION]  every config key: type, default, meaning
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a math or code benchmark
     r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
 
+key=value overrides may come anywhere among a command's flags (`r1lab zero --resume grpo.lr=1e-5`).
 A user mistake (missing file, malformed data, unknown key, impossible value) prints one line,
 `r1lab: error: ...`, and exits with status 2.
 """
@@ -55,9 +56,24 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+def _keys_epilog(command: str) -> str:
+    return (f"Recipe keys: `r1lab config {command}` lists every key with its type, default and meaning; "
+            f"`r1lab config {command} SECTION` one section (e.g. `grpo`) or the keys whose name holds it. "
+            "key=value overrides may come anywhere among the flags.")
+
+
 def _run(argv: list[str]) -> int:
+    from r1lab import __version__
+
     parser = _Parser(prog="r1lab", description="The DeepSeek-R1 recipe on a laptop CPU.")
+    parser.add_argument("--version", action="version", version=f"r1lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+
+    def add_training(name: str, **kw):  # a training command: its help points to its recipe keys
+        return add_parser(name, epilog=_keys_epilog(name), **kw)
+
+    sub.add_parser = add_training
     p_zero = sub.add_parser("zero", help="R1-Zero: GRPO with rule-based rewards from a base model")
     p_zero.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_zero.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
@@ -82,11 +98,19 @@ def _run(argv: list[str]) -> int:
                        "instead of the built-in arithmetic task")
     p_dst.add_argument("--compare-rl", action="store_true",
                        help="also train the student by RL alone for the same wall-clock time, and compare")
-    p_cfg = sub.add_parser("config", help="list every config key with its type and default")
+    sub.add_parser = add_parser
+    p_cfg = sub.add_parser("config", help="list every config key with its type, default and meaning")
     p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill"])
+    p_cfg.add_argument("section", nargs="?", default="",
+                       help="only the keys under this dotted prefix (grpo, eval.sampling) or whose name holds it")
     _add_eval_parser(sub)
     _add_grade_parser(sub)
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra:  # key=value after a flag: argparse leaves it over; anything else is a real mistake
+        stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(ns, "args")]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        ns.args = [*ns.args, *extra]
 
     if ns.command == "eval":
         from r1lab.stages.eval import run_eval
@@ -102,7 +126,7 @@ def _run(argv: list[str]) -> int:
     from r1lab.runtime.config import config_help, load_config
 
     if ns.command == "config":
-        print(config_help(_commands()[ns.stage][0]))
+        print(config_help(_commands()[ns.stage][0], ns.section))
         return 0
     recipe, overrides = _split_args(ns.args)
     if ns.command == "distill":  # the flags are shorthands for keys
@@ -185,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("r1lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `r1lab config zero | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     finally:  # leave the process group of a torchrun / accelerate launch, if a command joined one
         distributed = sys.modules.get("r1lab.runtime.distributed")  # not loaded: no group (and no torch import)
         if distributed is not None:

@@ -231,3 +231,114 @@ def test_help_lists_every_field_with_type_and_default():
         "grpo.loss: 'grpo' | 'dr_grpo' = \"grpo\"",
         "grpo.clip: float | None = 0.2",
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# documentation where declared, TRL's names, configs built in Python
+
+
+@dataclass
+class Documented:
+    plain: int = 1  # a trailing comment
+    # a block above, kept only when the field has no comment of its own
+    above: int = 2
+    # rationale above a field that has its own comment
+    both: int = 3  # what it does
+    spread: dict[str, int] = field(default_factory=lambda: {"a": 1,
+                                                           "b": 2})  # on a continuation line
+    bare: int = 4
+
+
+@dataclass
+class MoreDocumented(Documented):
+    extra: str = "x"  # a field of the subclass
+
+
+def test_field_docs_read_the_comments_where_each_field_is_declared():
+    from r1lab.runtime.config import field_docs
+
+    assert field_docs(MoreDocumented) == {"plain": "a trailing comment",
+                                          "above": "a block above, kept only when the field has no comment of its own",
+                                          "both": "what it does", "spread": "on a continuation line", "bare": "",
+                                          "extra": "a field of the subclass"}
+    lines = config_help(MoreDocumented).splitlines()
+    assert lines[0] == "plain: int = 1  # a trailing comment" and "bare: int = 4" in lines
+
+
+def test_help_sections_keep_a_prefix_or_the_keys_that_hold_a_name():
+    assert config_help(Recipe, "grpo").splitlines()[0] == "grpo.lr: float = 1e-06"
+    assert len(config_help(Recipe, "grpo").splitlines()) == 4
+    assert config_help(Recipe, "lr").splitlines() == ["grpo.lr: float = 1e-06"]
+    with pytest.raises(UserError, match="no Recipe key is, or is under, 'nothing'"):
+        config_help(Recipe, "nothing")
+
+
+def _command_configs():
+    from r1lab.cli import _commands
+    from r1lab.runtime.config import _field_types, _is_config
+
+    seen: dict[type, None] = {}
+
+    def walk(cls):
+        if cls not in seen:
+            seen[cls] = None
+            for tp in _field_types(cls).values():
+                if _is_config(tp):
+                    walk(tp)
+
+    for cls, _ in _commands().values():
+        walk(cls)
+    return list(seen)
+
+
+def test_every_key_of_every_command_says_what_it_does():
+    from r1lab.runtime.config import _field_types, field_docs
+
+    undocumented = []
+    for cls in _command_configs():
+        docs = field_docs(cls)
+        for name in _field_types(cls):
+            doc = docs.get(name, "")
+            if len(doc.split()) < 3 or doc.lower().strip(".") == name.replace("_", " "):
+                undocumented.append(f"{cls.__name__}.{name}: {doc!r}")
+    assert not undocumented, undocumented
+
+
+TRL_CLASSES = {"ZeroConfig": "GRPOConfig", "GRPOConfig": "GRPOConfig", "SFTConfig": "SFTConfig", "RMConfig": "RewardConfig"}
+
+
+def test_trl_names_are_trls_and_point_to_real_keys(tmp_path):
+    import dataclasses
+    from pathlib import Path
+
+    trl = pytest.importorskip("trl")
+    from r1lab.runtime.config import _dotted_names
+
+    table = (Path(__file__).parents[2] / "docs" / "trl.md").read_text()
+    with_names = [cls for cls in _command_configs() if getattr(cls, "TRL_NAMES", None)]
+    assert {cls.__name__ for cls in with_names} == set(TRL_CLASSES)
+    for cls in with_names:
+        theirs = {f.name for f in dataclasses.fields(getattr(trl, TRL_CLASSES[cls.__name__]))}
+        ours = set(_dotted_names(cls))
+        for trl_name, key in cls.TRL_NAMES.items():
+            assert trl_name in theirs and key in ours and trl_name not in ours, (cls.__name__, trl_name, key)
+            if cls.__name__ != "GRPOConfig":  # its names appear under grpo. in the zero table
+                assert f"| `{trl_name}` | `{key}` |" in table, (trl_name, key)
+            with pytest.raises(UserError, match=f"TRL's name; r1lab's key is '{key}'"):
+                load_config(cls, None, [f"{trl_name}=1"])
+
+
+def test_configs_built_in_python_get_the_same_checks():
+    from r1lab.rl.step import GRPOConfig
+    from r1lab.runtime.config import check_config
+    from r1lab.stages.zero import ZeroConfig, run_zero
+
+    assert check_config(ZeroConfig()) == ZeroConfig()
+    with pytest.raises(UserError, match="ZeroConfig: grpo.lr: expected a positive learning rate"):
+        check_config(ZeroConfig(grpo=GRPOConfig(lr=-1.0)))
+    with pytest.raises(UserError, match="ZeroConfig: seed: expected int, got '0'"):
+        run_zero(ZeroConfig(seed="0"))  # refused before anything loads
+    cfg = ZeroConfig()
+    cfg.data.path = "problems.jsonl"
+    with pytest.raises(UserError, match="data.path: read only with task=file"):
+        check_config(cfg)

@@ -32,6 +32,12 @@ class TaskConfig:
     answer_field: str = "answer"  # with task="file": the field that holds the gold answer
     langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])  # prompt languages drawn from (en, zh, ja, ko)
 
+    def validate(self) -> None:
+        if self.path is not None and self.task != "file":
+            raise UserError(f"path: read only with task=file (add data.task=file), but task is {self.task!r}")
+        if self.task == "file" and not self.path:
+            raise UserError("path: task 'file' needs a path to a JSONL/parquet file or datasets dir")
+
 
 @dataclass
 class DataConfig(TaskConfig):
@@ -40,6 +46,7 @@ class DataConfig(TaskConfig):
     general_share: float = 0.0  # fraction of each step's prompts that are general ones (stage 4; needs reward_model)
 
     def validate(self) -> None:
+        super().validate()
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")

@@ -59,6 +59,12 @@ class GRPOConfig:
     tis_cap: float = 2.0
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
                                          "max_new_tokens": "sampling.max_new_tokens"}
+    # TRL's GRPOConfig names → these keys (docs/trl.md has the table, with where values differ)
+    TRL_NAMES: ClassVar[dict[str, str]] = {
+        "num_generations": "group_size", "num_iterations": "mu", "loss_type": "aggregation", "learning_rate": "lr",
+        "max_steps": "steps", "epsilon": "eps_low", "epsilon_high": "eps_high", "max_grad_norm": "grad_clip",
+        "max_completion_length": "sampling.max_new_tokens", "generation_batch_size": "prompts_per_step",
+        "per_device_train_batch_size": "micro_batch", "vllm_importance_sampling_cap": "tis_cap"}
 
     def validate(self) -> None:
         if self.group_size < 2:

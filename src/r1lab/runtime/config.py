@@ -63,6 +63,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return cfg
 
 
+def check_config(cfg: T) -> T:
+    """`cfg` itself, once every value has the type its field declares and every `validate()` passes:
+    a config built in Python gets the checks a YAML file or an override gets (UserError otherwise)."""
+    with _blame(type(cfg).__name__):
+        _build(type(cfg), config_to_dict(cfg))
+        _validate(cfg)
+    return cfg
+
+
 def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict of `cfg`'s settable fields (tuples become lists), ready for YAML or JSON."""
     return {name: _plain(getattr(cfg, name)) for name in _field_types(type(cfg))}
@@ -185,8 +194,10 @@ def _build(cls: type[T], data: dict, prefix: str = "", base: T | None = None) ->
             raise UserError(f"{prefix}{key}: renamed to {prefix}{renamed[key]}")
         if key not in types_:
             name = f"{prefix}{key}"
+            trl = getattr(cls, "TRL_NAMES", {})  # TRL's name for a key: {TRL name: dotted key}
             close = difflib.get_close_matches(name, list(_dotted_names(cls, prefix)), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(types_)
+            hint = (f"TRL's name; r1lab's key is '{prefix}{trl[key]}', see docs/trl.md" if key in trl
+                    else f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(types_))
             raise UserError(f"unknown key {name!r} ({hint})")
         changes[key] = _convert(types_[key], value, prefix + key, getattr(base, key))
     return replace(base, **changes)

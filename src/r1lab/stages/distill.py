@@ -62,7 +62,7 @@ from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.model.corpus import CorpusConfig, SignsCorpusConfig
-from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.loading import is_hub_id, resolve_model
 from r1lab.stages.chain import (
@@ -220,7 +220,7 @@ def report_md(result: dict, cfg: DistillConfig) -> str:
 
 
 def run_distill(cfg: DistillConfig, log=print) -> dict:
-    cfg.validate()
+    check_config(cfg)
     build_task(cfg.data)  # a data file's mistakes surface now, not after the teacher or the student base is trained
     t0 = time.time()
     run = start(cfg, log)

@@ -50,7 +50,7 @@ from r1lab.engine.params import SamplingConfig
 from r1lab.errors import UserError
 from r1lab.grading.shape import r1_answer
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import read_jsonl
 from r1lab.runtime.loading import load, resolve_model
@@ -204,6 +204,7 @@ def shared(cfg: PipelineConfig) -> dict:
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     t0 = time.time()
+    check_config(cfg)
     run = start(cfg, log)
     base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else resolve_model(cfg.base)
     no_language = {k: v for k, v in cfg.reasoning_rl.rewards.items() if k != "language"}

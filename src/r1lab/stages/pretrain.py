@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from r1lab.model.base import PretrainConfig, pretrain
+from r1lab.runtime.config import check_config
 
 
 def run_pretrain(cfg: PretrainConfig, log=print) -> Path:
     """Pretrain (or find in the cache) the base; returns its directory."""
-    return pretrain(cfg, log=log)
+    return pretrain(check_config(cfg), log=log)

@@ -30,7 +30,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -41,7 +41,7 @@ from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
 from r1lab.runtime import distributed
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint, save_model
-from r1lab.runtime.config import save_config
+from r1lab.runtime.config import check_config, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_json
@@ -67,6 +67,9 @@ class RMConfig:
     device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
     dtype: Literal["float32", "bfloat16"] = "float32"  # the reward model's weights while training
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
+    TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's RewardConfig names → these keys (docs/trl.md)
+        "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "max_tokens", "output_dir": "run_dir",
+        "per_device_train_batch_size": "batch_pairs", "save_steps": "save_every", "bf16": "dtype"}
 
     def validate(self) -> None:
         check_device(self)
@@ -153,6 +156,7 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     """The `r1lab rm` command: train, measure held-out pair accuracy, save; returns the model dir.
     `resume`: continue the run in run_dir from its newest usable checkpoint (a finished run, one
     with run_dir/model, is left as it is)."""
+    check_config(cfg)
     # under torchrun / accelerate: each rank scores its share of every batch's pairs
     run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
     if resume and (run / "model").exists():

@@ -30,6 +30,7 @@ from r1lab.engine.sampler import HFSampler
 from r1lab.errors import UserError
 from r1lab.grading.extract import extract_answer
 from r1lab.runtime.device import check as check_device
+from r1lab.runtime.config import check_config
 from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.run import resolve_run_dir
@@ -73,6 +74,7 @@ def candidates(sampler, problems, cfg: SampleConfig, stop_ids: tuple[int, ...]) 
 
 def run_sample(cfg: SampleConfig, log=print) -> Path:
     """The `r1lab sample` command; returns the path of the SFT JSONL it wrote."""
+    check_config(cfg)
     model_dir = resolve_model(cfg.model, "model")
     out = resolve_run_dir(cfg.out, resume=False)
     if (out / "report.json").exists():  # written last: the mark of a finished sampling run

@@ -49,7 +49,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -60,7 +60,7 @@ from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.runtime import distributed
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
-from r1lab.runtime.config import save_config
+from r1lab.runtime.config import check_config, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_atomically
@@ -99,6 +99,10 @@ class SFTConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (runtime/device.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
+    TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's SFTConfig names → these keys (docs/trl.md)
+        "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "seq_len", "packing": "pack",
+        "max_grad_norm": "grad_clip", "lr_scheduler_type": "schedule", "output_dir": "run_dir",
+        "per_device_train_batch_size": "micro_rows", "save_steps": "save_every", "bf16": "dtype"}
 
     def validate(self) -> None:
         check_device(self)
@@ -317,6 +321,7 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     """The `r1lab sft` command: read and check the data, fine-tune, write checkpoints; returns
     the final checkpoint's directory. `resume`: continue the run in run_dir from its newest usable
     checkpoint (a finished run is left as it is)."""
+    check_config(cfg)
     # under torchrun / accelerate: each rank trains on its share of every step's rows
     run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
     main = distributed.is_main()

@@ -61,7 +61,7 @@ from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
 from r1lab.runtime import distributed
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
-from r1lab.runtime.config import config_to_dict, save_config
+from r1lab.runtime.config import check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
@@ -133,6 +133,13 @@ class ZeroConfig:
     parallel: str = "ddp"  # under torchrun: "ddp" only (runtime/distributed.py; fsdp2 is for `r1lab sft`)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (runtime/device.py)
+    TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's GRPOConfig names → these keys (docs/trl.md)
+        **{k: f"grpo.{v}" for k, v in GRPOConfig.TRL_NAMES.items()},
+        **{k: f"grpo.{k}" for k in ("beta", "scale_rewards", "warmup_steps", "weight_decay")},
+        "temperature": "grpo.sampling.temperature", "top_p": "grpo.sampling.top_p", "reward_weights": "rewards",
+        "output_dir": "run_dir", "save_steps": "save_every", "bf16": "dtype", "use_vllm": "rollout.backend",
+        "vllm_gpu_memory_utilization": "rollout.gpu_memory_utilization", "vllm_max_model_length": "rollout.max_model_len",
+        "vllm_enable_sleep_mode": "rollout.sleep"}
 
     def validate(self) -> None:
         distributed.check_parallel(self.parallel, fsdp_ok=False)
@@ -227,6 +234,7 @@ def describe(record: dict) -> str:
 
 def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     t_start = time.time()
+    check_config(cfg)
     # Under torchrun / accelerate (runtime/distributed.py) every rank runs this function on its
     # share of each step's prompts; rank 0 alone evaluates and writes files, and its log is the run's.
     run, log = start_run(cfg.run_dir, resume, cfg.threads, log)

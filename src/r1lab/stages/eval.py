@@ -72,7 +72,7 @@ from r1lab.eval.benchmarks import Benchmark, DataSpec, load_benchmark
 from r1lab.eval.metrics import Sample, benchmark_metrics
 from r1lab.grading import verify
 from r1lab.grading.extract import extract_answer
-from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.files import write_atomically
 from r1lab.tasks.code import CODE_INSTRUCTION, extract_code, problem_tests, run_codes
 
@@ -113,6 +113,17 @@ class EvalRunConfig:
             field_name, _, message = str(e).partition(":")
             flag = self.FLAGS[field_name]
             raise UserError(f"{flag}:{message.replace(field_name, flag[2:])}") from None
+
+
+def evaluate_model(model: str, data: str, k: int = 4, limit: int | None = None, max_new_tokens: int = 2048,
+                   out: str | None = None, log=print, **settings) -> dict:
+    """`r1lab eval MODEL --data DATA` from Python: sample `k` answers per problem at the paper's
+    T = 0.6 / top-p 0.95, grade them and return results.json's content (pass@1, pass@k, cons@k,
+    mean_length, ...). `data` is a preset, a file, a `task:<name>` or a hub id; `settings` are
+    other EvalRunConfig fields (seed, batch_rows, template, device, dtype)."""
+    sampling_ = SamplingConfig(0.6, 0.95, max_new_tokens)
+    cfg = EvalRunConfig(model, DataSpec(data, limit=limit), k, sampling_, out=out, **settings)
+    return run_eval(check_config(cfg), log)
 
 
 def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> dict:

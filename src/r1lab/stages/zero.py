@@ -362,6 +362,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         "base": base_res_metrics,
         "final": final_res.metrics,
         "base_model": str(base_path),
+        "final_model": str(run / f"checkpoint-{steps_done}"),
         "wall_seconds": time.time() - t_start,
         "first_mean_length": logger.history[0]["len_mean"] if logger.history else None,
         "last_mean_length": logger.history[-1]["len_mean"] if logger.history else None,

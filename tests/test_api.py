@@ -34,3 +34,5 @@ def test_the_readmes_python_example_runs(tmp_path, monkeypatch, capsys):
     assert re.search(r"^re-measured pass@1 [\d.]+$", out, re.MULTILINE)
     assert (tmp_path / "runs" / "api-example" / "summary.json").exists()
     assert (tmp_path / "runs" / "api-example" / "eval" / "results.json").exists()
+    card = (tmp_path / "runs" / "api-example" / "checkpoint-2" / "README.md").read_text()  # the final model's card
+    assert "# r1lab zero" in card and "| final |" in card and "arXiv:2501.12948" in card

@@ -11,6 +11,7 @@
     r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill} [SECTION]  every config key: type, default, meaning
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a math or code benchmark
     r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
+    r1lab push     RUN_DIR REPO_ID [--private] [--dry-run]     a run's final model and its card to the hub
 
 key=value overrides may come anywhere among a command's flags (`r1lab zero --resume grpo.lr=1e-5`).
 A user mistake (missing file, malformed data, unknown key, impossible value) prints one line,
@@ -103,6 +104,11 @@ def _run(argv: list[str]) -> int:
     p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill"])
     p_cfg.add_argument("section", nargs="?", default="",
                        help="only the keys under this dotted prefix (grpo, eval.sampling) or whose name holds it")
+    p_push = sub.add_parser("push", help="upload a run's final model, with its model card, to the Hugging Face hub")
+    p_push.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (its final checkpoint) or a model directory")
+    p_push.add_argument("repo_id", metavar="REPO_ID", help="user/name on the hub")
+    p_push.add_argument("--private", action="store_true", help="create the repository private")
+    p_push.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
     _add_eval_parser(sub)
     _add_grade_parser(sub)
     ns, extra = parser.parse_known_args(argv)
@@ -116,6 +122,11 @@ def _run(argv: list[str]) -> int:
         from r1lab.stages.eval import run_eval
 
         run_eval(_eval_config(ns))
+        return 0
+    if ns.command == "push":
+        from r1lab.stages.push import PushConfig, run_push
+
+        run_push(PushConfig(ns.run_dir, ns.repo_id, ns.private, ns.dry_run))
         return 0
     if ns.command == "grade":
         from r1lab.stages.grade import GradeConfig, grade_file

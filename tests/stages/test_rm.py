@@ -70,6 +70,7 @@ def test_rm_cli_saves_a_loadable_model_and_rejects_bad_pairs(base, tmp_path, cap
     info = json.loads((tmp_path / "run" / "rm.json").read_text())
     assert info["pairs"] == 1 and 0 <= info["held_out_accuracy"] <= 1
     model, _ = load(tmp_path / "run" / "model", head="score")
+    assert f"{info['held_out_accuracy']:.3f} after" in (tmp_path / "run" / "model" / "README.md").read_text()
     assert model.config.num_labels == 1
     pairs.write_text('{"prompt": "Hello!", "chosen": "Hi"}\n')
     capsys.readouterr()

@@ -147,6 +147,8 @@ def test_sft_learns_its_data_and_saves_a_loadable_model(tok, tmp_path):
     assert not list((tmp_path / "run").glob(".tmp-*"))
     model = AutoModelForCausalLM.from_pretrained(out)
     assert json.loads((out / "sft.json").read_text())["examples"] == 4
+    card = (out / "README.md").read_text()  # the model card: command, data, loss, recipe, citation
+    assert "# r1lab sft" in card and "4 examples" in card and f"{history[-1]['loss']:.4f}" in card and "epochs: 25" in card
     # the saved model is the trained one: its loss on the data is the last step's, not the base's
     exs = tokenize_examples(read_pairs(data), "plain", tok)
     ids, pos, labels = collate(pack(exs, 128), tok.pad_token_id)

@@ -39,9 +39,10 @@ from r1lab.errors import UserError
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
 from r1lab.runtime import distributed
+from r1lab.runtime.card import CARD_NAME, model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint, save_model
-from r1lab.runtime.config import check_config, save_config
+from r1lab.runtime.config import check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_json
@@ -186,7 +187,12 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
             "held_out_accuracy_before": before, "held_out_accuracy": pair_accuracy(model, tok, held_out),
             "train_accuracy": pair_accuracy(model, tok, kept), "history": history}
     write_json(run / "rm.json", info)
-    save_model(model, tok, run / "model", info, "rm.json")  # last: run/model marks the run finished
+    card = model_card("r1lab rm", "A Bradley-Terry reward model (DeepSeek-R1 §3, stage 4's helpfulness and "
+                      "harmlessness rewards).", str(base), config_to_dict(cfg), f"{cfg.data or 'the built-in pairs'}: "
+                      f"{len(kept)} training pairs, {len(held_out)} held out",
+                      f"Held-out pair accuracy {before:.3f} before training, {info['held_out_accuracy']:.3f} after "
+                      f"(training pairs: {info['train_accuracy']:.3f}).")
+    save_model(model, tok, run / "model", info, "rm.json", files={CARD_NAME: card})  # last: run/model marks the run finished
     log(f"rm: held-out pair accuracy {before:.3f} -> {info['held_out_accuracy']:.3f} "
         f"(train {info['train_accuracy']:.3f}), wrote {run / 'model'}")
     return run / "model"

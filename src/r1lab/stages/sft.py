@@ -58,9 +58,10 @@ from r1lab.errors import UserError
 from r1lab.model.architecture import RouterLoadTracker
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.runtime import distributed
+from r1lab.runtime.card import write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
-from r1lab.runtime.config import check_config, save_config
+from r1lab.runtime.config import check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_atomically
@@ -362,5 +363,10 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     out = run / (run / "final").read_text()
     if not main:
         return out
+    write_model_card(out, "r1lab sft", "Supervised fine-tuning (DeepSeek-R1 §3: the cold start and stage 3; §4: "
+                     "distillation).", str(base), config_to_dict(cfg), f"`{cfg.data}`: {len(kept)} examples "
+                     f"({info['dropped_too_long']} longer than {cfg.seq_len} tokens dropped), template {template}",
+                     f"Training loss {history[0]['loss']:.4f} → {history[-1]['loss']:.4f} over {len(history)} "
+                     "optimizer steps; no held-out evaluation in this command.")
     log(f"sft: loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f} over {len(history)} steps, wrote {out}")
     return out

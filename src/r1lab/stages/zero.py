@@ -59,6 +59,7 @@ from r1lab.rl.reward_model import preference_reward
 from r1lab.rl.rewards import get_reward
 from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
 from r1lab.runtime import distributed
+from r1lab.runtime.card import metrics_table, write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
 from r1lab.runtime.config import check_config, config_to_dict, save_config
@@ -160,6 +161,16 @@ class ZeroConfig:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+CARD_METRICS = {"pass@1": "pass@1", "format_rate": "format", "mean_length": "mean length", "reflection_rate": "reflection",
+                "self_check_rate": "self-check", "attempts_mean": "attempts", "language_mixing": "mixing"}
+
+
+def data_note(data: DataConfig) -> str:
+    """One line on a run's problems, for its model card."""
+    what = f"`{data.path}` (task file)" if data.task == "file" else f"the built-in `{data.task}` task {data.task_args}"
+    return f"{what}, {data.n_train} training prompts, {data.n_test} held-out problems, prompts in {', '.join(data.langs)}"
 
 
 def eval_model(sampler, problems, cfg: ZeroConfig, seed: int, k: int | None = None) -> EvalResult:
@@ -372,6 +383,11 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
     }
     summary["aha_samples"] = aha_samples(test, base_samples, final_res)
     write_json(run / "summary.json", summary)
+    write_model_card(summary["final_model"], "r1lab zero", "R1-Zero: GRPO with rule-based rewards straight from the "
+                     "base model (DeepSeek-R1 §2).", str(base_path), summary["config"], data_note(cfg.data),
+                     f"Held-out problems ({final_res.metrics.get('problems', len(test))}), {cfg.eval.k} samples "
+                     f"each at T = {cfg.eval.sampling.temperature}, top-p {cfg.eval.sampling.top_p}:\n\n"
+                     + metrics_table({"base": base_res_metrics, "final": final_res.metrics}, CARD_METRICS))
     final_samples = [final_res.completions[i][0] for i in range(min(4, len(test)))]
     write_report(run, summary, logger.history, test[: len(final_samples)], base_samples[:4], final_samples)
     log(f"zero: pass@1 {base_res_metrics['pass@1']:.3f} -> {final_res.metrics['pass@1']:.3f}, "

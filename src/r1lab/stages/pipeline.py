@@ -7,9 +7,10 @@ stage left half-done by an interruption is redone from its start):
 
   zero/             R1-Zero: GRPO on the base with accuracy + format rewards (the comparison row)
   stage1-cold-start/  built-in cold-start chains of thought (data/coldstart.py; or `cold_start.data`)
-                    in English, Chinese, Japanese and Korean, the Japanese ones left uncleaned
-                    (each line's word English with probability `cold_start.mixed_share`: the
-                    mixing stage 2's language reward must remove), SFT of the base on them
+                    in English, Chinese and Korean, the Korean ones left uncleaned (each line's
+                    word English with probability `cold_start.mixed_share`: the mixing stage 2's
+                    language reward must remove), SFT of the base on them; the pipeline's prompts
+                    are in those three languages (ColdStartConfig says why not Japanese)
   stage2-reasoning-rl/  GRPO from stage 1 with accuracy + format + the language-consistency reward
   stage2-no-language/   the same without the language reward (the ablation; `ablation=false` skips it)
   stage3-rejection/ rejection sampling from stage 2 (`r1lab sample`: correct, single-language,
@@ -28,7 +29,7 @@ Departures from the paper (all for a CPU-sized run on a million-parameter model)
 template is kept in every stage (the tiny base has no chat template); cold-start chains of
 thought are the corpus's scratchpad in one language and the summary is the answer block alone
 (data/coldstart.py says why); the mixing stage 2 removes is one the cold start leaves in (uncleaned
-Japanese chains), where the paper's arose in RL on prompts of several languages; the language reward is weighted (`reasoning_rl.rewards.language`)
+Korean chains), where the paper's arose in RL on prompts of several languages; the language reward is weighted (`reasoning_rl.rewards.language`)
 where the paper adds it to the accuracy reward unweighted, and stage 4 keeps it on reasoning
 prompts; stage 3's SFT data are a few thousand samples and the built-in general answers, not
 800k; one reward model serves helpfulness and harmlessness, and its score enters stage 4 squashed
@@ -86,6 +87,7 @@ def _rl(lr: float = 2e-4, **over) -> ZeroConfig:
     72% -> 34%, with the same held-out pass@1 (0.981 / 0.980)."""
     cfg = arithmetic(ZeroConfig(**{"gate": False, "rewards": dict(LANGUAGE_REWARDS), **over}))
     cfg.grpo.lr = lr
+    cfg.data.langs = ["en", "zh", "ko"]  # not ja: see ColdStartConfig.mixed_langs
     cfg.eval.pass_k = 0  # the report measures every stage; no pass@64 curve per stage
     return cfg
 
@@ -94,13 +96,16 @@ def _rl(lr: float = 2e-4, **over) -> ZeroConfig:
 class ColdStartConfig:
     data: str = ""  # your own cold-start JSONL ({prompt, completion}); "" = the built-in generator
     examples: int = 1000  # built-in cold-start examples to generate (R1 §3 stage 1: "thousands")
-    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ja", "ko"])  # languages of the cold-start chains of thought
+    langs: list[str] = field(default_factory=lambda: ["en", "zh", "ko"])  # languages of the cold-start chains of thought
     # The paper's cold-start data was cleaned up for English and Chinese; chains in other languages
     # mix, and stage 2's language reward must remove what the cold start leaves in. It can only
-    # select words the policy still writes: a cold start *without* Japanese made the model answer
-    # Japanese prompts with the Chinese word 位 on every line (seed 0), and neither stage-2 run
-    # moved it (docs/devlog.md). So Japanese chains are in the data, uncleaned.
-    mixed_langs: list[str] = field(default_factory=lambda: ["ja"])  # languages whose cold-start chains are left uncleaned
+    # select words the policy still writes, in a language the policy can tell from the prompt. Left
+    # out of the cold start, Japanese got the Chinese word 位 on every line, and neither stage-2 run
+    # moved it; put in uncleaned, Japanese and Chinese prompts got the same mix of 位, けた and
+    # "digit" (the same samples, token for token): after the cold start this model no longer tells
+    # a Chinese prompt from a Japanese one (docs/devlog.md). So the pipeline's prompts are en/zh/ko
+    # (`_rl`), and the Korean chains, whose prompts it does tell apart, are left uncleaned.
+    mixed_langs: list[str] = field(default_factory=lambda: ["ko"])  # languages whose cold-start chains are left uncleaned
     mixed_share: float = 0.2  # in those chains, the chance that a line's word is English (the base corpus's mix), in [0, 1]
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2, lr=3e-4, template="r1zero", seq_len=512,
                                                             rows_per_step=8, micro_rows=8))  # stage 1's fine-tuning of the base on the cold-start data

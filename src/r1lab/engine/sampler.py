@@ -41,6 +41,7 @@ import torch
 from r1lab.engine.hf import DynamicCacheDecoder
 from r1lab.engine.params import SamplingParams
 from r1lab.engine.static_cache import StaticCacheDecoder
+from r1lab.runtime.runlog import progress
 
 
 @dataclass
@@ -164,7 +165,8 @@ class HFSampler:
         completions: list[list[int]] = []
         truncated: list[bool] = []
         per_batch = max(1, self.max_rows // n)
-        for i in range(0, len(prompt_ids), per_batch):
+        starts = range(0, len(prompt_ids), per_batch)
+        for i in progress(starts, desc="generate", unit="batch", leave=False) if len(starts) > 1 else starts:
             draws = PromptDraws(tuple(params.seed[i : i + per_batch]), n) if per_prompt else gen
             c, t = self._generate_batch(prompt_ids[i : i + per_batch], n, params, draws)
             completions += c

@@ -43,7 +43,7 @@ from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
 from r1lab.runtime.config import config_to_dict
 from r1lab.runtime.guard import guarded_step
-from r1lab.runtime.runlog import RunLog
+from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks import make_task
 from r1lab.tasks.signs import expression
 
@@ -71,6 +71,7 @@ class PretrainConfig:
     threads: int = 0  # torch CPU threads; 0: torch's default
     save_every: int = 200  # steps between checkpoints (in <cache dir>/base-<hash>.partial)
     cache_dir: str = ".cache/r1lab"  # where pretrained bases are cached, keyed by a hash of this config
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
 
     def validate(self) -> None:
         for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 64), ("vocab_size", 300), ("save_every", 1)):
@@ -80,12 +81,13 @@ class PretrainConfig:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
         if self.threads < 0:
             raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
+        check_report_to(self.report_to)
         self.model.validate()
 
 
 def cache_key(cfg: PretrainConfig) -> str:
     d = config_to_dict(cfg)
-    d.pop("cache_dir"), d.pop("threads"), d.pop("save_every")  # none changes the weights
+    d.pop("cache_dir"), d.pop("threads"), d.pop("save_every"), d.pop("report_to")  # none changes the weights
     if d["model"]["arch"] == "deepseek_v3":  # keys from before the dense archs existed stay valid
         d["model"].pop("arch"), d["model"].pop("num_kv_heads")
     blob = json.dumps({"v": CACHE_VERSION, "cfg": d}, sort_keys=True)
@@ -231,7 +233,7 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
     if not history:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-    metrics = RunLog(work, history)
+    metrics = RunLog(work, history, total=cfg.steps, bar="pretrain", report_to=cfg.report_to, config=config_to_dict(cfg))
     history = metrics.history  # the records so far, extended by every `metrics.log`
     tracker = RouterLoadTracker(model)
     model.train()

@@ -65,6 +65,7 @@ from r1lab.model.corpus import CorpusConfig, SignsCorpusConfig
 from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.loading import is_hub_id, resolve_model
+from r1lab.runtime.runlog import check_report_to
 from r1lab.stages.chain import (
     ReportConfig,
     SampleConfig,
@@ -133,9 +134,11 @@ class DistillConfig:
     seed: int = 0  # every stage's seed (overrides theirs)
     # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
     device: str = "auto"  # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # every training stage's trackers: tensorboard, wandb, trackio (or [])
 
     def validate(self) -> None:
         check_device(self)
+        check_report_to(self.report_to)
         def model(spec: str) -> bool:  # a model directory, or a hub id (downloaded when the run starts)
             return (Path(spec) / "config.json").exists() or is_hub_id(spec)
 
@@ -175,7 +178,7 @@ def traces_stage(cfg: DistillConfig, teacher: Path, d: Path, log) -> dict:
 
 def shared(cfg: DistillConfig) -> dict:
     """The settings every training stage of distillation takes from distillation's own."""
-    return {"seed": cfg.seed, "device": cfg.device, "pretrain": cfg.pretrain}
+    return {"seed": cfg.seed, "device": cfg.device, "pretrain": cfg.pretrain, "report_to": cfg.report_to}
 
 
 # --- the report -------------------------------------------------------------------------------

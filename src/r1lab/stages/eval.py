@@ -74,6 +74,7 @@ from r1lab.grading import verify
 from r1lab.grading.extract import extract_answer
 from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.files import write_atomically
+from r1lab.runtime.runlog import progress
 from r1lab.tasks.code import CODE_INSTRUCTION, extract_code, problem_tests, run_codes
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def run_eval(cfg: EvalRunConfig, log=print, sampler: Sampler | None = None) -> d
         out.mkdir(parents=True, exist_ok=True)
         write_atomically(out / CONFIG_FILE, yaml.safe_dump(settings, sort_keys=False))
         with open_for_append(out / SAMPLES_FILE, keep_bytes) as f:
-            for c in todo:
+            for c in progress(todo, desc="eval", unit="chunk"):
                 params = cfg.sampling.params(stop_ids, seed=cfg.seed * 1_000_003 + c)
                 new = generate_chunk(sampler, bench, prompts, c, chunks[c], cfg.k, params)
                 f.write("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in new).encode("utf-8"))

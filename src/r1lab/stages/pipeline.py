@@ -55,6 +55,7 @@ from r1lab.runtime.config import check_config, config_to_dict
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import read_jsonl
 from r1lab.runtime.loading import load, resolve_model
+from r1lab.runtime.runlog import check_report_to
 from r1lab.stages.chain import (
     ReportConfig,
     RMConfig,
@@ -147,10 +148,12 @@ class PipelineConfig:
     seed: int = 0  # every stage's seed (overrides theirs)
     # dtypes are each stage's own (`<stage>.dtype`, `report.dtype`): bfloat16 suits sampling, not training
     device: str = "auto"  # every stage's and the report's device: auto (CUDA if present, else cpu) | cpu | cuda | cuda:N
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # every training stage's trackers: tensorboard, wandb, trackio (or [])
 
     def validate(self) -> None:
         """Every mistake a later stage would trip on, found before the first stage starts."""
         check_device(self)
+        check_report_to(self.report_to)
 
         if "language" not in self.reasoning_rl.rewards:
             raise UserError("reasoning_rl.rewards: stage 2 is defined by its language reward; keep 'language'")
@@ -201,7 +204,7 @@ def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage
 
 def shared(cfg: PipelineConfig) -> dict:
     """The settings every training stage of the pipeline takes from the pipeline's own."""
-    return {"seed": cfg.seed, "device": cfg.device, "pretrain": cfg.pretrain}
+    return {"seed": cfg.seed, "device": cfg.device, "pretrain": cfg.pretrain, "report_to": cfg.report_to}
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from r1lab.runtime.files import read_jsonl, write_json
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.run import start_run
-from r1lab.runtime.runlog import RunLog
+from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks.prompts import apply_template
 
 
@@ -68,12 +68,14 @@ class RMConfig:
     device: str = "auto"  # auto (CUDA if present, else cpu) | cpu | cuda | cuda:N (runtime/device.py)
     dtype: Literal["float32", "bfloat16"] = "float32"  # the reward model's weights while training
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
     TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's RewardConfig names → these keys (docs/trl.md)
         "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "max_tokens", "output_dir": "run_dir",
         "per_device_train_batch_size": "batch_pairs", "save_steps": "save_every", "bf16": "dtype"}
 
     def validate(self) -> None:
         check_device(self)
+        check_report_to(self.report_to)
         for name in ("epochs", "batch_pairs", "max_tokens", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -105,9 +107,9 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps: list[dict] = resume_from(run, model, opt, log)["steps"] if resume else []
     main = distributed.is_main()
-    metrics = RunLog(run, steps) if run and main else None
-    rng = random.Random(cfg.seed)
     total = math.ceil(len(pairs) / cfg.batch_pairs) * cfg.epochs
+    metrics = RunLog(run, steps, total, "rm", cfg.report_to, config=config_to_dict(cfg)) if run and main else None
+    rng = random.Random(cfg.seed)
     t0 = time.time() - (steps[-1]["seconds"] if steps else 0.0)
     step = 0
     for epoch in range(cfg.epochs):

@@ -69,7 +69,7 @@ from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.lora import LoRAConfig, add_adapters
 from r1lab.runtime.run import start_run
-from r1lab.runtime.runlog import RunLog
+from r1lab.runtime.runlog import RunLog, check_report_to
 
 IGNORE = -100  # label of tokens that carry no loss
 
@@ -100,6 +100,7 @@ class SFTConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # the model's weights (runtime/device.py)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the built-in base (used when base=builtin)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # lora.r > 0: train adapters; checkpoints are merged
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
     TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's SFTConfig names → these keys (docs/trl.md)
         "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "seq_len", "packing": "pack",
         "max_grad_norm": "grad_clip", "lr_scheduler_type": "schedule", "output_dir": "run_dir",
@@ -107,6 +108,7 @@ class SFTConfig:
 
     def validate(self) -> None:
         check_device(self)
+        check_report_to(self.report_to)
         for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -253,7 +255,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     history: list[dict] = resume_from(run, model, opt, log)["history"] if resume else []
     main = distributed.is_main()
-    metrics = RunLog(run, history) if run and main else None  # rank 0 writes
+    metrics = RunLog(run, history, total, "sft", cfg.report_to, config=config_to_dict(cfg)) if run and main else None  # rank 0 writes
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
     rng = random.Random(cfg.seed)
     rank, world = distributed.rank(), distributed.world_size()

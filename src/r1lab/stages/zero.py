@@ -68,7 +68,7 @@ from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
 from r1lab.runtime.run import start_run
-from r1lab.runtime.runlog import RunLog
+from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks import apply_template, make_task, register_task
 from r1lab.tasks.attempts import attempts_of
 
@@ -134,6 +134,7 @@ class ZeroConfig:
     parallel: str = "ddp"  # under torchrun: "ddp" only (runtime/distributed.py; fsdp2 is for `r1lab sft`)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (runtime/device.py)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
     TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's GRPOConfig names → these keys (docs/trl.md)
         **{k: f"grpo.{v}" for k, v in GRPOConfig.TRL_NAMES.items()},
         **{k: f"grpo.{k}" for k in ("beta", "scale_rewards", "warmup_steps", "weight_decay")},
@@ -145,6 +146,7 @@ class ZeroConfig:
     def validate(self) -> None:
         distributed.check_parallel(self.parallel, fsdp_ok=False)
         check_device(self)
+        check_report_to(self.report_to)
         if not self.rewards:
             raise UserError("rewards: at least one reward function is needed")
         for name in self.rewards:
@@ -332,7 +334,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)
     general = register_task(make_task("general")).problems("train", 10_000, seed=cfg.seed, langs=langs) if n_general else []
     stop_ids = answer_stop_ids(tok)
-    logger = RunLog(run, history, total=g.steps, bar="grpo", tensorboard=True, postfix=describe) if main else None
+    logger = RunLog(run, history, total=g.steps, bar="grpo", report_to=cfg.report_to, postfix=describe,
+                    config=config_to_dict(cfg)) if main else None
 
     model.train()
     t_train, steps_done = time.time(), g.steps

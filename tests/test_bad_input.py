@@ -51,10 +51,17 @@ ROWS = [
     (["zero", "run_dir={existing}"], "already holds a run"),
     (["zero", "device=gpu"], "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
     (["zero", "dtype=float16"], "dtype: expected one of 'float32', 'bfloat16', got 'float16'"),
+    (["zero", "data.task=file", "data.path=nobody-xyz/none"], "nobody-xyz/none: cannot"),  # a hub id, offline
+    (["zero", "rewards={{accuracy: 1.0, preference: 0.5}}", "data.general_share=0.25", "reward_model={tmp}/nomodel"],
+     "reward_model: '{tmp}/nomodel': no such model directory"),
+    (["zero", "pretrain.model.hidden_size=0"], "pretrain.model.hidden_size: expected >= 1, got 0"),
+    (["zero", "pretrain.corpus.signs.n_numbers=4"], "pretrain.corpus.signs.n_numbers: expected 2 or 3, got 4"),
+    (["zero", "gate_min_accuracy=1.5"], "gate_min_accuracy: expected a fraction in [0, 1], got 1.5"),
+    (["zero", "report_to=[mlflow]"], "report_to: expected a list of tensorboard, wandb, trackio"),
     (["zero", "num_generations=8"], "unknown key 'num_generations' (TRL's name; r1lab's key is 'grpo.group_size'"),
     (["zero", "grpo.loss_type=dapo"], "r1lab's key is 'grpo.aggregation'"),
     (["zero", "data.path={typed_jsonl}"], "data.path: read only with task=file (add data.task=file)"),
-    (["zero", "eval.pass_k_problems=0"], "pass_k, pass_k_problems: expected >= 0 and >= 1"),
+    (["zero", "eval.pass_k_problems=0"], "eval.pass_k_problems: expected >= 1, got 0"),
     (["zero", "--resume", "grpo.lr=-1"], "grpo.lr: expected a positive learning rate"),  # an override after a flag is read
     (["zero", "--resume", "--bogus"], "unrecognized arguments: --bogus"),
     (["config", "zero", "no_such_section"], "no ZeroConfig key is, or is under, 'no_such_section'"),
@@ -68,6 +75,7 @@ ROWS = [
     # --- sft ---
     (["sft"], "data: give the training data"),
     (["sft", "data={tmp}/none.jsonl"], "none.jsonl: no such file"),
+    (["sft", "data=nobody-xyz/none"], "nobody-xyz/none: cannot"),
     (["sft", "packing=false"], "unknown key 'packing' (TRL's name; r1lab's key is 'pack'"),
     (["sft", "data={sft_bad}"], "sft_bad.jsonl:2: malformed JSON"),
     (["sft", "data={sft_missing}"], "sft_missing.jsonl:1: expected string fields 'prompt' and 'completion'"),
@@ -121,6 +129,9 @@ ROWS = [
     (["distill", "--teacher", "{tmp}/nomodel"], "teacher:"),
     (["distill", "--student", "gpt-huge"], "student: 'gpt-huge' is neither a preset"),
     (["distill", "--data", "{tmp}/none.jsonl"], "none.jsonl: no such file"),
+    (["distill", "teacher={tmp}/nomodel"], "teacher: '{tmp}/nomodel' is not a model directory"),
+    (["distill", "--student", "{tmp}/nomodel"], "student: '{tmp}/nomodel' is neither a preset"),
+    (["pipeline", "base={tmp}/nomodel"], "base: '{tmp}/nomodel': no such model directory"),
     (["distill", "--data", "{bad_jsonl}"], "bad.jsonl:2: malformed JSON"),
     (["distill", "rl_after_steps=-1"], "rl_after_steps: expected >= 0"),
     (["distill", "sft.epochs=0"], "epochs: expected >= 1"),
@@ -253,3 +264,33 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, needle, files, no
     assert needle.format(**files) in err, (needle, err)
     assert tree(tmp_path) == before  # nothing written, overwritten or left behind
 
+
+
+def _numeric_keys(cls, prefix=""):
+    from r1lab.runtime.config import _field_types, _is_config
+
+    for name, tp in _field_types(cls).items():
+        if _is_config(tp):
+            yield from _numeric_keys(tp, f"{prefix}{name}.")
+        elif tp in (int, float):
+            yield prefix + name
+
+
+@pytest.mark.parametrize("command", ["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill"])
+def test_every_numeric_key_has_its_bound_checked_on_load(command):
+    """-1 is out of range for every number r1lab takes (counts, sizes, rates, seeds, fractions):
+    each key refuses it in one line when the config loads, before anything runs."""
+    from r1lab.cli import _commands
+    from r1lab.errors import UserError
+    from r1lab.runtime.config import load_config
+
+    cls = _commands()[command][0]
+    accepted = []
+    for key in _numeric_keys(cls):
+        try:
+            load_config(cls, None, [f"{key}=-1"])
+        except UserError as e:
+            assert "\n" not in str(e) and key.rpartition(".")[2] in str(e), (key, str(e))
+        else:
+            accepted.append(key)
+    assert not accepted, accepted

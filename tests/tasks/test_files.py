@@ -181,3 +181,31 @@ def test_unreadable_paths_are_user_errors(tmp_path, name):
 def test_bad_test_percent(tmp_path):
     with pytest.raises(UserError):
         FileTask(write_jsonl(tmp_path / "d.jsonl", ROWS), test_percent=101)
+
+
+def test_a_hub_dataset_id_is_read_through_datasets(monkeypatch, tmp_path):
+    """owner/name (no such local path): its train split via `datasets.load_dataset`, split by hash;
+    offline, one line."""
+    import datasets
+
+    from r1lab.errors import UserError
+    from r1lab.runtime import files
+    from r1lab.tasks.files import FileTask
+
+    monkeypatch.chdir(tmp_path)
+    asked = []
+    rows = {"question": [f"What is {i}+1?" for i in range(40)], "answer": [f"One more than {i}.\n#### {i + 1}" for i in range(40)]}
+    monkeypatch.setattr(files, "check_hub_reachable", lambda what: None)
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda hub_id, config, split: asked.append((hub_id, split)) or datasets.Dataset.from_dict(rows))
+    task = FileTask("openai/gsm8k", question_field="question", answer_field="answer")
+    assert asked == [("openai/gsm8k", "train")]
+    problems = task.problems("train", 100, seed=0) + task.problems("test", 100, seed=0)
+    assert len(problems) == 40 and {p.answer for p in problems} == {str(i + 1) for i in range(40)}
+
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"nobody-xyz/none: cannot load split 'train' from the Hugging Face hub"):
+        FileTask("nobody-xyz/none")

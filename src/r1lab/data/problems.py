@@ -50,6 +50,8 @@ class DataConfig(TaskConfig):
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not 0 <= self.general_share < 1:
+            raise UserError(f"general_share: expected a fraction in [0, 1), got {self.general_share}")
 
     def task_config(self) -> TaskConfig:
         """The task part of these settings, for a stage that samples or measures the same problems."""

@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from r1lab.errors import UserError
+from r1lab.runtime.config import at_least
 
 DENSE = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 
@@ -53,6 +54,10 @@ class ModelConfig:
     num_kv_heads: int = 0  # dense archs: key/value heads (grouped-query attention); 0 = num_heads
 
     def validate(self) -> None:
+        at_least(self, 1, "hidden_size", "num_layers", "num_heads", "dense_intermediate", "routed_experts",
+                 "experts_per_token", "expert_intermediate", "kv_lora_rank", "qk_rope_dim", "qk_nope_dim", "v_head_dim",
+                 "max_positions")
+        at_least(self, 0, "first_dense_layers", "shared_experts", "num_kv_heads")
         if self.arch not in ("deepseek_v3", *DENSE):
             raise UserError(f"model.arch: expected one of deepseek_v3, {', '.join(DENSE)}; got {self.arch!r}")
         if self.arch in DENSE:

@@ -41,7 +41,7 @@ from r1lab.model.corpus import (PLAIN_FRAME, CorpusConfig, build_documents, buil
 from r1lab.model.tokenizer import train_tokenizer
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
-from r1lab.runtime.config import config_to_dict
+from r1lab.runtime.config import at_least, config_to_dict, fractions
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks import make_task
@@ -82,6 +82,8 @@ class PretrainConfig:
         if self.threads < 0:
             raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
         check_report_to(self.report_to)
+        at_least(self, 0, "warmup_steps", "weight_decay", "router_bias_rate", "seed")
+        fractions(self, "min_lr_ratio")
         self.model.validate()
 
 

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from r1lab.errors import UserError
+from r1lab.runtime.config import at_least
 from r1lab.tasks.base import Problem
 from r1lab.tasks.prompts import apply_template
 from r1lab.tasks.signs import expression, sign_patterns
@@ -74,9 +75,12 @@ class SignsCorpusConfig:
     def validate(self) -> None:
         for name in ("template_share", "template_worked", "template_checked", "plain_worked"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise UserError(f"signs.{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
+                raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
         if self.template_worked + self.template_checked > 1:
-            raise UserError("signs.template_worked, signs.template_checked: together at most 1")
+            raise UserError("template_worked, template_checked: together at most 1")
+        at_least(self, 0, "n_docs")
+        if self.n_numbers not in (2, 3):
+            raise UserError(f"n_numbers: expected 2 or 3, got {self.n_numbers}")
 
 
 @dataclass
@@ -103,6 +107,8 @@ class CorpusConfig:
                      "plain_untagged", "slip_rate", "slip_caught", "drill_share", "cot_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
+        at_least(self, 0, "n_docs")
+        at_least(self, 1, "drill_facts")
         if self.template_worked + self.template_untagged > 1 or self.plain_worked + self.plain_untagged > 1:
             raise UserError("template_worked, plain_worked: a worked share plus its untagged share must not exceed 1")
 

@@ -29,6 +29,7 @@ from r1lab.rl.grpo import AGGREGATIONS, group_advantages
 from r1lab.rl.rewards import combine_rewards, score
 from r1lab.rl.update import update_policy
 from r1lab.runtime import distributed
+from r1lab.runtime.config import at_least
 from r1lab.runtime.device import model_device
 from r1lab.tasks.attempts import attempt_metrics, attempts_of
 from r1lab.tasks.base import Problem
@@ -80,6 +81,7 @@ class GRPOConfig:
             raise UserError(f"grad_clip: expected > 0, got {self.grad_clip}")
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
+        at_least(self, 0, "weight_decay")
         if self.micro_tokens < 0:
             raise UserError(f"micro_tokens: expected >= 0 (0: no limit), got {self.micro_tokens}")
         if self.beta < 0:

@@ -72,6 +72,20 @@ def check_config(cfg: T) -> T:
     return cfg
 
 
+def at_least(cfg: Any, low: float, *names: str) -> None:
+    """UserError naming the first of `cfg`'s fields `names` below `low` (for `validate()` methods)."""
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise UserError(f"{name}: expected >= {low}, got {getattr(cfg, name)}")
+
+
+def fractions(cfg: Any, *names: str) -> None:
+    """UserError naming the first of `cfg`'s fields `names` outside [0, 1]."""
+    for name in names:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"{name}: expected a fraction in [0, 1], got {getattr(cfg, name)}")
+
+
 def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict of `cfg`'s settable fields (tuples become lists), ready for YAML or JSON."""
     return {name: _plain(getattr(cfg, name)) for name in _field_types(type(cfg))}

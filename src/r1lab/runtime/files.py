@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -102,6 +103,11 @@ def text_field(row: dict, field: str, where: str) -> str:
     if not text.strip():
         raise UserError(f"{where}: field {field!r} is empty")
     return text
+
+
+def is_hub_id(spec: str | Path) -> bool:
+    """`owner/name` and no such local path: a Hugging Face hub id (a model's or a dataset's)."""
+    return not Path(spec).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) is not None
 
 
 def hub_rows(hub_id: str, config: str | None, split: str) -> Iterator[tuple[str, dict]]:

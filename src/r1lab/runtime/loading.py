@@ -15,19 +15,13 @@ torch sees one). `head="score"` puts a one-output sequence-classification head o
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from r1lab.errors import UserError
 from r1lab.runtime.device import resolve_device, resolve_dtype
-from r1lab.runtime.files import check_hub_reachable
-
-
-def is_hub_id(spec: str | Path) -> bool:
-    """`owner/name` and no such local path: a Hugging Face hub model id."""
-    return not Path(spec).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)) is not None
+from r1lab.runtime.files import check_hub_reachable, is_hub_id
 
 
 def resolve_model(spec: str | Path, field: str = "base") -> Path:

@@ -62,9 +62,10 @@ from r1lab.errors import UserError
 from r1lab.model.architecture import ModelConfig
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.model.corpus import CorpusConfig, SignsCorpusConfig
-from r1lab.runtime.config import check_config, config_to_dict
+from r1lab.runtime.config import at_least, check_config, config_to_dict
 from r1lab.runtime.device import check as check_device
-from r1lab.runtime.loading import is_hub_id, resolve_model
+from r1lab.runtime.files import is_hub_id
+from r1lab.runtime.loading import resolve_model
 from r1lab.runtime.runlog import check_report_to
 from r1lab.stages.chain import (
     ReportConfig,
@@ -139,6 +140,7 @@ class DistillConfig:
     def validate(self) -> None:
         check_device(self)
         check_report_to(self.report_to)
+        at_least(self, 0, "seed", "rl_after_steps")
         def model(spec: str) -> bool:  # a model directory, or a hub id (downloaded when the run starts)
             return (Path(spec) / "config.json").exists() or is_hub_id(spec)
 

@@ -51,7 +51,7 @@ from r1lab.engine.params import SamplingConfig
 from r1lab.errors import UserError
 from r1lab.grading.shape import r1_answer
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.runtime.config import check_config, config_to_dict
+from r1lab.runtime.config import at_least, check_config, config_to_dict, fractions
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import read_jsonl
 from r1lab.runtime.loading import load, resolve_model
@@ -111,6 +111,10 @@ class ColdStartConfig:
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2, lr=3e-4, template="r1zero", seq_len=512,
                                                             rows_per_step=8, micro_rows=8))  # stage 1's fine-tuning of the base on the cold-start data
 
+    def validate(self) -> None:
+        at_least(self, 1, "examples")
+        fractions(self, "mixed_share")
+
 
 @dataclass
 class RejectionStageConfig:
@@ -154,6 +158,7 @@ class PipelineConfig:
         """Every mistake a later stage would trip on, found before the first stage starts."""
         check_device(self)
         check_report_to(self.report_to)
+        at_least(self, 0, "seed")
 
         if "language" not in self.reasoning_rl.rewards:
             raise UserError("reasoning_rl.rewards: stage 2 is defined by its language reward; keep 'language'")
@@ -171,8 +176,6 @@ class PipelineConfig:
                             f"'{self.reasoning_rl.data.task}' give your own cold-start JSONL")
         check_langs(self.cold_start.langs)
         check_langs(self.cold_start.mixed_langs)
-        if not 0 <= self.cold_start.mixed_share <= 1:
-            raise UserError(f"cold_start.mixed_share: expected a fraction in [0, 1], got {self.cold_start.mixed_share}")
 
 
 # --- stages -----------------------------------------------------------------------------------
@@ -213,8 +216,9 @@ def shared(cfg: PipelineConfig) -> dict:
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     t0 = time.time()
     check_config(cfg)
+    given = None if cfg.base == "builtin" else resolve_model(cfg.base)  # a missing model: before any run dir
     run = start(cfg, log)
-    base = pretrain(cfg.pretrain, log=log) if cfg.base == "builtin" else resolve_model(cfg.base)
+    base = pretrain(cfg.pretrain, log=log) if given is None else given
     no_language = {k: v for k, v in cfg.reasoning_rl.rewards.items() if k != "language"}
 
     data = cfg.reasoning_rl.data  # the reasoning task of every stage

@@ -42,7 +42,7 @@ from r1lab.runtime import distributed
 from r1lab.runtime.card import CARD_NAME, model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint, save_model
-from r1lab.runtime.config import check_config, config_to_dict, save_config
+from r1lab.runtime.config import at_least, check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_json
@@ -76,6 +76,7 @@ class RMConfig:
     def validate(self) -> None:
         check_device(self)
         check_report_to(self.report_to)
+        at_least(self, 0, "seed")
         for name in ("epochs", "batch_pairs", "max_tokens", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")

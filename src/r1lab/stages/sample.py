@@ -30,7 +30,7 @@ from r1lab.engine.sampler import HFSampler
 from r1lab.errors import UserError
 from r1lab.grading.extract import extract_answer
 from r1lab.runtime.device import check as check_device
-from r1lab.runtime.config import check_config
+from r1lab.runtime.config import at_least, check_config
 from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.run import resolve_run_dir
@@ -56,6 +56,7 @@ class SampleConfig:
 
     def validate(self) -> None:
         check_device(self)
+        at_least(self, 0, "seed")
         for name in ("prompts", "n", "batch_rows"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")

@@ -61,10 +61,10 @@ from r1lab.runtime import distributed
 from r1lab.runtime.card import write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
-from r1lab.runtime.config import check_config, config_to_dict, save_config
+from r1lab.runtime.config import at_least, check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
-from r1lab.runtime.files import read_jsonl, write_atomically
+from r1lab.runtime.files import hub_rows, is_hub_id, read_jsonl, write_atomically
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.lora import LoRAConfig, add_adapters
@@ -109,6 +109,7 @@ class SFTConfig:
     def validate(self) -> None:
         check_device(self)
         check_report_to(self.report_to)
+        at_least(self, 0, "weight_decay", "seed")
         for name in ("epochs", "seq_len", "rows_per_step", "micro_rows", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -140,8 +141,9 @@ def read_pairs(path: str | Path, limit: int = 0) -> list[tuple[str, object, str]
     if not str(path):
         raise UserError("data: give the training data, data=FILE.jsonl ({prompt, completion} or {messages} per line)")
     pairs = []
-    for number, row in read_jsonl(path):
-        where = f"{path}:{number}"
+    rows = hub_rows(str(path), None, "train") if is_hub_id(path) else (
+        (f"{path}:{number}", row) for number, row in read_jsonl(path))
+    for where, row in rows:
         if "messages" in row:
             msgs = row["messages"]
             ok = isinstance(msgs, list) and len(msgs) >= 2 and all(

@@ -62,7 +62,7 @@ from r1lab.runtime import distributed
 from r1lab.runtime.card import metrics_table, write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
-from r1lab.runtime.config import check_config, config_to_dict, save_config
+from r1lab.runtime.config import at_least, check_config, config_to_dict, fractions, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
@@ -86,6 +86,7 @@ class EvalConfig:
     def validate(self) -> None:
         if self.k < 1:
             raise UserError(f"k: expected >= 1, got {self.k}")
+        at_least(self, 1, "pass_k_problems")
         if self.pass_k < 0 or (self.pass_k and self.pass_k_problems < 1):
             raise UserError(f"pass_k, pass_k_problems: expected >= 0 and >= 1, got {self.pass_k} "
                             f"and {self.pass_k_problems}")
@@ -158,8 +159,8 @@ class ZeroConfig:
             raise UserError(f"save_every: expected >= 1, got {self.save_every}")
         if self.threads < 0:
             raise UserError(f"threads: expected >= 0 (0: torch's default), got {self.threads}")
-        if not 0 <= self.data.general_share < 1:
-            raise UserError(f"data.general_share: expected a fraction in [0, 1), got {self.data.general_share}")
+        at_least(self, 0, "seed")
+        fractions(self, "gate_min_accuracy")
 
 
 # ---------------------------------------------------------------------------------------------

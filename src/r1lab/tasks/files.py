@@ -1,4 +1,6 @@
-"""Problems from the user's own data: a JSONL file, a Parquet file, or a saved `datasets` directory.
+"""Problems from the user's own data: a JSONL file, a Parquet file, a saved `datasets` directory,
+or a Hugging Face hub dataset id (`owner/name`: its "train" split, through `datasets`; online only,
+a one-line error offline unless HF_HUB_OFFLINE=1 finds it in the cache).
 
     task = FileTask("data/gsm8k_train.jsonl", question_field="question", answer_field="answer")
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from r1lab.errors import UserError
 from r1lab.grading import verify
 from r1lab.grading.extract import gold_answer
-from r1lab.runtime.files import read_rows, splits_of, text_field
+from r1lab.runtime.files import hub_rows, is_hub_id, read_rows, splits_of, text_field
 from r1lab.tasks.base import Problem, check_split, split_of
 
 
@@ -64,6 +66,8 @@ class FileTask:
     def _load(self) -> dict[str, list[Problem]]:
         """The problems of each split: a saved DatasetDict with "train" and "test" keeps its own
         splits; any other data (one of its splits) is split by a hash of the question."""
+        if is_hub_id(self.path):  # its train split, split by hash like a file
+            return self._split_by_hash(self._problems(hub_rows(str(self.path), None, "train")))
         splits = splits_of(self.path)  # () for a file or a single saved Dataset
         if {"train", "test"} <= set(splits):
             return {split: self._problems(read_rows(self.path, split)) for split in ("train", "test")}

@@ -9,7 +9,7 @@ import pytest
 
 from r1lab.errors import UserError
 from r1lab.runtime import runlog
-from r1lab.runtime.runlog import RunLog, check_report_to
+from r1lab.runtime.runlog import check_report_to
 
 RECORDS = [{"step": s, "loss": 1.0 / s, "reward/accuracy": 0.25 * s, "accuracy": None, "note": "x", "done": s == 3}
            for s in (1, 2, 3)]

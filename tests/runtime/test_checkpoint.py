@@ -236,3 +236,5 @@ def test_pretrain_killed_mid_run_continues_when_run_again(tmp_path):
     for d in (info, ref_info):
         d.pop("seconds"), d["config"].pop("cache_dir")
     assert info == ref_info
+    card = (out / "README.md").read_text()  # the base's model card
+    assert "# r1lab pretrain" in card and f"{info['final_loss']:.4f}" in card and "after 8 steps" in card

@@ -40,6 +40,7 @@ from r1lab.model.corpus import (PLAIN_FRAME, CorpusConfig, build_documents, buil
                                  verdict_drill_text, worked_lines)
 from r1lab.model.tokenizer import train_tokenizer
 from r1lab.runtime.checkpoint import resume as resume_from
+from r1lab.runtime.card import CARD_NAME, model_card
 from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
 from r1lab.runtime.config import at_least, config_to_dict, fractions
 from r1lab.runtime.guard import guarded_step
@@ -269,7 +270,13 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
             "final_loss": sum(losses[-20:]) / len(losses[-20:]), "skipped_steps": sum(r["skipped_steps"] for r in history),
             "parameters": total, "active": active}
 
-    save_model(model, tok, out, info, "pretrain.json", files={"metrics.jsonl": (work / "metrics.jsonl").read_text()})
+    card = model_card("r1lab pretrain", f"r1lab's tiny {cfg.model.arch} base ({total / 1e6:.2f}M parameters, "
+                      f"{active / 1e6:.2f}M active), pretrained from scratch on its synthetic corpus.", "none (from scratch)",
+                      info["config"], f"the built-in corpus ({cfg.corpus.n_docs} arithmetic and {cfg.corpus.signs.n_docs} "
+                      f"signs documents, prompts in {', '.join(cfg.langs)}), {n_tokens} tokens",
+                      f"Final training loss {info['final_loss']:.4f} (mean of the last 20 steps) after {cfg.steps} steps.")
+    save_model(model, tok, out, info, "pretrain.json", files={"metrics.jsonl": (work / "metrics.jsonl").read_text(),
+                                                              CARD_NAME: card})
     shutil.rmtree(work)  # the checkpoints of a finished pretraining are not needed
     log(f"pretrain: saved {out} in {time.time() - t0:.0f}s")
     return out

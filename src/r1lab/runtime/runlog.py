@@ -105,6 +105,5 @@ class RunLog:
         if self.bar is not None:
             self.bar.close()
         self.file.close()
-        for tracker in self.trackers.values():
-            getattr(tracker, "close", None) and tracker.close()  # tensorboard
-            getattr(tracker, "finish", None) and tracker.finish()  # wandb, trackio
+        for name, tracker in self.trackers.items():
+            tracker.close() if name == "tensorboard" else tracker.finish()  # wandb's and trackio's runs finish

@@ -133,7 +133,7 @@ def without_clock(obj):
     """`obj` with every wall-clock measurement removed: what a rerun with the same seed must equal."""
     if isinstance(obj, dict):
         return {k: without_clock(v) for k, v in obj.items() if not any(k.startswith(w) or k.endswith(w) for w in WALL_CLOCK)
-                and k not in ("wall_seconds", "train_seconds", "seconds", "run_dir")}
+                and k not in ("wall_seconds", "train_seconds", "seconds", "run_dir", "final_model")}  # paths differ
     if isinstance(obj, list):
         return [without_clock(v) for v in obj]
     return obj

@@ -362,7 +362,7 @@ def wide_table(d: Path) -> str:
     if base["pass@k"][top] >= 0.99:
         verdict += (" On this task that is guaranteed at large k: each problem has four candidate answers, and a base "
                     "that guesses reaches all four. What RL changed is how an answer is reached: by checking.")
-    return "\n\n".join([f"Selection or new capability: unbiased pass@k of the base and the final policy on the first 50 "
+    return "\n\n".join(["Selection or new capability: unbiased pass@k of the base and the final policy on the first 50 "
                         "held-out problems, 256 samples each (T = 0.6, top-p 0.95):",
                         table(["model"] + [f"pass@{j}" for j in ks], rows), verdict])
 

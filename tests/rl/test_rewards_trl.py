@@ -7,31 +7,20 @@ import pytest
 import torch
 
 from r1lab.engine.params import SamplingConfig
-from r1lab.engine.sampler import Generation
 from r1lab.errors import UserError
 from r1lab.model.architecture import build_model
 from r1lab.rl import rewards
 from r1lab.rl.rewards import TRLReward, combine_rewards, for_trl, get_reward, score
 from r1lab.rl.step import GRPOConfig, grpo_step
 from r1lab.tasks.base import Problem
+from tests.rl.test_step import PAD, VOCAB, FixedSampler
 from tests.tiny_models import TINY_DEEPSEEK, save_tiny_qwen2, tiny_policy
 
 pytest.importorskip("trl")
 
-VOCAB, PAD = 64, 0
 PROBLEMS = [Problem("1+1", "What is 1+1?", "2", "arithmetic"), Problem("2+3", "What is 2+3?", "5", "arithmetic")]
 TEXTS = ["<think>\n1+1=2\n</think>\nSo \\boxed{2}", "<think>\nhmm\n</think>\n\\boxed{3}", "no think, \\boxed{2}",
          "<think>\n2+3=5\n</think>\n\\boxed{5}", "<think>\nhalf", "\\boxed{5} <think>x</think>"]
-
-
-class FixedSampler:
-    """Two prompts x three samples of TEXTS."""
-
-    def generate(self, prompts, n, params):
-        g = torch.Generator().manual_seed(1)
-        prompt_ids = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (5, 3)]
-        completions = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (4, 2, 6, 3, 5, 1)]
-        return Generation(prompt_ids, completions, TEXTS, [False] * 6, n=n)
 
 
 def test_trl_rewards_run_unchanged_inside_an_r1lab_grpo_step():
@@ -43,7 +32,7 @@ def test_trl_rewards_run_unchanged_inside_an_r1lab_grpo_step():
     model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
     g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-3, sampling=SamplingConfig(1.0, 1.0, 8))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
-    record, _ = grpo_step(model, None, opt, FixedSampler(), PROBLEMS, ["p1", "p2"], fns,
+    record, _ = grpo_step(model, None, opt, FixedSampler(TEXTS), PROBLEMS, ["p1", "p2"], fns,
                           {"accuracy_reward": 1.0, "think_format_reward": 0.5}, g, PAD, (), seed=0, step=0)
     # what TRL itself computes on the same completions, as chat messages, with the gold as `solution`
     messages = [[{"role": "assistant", "content": t}] for t in TEXTS]

@@ -17,13 +17,16 @@ TEXTS = ["<think>\nlet me add the digits one by one\n</think>\n<answer>2</answer
 
 
 class FixedSampler:
-    """Two prompts x three samples, always the same tokens and texts."""
+    """Two prompts x three samples, always the same tokens and `texts` (six of them)."""
+
+    def __init__(self, texts=TEXTS):
+        self.texts = texts
 
     def generate(self, prompts, n, params):
         g = torch.Generator().manual_seed(1)
         prompt_ids = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (5, 3)]
         completions = [torch.randint(3, VOCAB, (k,), generator=g).tolist() for k in (4, 2, 6, 3, 5, 1)]
-        return Generation(prompt_ids, completions, TEXTS, [False, False, False, False, True, False], n=n)
+        return Generation(prompt_ids, completions, self.texts, [False, False, False, False, True, False], n=n)
 
 
 def test_the_record_has_exactly_the_listed_keys_and_describes_the_rollout():

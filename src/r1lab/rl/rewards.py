@@ -122,11 +122,8 @@ class TRLReward:
         prompts = prompts if prompts is not None else [p.prompt for p in problems]
         if self.messages:
             completions, prompts = _messages(completions, "assistant"), _messages(prompts, "user")
-        state = SimpleNamespace(global_step=step, max_steps=steps)
         try:
-            out = list(self.fn(prompts=prompts, completions=completions, completion_ids=completion_ids,
-                               **_columns(problems), trainer_state=state, log_extra=lambda *a: None,
-                               log_metric=lambda *a: None))
+            out = list(self._invoke(completions, prompts, completion_ids, problems, step, steps))
         except Exception as e:  # a user's function failing on r1lab's inputs: say what it was given
             raise UserError(f"reward {self.name!r} failed ({type(e).__name__}: {e}); it was called the TRL way with "
                             f"completions as {'chat messages' if self.messages else 'strings'} and the columns "
@@ -143,12 +140,16 @@ class TRLReward:
         completions = _messages([text], "assistant") if messages else [text]
         prompts = _messages([sample.prompt], "user") if messages else [sample.prompt]
         try:
-            self.fn(prompts=prompts, completions=completions, completion_ids=[[0]], **_columns([sample]),
-                    trainer_state=SimpleNamespace(global_step=0, max_steps=1), log_extra=lambda *a: None,
-                    log_metric=lambda *a: None)
+            self._invoke(completions, prompts, [[0]], [sample], 0, 1)
         except Exception:
             return False
         return True
+
+    def _invoke(self, completions, prompts, completion_ids, problems: list[Problem], step: int, steps: int):
+        """The function called as TRL's GRPOTrainer calls it: everything by keyword."""
+        return self.fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **_columns(problems),
+                       trainer_state=SimpleNamespace(global_step=step, max_steps=steps), log_extra=lambda *a: None,
+                       log_metric=lambda *a: None)
 
 
 def _annotated_messages(fn: Callable) -> bool | None:

@@ -82,10 +82,87 @@ def test_extract_answer(completion, expected):
     assert extract_answer(completion) == expected
 
 
+# strict tier additions: turn markers cut in both tiers, separated boxes form one list
+STRICT_MORE = [
+    ("\\boxed{1}, \\boxed{2}", "1, 2"),
+    ("$\\boxed{1}$ \\quad \\text{and} \\quad $\\boxed{2}$", "1, 2"),
+    ("\\boxed{A}, or \\boxed{B}", "B"),  # "or" restates: the last box
+    ("\\boxed{1} no wait \\boxed{2}", "2"),
+    ("\\boxed{\\boxed{5}}", "5"),
+    ("The answer is 8.<|eot_id|><|start_header_id|>user<|end_header_id|>The answer is 16.", "8"),
+    ("<answer>10</answer>\nUser: triple it\nAssistant: <answer>30</answer>", "10"),
+    ("<|im_start|>assistant\n\\boxed{4}<|im_end|>", "4"),  # a marker that opens the text is no cut
+    ("so 9.<｜end▁of▁sentence｜><｜User｜>next: \\boxed{7}", None),
+    ("Thus x = 5, the end.", None),  # no answer format: nothing without prose
+]
+
+
+@pytest.mark.parametrize("completion, expected", STRICT_MORE)
+def test_extract_answer_strict_additions(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+PROSE = [  # (completion, expected with prose=True)
+    ("Answer $ 9 $", "$ 9 $"),
+    ("Answer \\[ 9 \\]", "\\[ 9 \\]"),
+    ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
+    ("So the ordered pair $(x, y)$ that solves the system is $(7, 6)$.", "(7, 6)"),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120"),
+    ("Final Answer: The final answer is $12,345$. I hope it is correct.", "$12,345$"),
+    ("the probability is 2/3. <|im_start|>user\nThe answer is 1/8.", "2/3"),
+    ("There are 12 sequences. I hope it is correct.", "12"),  # the last sentence that has a value
+    ("she sells 16 - 3 - 4 = 9 eggs at $2 each and makes 18 dollars a day.", "18"),
+    ("The answer: 16 - 3 - 4 = 9", "9"),  # a computation reads as its last side
+    ("So the total is $1 + 2 \\times 9 = 1 + 18 = 19$ points.", "19"),
+    ("We get $x = 5$.", "x = 5"),  # an equation in a variable stays whole
+    ("Dr. Z has $10,200 + $255 = $10,455 now.", "10,455"),  # money, not math spans
+    ("The roots are $1$ and $2$.", "1, 2"),
+    ("The answer is 5 or 6.", "5, 6"),  # a hedge is a list, never 5
+    ("\\boxed{5}. Final answer: 6", "6"),  # a later stated answer beats the box
+    ("Final answer: \\boxed{6}", "6"),
+    ("The discount is 28 percent.", "28%"),
+    ("Donc la réponse est 7.", "7"),
+    ("Die Antwort lautet 46.", "46"),
+    ("Por lo tanto, la respuesta es 9.", "9"),
+    ("所以答案是500。", "500"),
+    ("计算得 3 × 4 = 12，最终答案：12", "12"),
+    ("따라서 정답은 8입니다.", "8"),
+    ("よって、答えは24です。", "24"),
+    ("11个男孩，每人9颗，所以她总共有99颗弹珠。", "99"),
+    ("The answer is Evelyn.", "Evelyn"),  # a word answer: the strict reading
+    ("(1, 2)", "(1, 2)"),  # a value with no words is itself the answer
+    ("The identity is $\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}$.", "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}"),
+    ("I am not sure how to solve this.", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("completion, expected", PROSE)
+def test_extract_answer_prose(completion, expected):
+    assert extract_answer(completion, prose=True) == expected
+
+
+@pytest.mark.parametrize(
+    "gold, expected",
+    [
+        ("the answer is 500", "500"),
+        ("$\\boxed{5}$", "5"),
+        ("Since $7 \\cdot 6 = 42$, the product is 42.", "42"),
+        ("$\\frac12$", "$\\frac12$"),
+        ("\\text{Evelyn}", "\\text{Evelyn}"),
+        ("$7 = 11a+c$", "$7 = 11a+c$"),  # an equation gold stays whole
+        ("$AB=4,CD=5$", "$AB=4,CD=5$"),
+    ],
+)
+def test_gold_answer_prose(gold, expected):
+    assert gold_answer(gold, prose=True) == expected
+
+
 @pytest.mark.parametrize(
     "gold, expected",
     [
         ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\n#### 18", "18"),
+        ("the answer is 500", "500"),
         ("so the area is $\\boxed{\\frac{3}{4}}$.", "\\frac{3}{4}"),
         (" 18 ", "18"),
         ("$\\frac12$", "$\\frac12$"),  # a plain gold is left to normalisation
@@ -141,6 +218,19 @@ NORMALIZATION = [
     ("x^{2}", "x^2"),
     ("\u22123", "-3"),  # Unicode minus
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),  # \\ is a row break
+    ("\\begin{bmatrix} 1 \\\\ 2 \\end{bmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    ("\\left[\\begin{array}{c} 1 \\\\ 2 \\end{array}\\right]", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    ("\\begin{vmatrix} 1 \\\\ 2 \\end{vmatrix}", "\\begin{vmatrix}1\\\\2\\end{vmatrix}"),  # a determinant
+    ("x >= 5", "x\\geq5"),
+    ("x ≥ 5", "x\\geq5"),
+    ("x \\ge 5", "x\\geq5"),
+    ("x != 3", "x\\neq3"),
+    ("x \\ne 3", "x\\neq3"),
+    ("x \\lt 2", "x<2"),
+    ("28 percent", "28"),
+    ("32, 349", "32,349"),  # a comma and a space: a list, not a thousands separator
+    ("14{, }916", "14916"),
+    ("19, 46, and 82", "19,46,82"),
 ]
 
 
@@ -209,6 +299,13 @@ EQUAL = [
     ("x\\in(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup (3, \\infty)"),
     ("\\{-2, 1+\\sqrt5, 1-\\sqrt5\\}", "\\{1\\pm\\sqrt{5},-2\\}"),
     ("\\begin{pmatrix} 0.5 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1/2 \\\\ 2 \\end{pmatrix}"),
+    # relations in any notation, and as intervals
+    ("x >= 5", "x \\geq 5"),
+    ("2 \\leq x", "x \\ge 2"),
+    ("x \\geq 5", "[5, \\infty)"),
+    ("-3 < x < 3", "(-3, 3)"),
+    ("x \\neq 3", "x != 3"),
+    ("\\begin{bmatrix}1&0\\\\0&1\\end{bmatrix}", "\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}"),
     # refused by the symbolic guards, but identical strings still match
     ("10^{10^{10^{10}}}", "10^{10^{10^{10}}}"),
     ("1000000!", "1000000!"),
@@ -249,6 +346,11 @@ NOT_EQUAL = [
     ("204_5", "204"),
     ("1A_{16}", "1B_{16}"),
     ("10^{10^{10^{10}}}", "5"),
+    ("x > 5", "x \\geq 5"),
+    ("y \\leq 4", "x \\leq 4"),  # another variable
+    ("x \\geq 5", "5"),  # an inequality is not its boundary
+    ("32, 349", "32349"),
+    ("\\begin{vmatrix}1&2\\\\3&4\\end{vmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
     ("", "5"),
     ("5", ""),
     ("$$", "$$"),  # nothing left after normalisation is not an answer
@@ -453,11 +555,26 @@ def symbolic_process_started():
     assert verify.warm_up()
 
 
+HOSTILE_PROSE = {  # what the prose tier scans: long sentences, many spans, copulas and markers
+    "1MB of dollars": "$" * 1_000_000,
+    "1MB of money": "$1 + " * 200_000,
+    "1MB of copulas and numbers": "x is 1 and " * 100_000,
+    "1MB of sentences": "It is 6. " * 110_000,
+    "1MB of computations": "1 = " * 250_000,
+    "1MB of turn markers": "<|im_end|>" * 100_000,
+    "1MB of answer phrases": "Answer: " * 125_000,
+    "10k display spans": "$$x$$ " * 10_000 + "so.",
+    "1MB of array matrices": "\\boxed{[\\begin{array}{c}" * 60_000,
+}
+
+
+@pytest.mark.parametrize("prose", [False, True])
 @pytest.mark.parametrize("gold", ["5", "x+1"])
-@pytest.mark.parametrize("completion", HOSTILE.values(), ids=HOSTILE.keys())
-def test_hostile_input_is_graded_within_the_limit(completion, gold):
+@pytest.mark.parametrize("completion", list(HOSTILE.values()) + list(HOSTILE_PROSE.values()),
+                         ids=list(HOSTILE) + list(HOSTILE_PROSE))
+def test_hostile_input_is_graded_within_the_limit(completion, gold, prose):
     start = time.perf_counter()
-    _, correct = grade(completion, gold, timeout=LIMIT_S)
+    _, correct = grade(completion, gold, prose=prose, timeout=LIMIT_S)
     assert time.perf_counter() - start < 2 * LIMIT_S
     assert correct is False
 

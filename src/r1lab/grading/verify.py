@@ -14,8 +14,12 @@ degrees (`^\\circ`), percent and dollar signs, a trailing period, thousands sepa
 plain number (`1,234`, `10,\\!080`; never inside a tuple like `(1,2)` or a list like `-2,1`),
 whitespace (kept after a command word: `\\cot x`), `\\dfrac`/`\\tfrac` and the `\\frac12`,
 `\\frac9{19}`, `\\sqrt2` shorthands, braces around a one-character sub/superscript, parentheses
-around a choice letter (`(C)` -> `C`). Words (`\\text{Evelyn}`) are lowercased; single letters
-are not, since they may be variables. The Unicode minus sign U+2212 counts as `-`.
+around a choice letter (`(C)` -> `C`); relations written one way (`>=`, `≥`, `\\ge` -> `\\geq`; `!=`,
+`≠`, `\\ne` -> `\\neq`; `\\lt` -> `<`: relations.py); `bmatrix`, `matrix`, `smallmatrix` and an `array`
+in brackets -> `pmatrix` (never `vmatrix`, a determinant); "percent"/"pct" after a number -> `%`;
+"and" in a list (`19, 46, and 82`, `\\text{ and }`) -> a comma. A comma followed by a space is
+never a thousands separator (`32, 349` is a list of two numbers; `14{, }916` is 14916). Words
+(`\\text{Evelyn}`) are lowercased; single letters are not, since they may be variables. The Unicode minus sign U+2212 counts as `-`.
 
 Equivalence (`answers_equal`) tries, in order, and the first that decides wins:
   1. equal strings after normalisation -> True;
@@ -25,6 +29,8 @@ Equivalence (`answers_equal`) tries, in order, and the first that decides wins:
      `0.333` is not 1/3, because a rounded answer to an exact question is wrong. The `%` sign is
      dropped like a unit, so `50\\%` == `50` but `50\\%` != `0.5` (MATH and GSM8K write the gold of
      a "what percent" question as the number of percent);
+  2b. a one-variable inequality meets an interval or another inequality in the same variable ->
+     both as intervals (`x \\geq 5` == `[5,\\infty)` == `5 \\leq x`; `y \\leq 4` != `x \\leq 4`);
   3. words (`even` vs `neve`) and base-n literals (`204_5`) -> string comparison alone: math-verify
      would read `even` as the product e*v*e*n and `204_5` as 204;
   4. numeric rejection -> False when both sides evaluate (complex floats; single-letter variables
@@ -50,6 +56,7 @@ import threading
 from fractions import Fraction
 
 from r1lab.grading.extract import extract_answer
+from r1lab.grading.relations import as_interval, is_relation, one_spelling
 from r1lab.grading.verify_worker import SymbolicProcess
 
 MAX_SYMBOLIC_CHARS = 1_000  # the symbolic path refuses longer answers (see _too_costly_for_sympy)
@@ -75,24 +82,38 @@ _NOISE = re.compile(
     r"|\\%|%"  # percent (see module docstring)
 )
 _SPACE = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+")  # keep one space that ends a command word
+_SPACED_COMMA = re.compile(r"(?<!\{),[ \t\n]")  # not `14{, }916`
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SHORT_SCRIPT = re.compile(r"([_^])\{(\w)\}")  # x^{2} -> x^2, 204_{5} -> 204_5
 _CHOICE = re.compile(r"\(([A-Za-z])\)")
 _WORD = re.compile(r"[A-Za-z]{2,}")
+_PERCENT_WORD = re.compile(r"(?<=[\d}])\s*(?:percent(?:age)?|pct)\.?$")  # 28 percent -> 28%
+_AND = re.compile(r"(?:,\s*)?(?:\\text\{\s*and\s*\}|(?<=\s)and(?=\s))")  # 19, 46, and 82 -> 19, 46,82
+# bracket and plain matrices -> pmatrix (not vmatrix: a determinant; not Bmatrix)
+_MATRIX = re.compile(r"\\(begin|end)\{(?:bmatrix|matrix|smallmatrix)\}")
+# [\begin{array}{cc} ... \end{array}] (after \left \right are gone) -> pmatrix
+_BRACKET_ARRAY = re.compile(r"[\[(]\\begin\{array\}\{[^{}]*\}(.*?)\\end\{array\}[\])]")
 
 
 def normalize_answer(s: str) -> str:
     """A canonical string for `s`: notation that never changes an answer removed (see module doc)."""
     s = s.strip().replace("\u2212", "-")
     s = _DELIMITERS.sub("", s).strip().rstrip(".").rstrip()  # "$5$." -> "5"
+    spaced_comma = _SPACED_COMMA.search(s) is not None  # "32, 349" is a list, "32,349" a number
     s = _TRAILING_UNIT.sub("", s)
+    s = _PERCENT_WORD.sub("%", s)
+    s = _AND.sub(",", s)
+    s = one_spelling(s)
+    s = _MATRIX.sub(r"\\\1{pmatrix}", s)
     for _ in range(3):  # \text{\textbf{A}}: a few layers, no unbounded loop on hostile input
         s = _TEXT_WRAPPER.sub(r"\1", s)
     s = _NOISE.sub(" ", s)
     s = _SPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", s)
     s = s.replace("{,}", ",")
-    if _THOUSANDS.fullmatch(s):
+    if _THOUSANDS.fullmatch(s) and not spaced_comma:
         s = s.replace(",", "")
+    if 0 < s.count("\\begin{array}") <= MAX_NESTING:  # each one scans to its \end{array}
+        s = _BRACKET_ARRAY.sub(r"\\begin{pmatrix}\1\\end{pmatrix}", s)
     s = _normalize_fracs(s)
     s = _SHORT_SCRIPT.sub(r"\1\2", s)
     if m := _CHOICE.fullmatch(s):
@@ -132,6 +153,14 @@ def answers_equal(pred: str, gold: str, timeout: float = TIMEOUT_S) -> bool:
     p_num, g_num = _as_number(p), _as_number(g)
     if p_num is not None and g_num is not None:
         return p_num == g_num
+    p_set, g_set = as_interval(p, MAX_SYMBOLIC_CHARS), as_interval(g, MAX_SYMBOLIC_CHARS)
+    if (p_set and (g_set or not is_relation(g))) or (g_set and not is_relation(p)):
+        # x \geq 5 against [5,\infty), 2 \leq x against x \geq 2 (-x > -1 is left to sympy)
+        if p_set and g_set and p_set[0] != g_set[0]:
+            return False  # y \leq 4 is not x \leq 4
+        p, g = p_set[1] if p_set else p, g_set[1] if g_set else g
+        if p == g:
+            return True
     if _decided_by_string(p) or _decided_by_string(g):
         return False
     if _surely_different(p, g):
@@ -441,13 +470,16 @@ def _too_big(digits: str, limit: int) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def grade(text: str, gold: str, bare: bool = False, timeout: float = TIMEOUT_S) -> tuple[str | None, bool]:
+def grade(text: str, gold: str, bare: bool = False, prose: bool = False,
+          timeout: float = TIMEOUT_S) -> tuple[str | None, bool]:
     """(extracted answer, is it correct) for a completion; nothing extracted is wrong.
 
     With `bare`, a text with nothing to extract is itself the answer (a prediction file holding
-    `"0.5"` rather than a completion). Eval, `r1lab grade` and the RL accuracy reward all call this
-    or `extract_answer` + `answers_equal`, so they cannot disagree."""
-    extracted = extract_answer(text)
+    `"0.5"` rather than a completion). With `prose`, an answer stated in prose is read too
+    (extract.py's prose tier, as `r1lab eval` and `r1lab grade` read). Eval, `r1lab grade` and the
+    RL accuracy reward all call this or `extract_answer` + `answers_equal`, so they differ only in
+    whether prose is read."""
+    extracted = extract_answer(text, prose=prose)
     if extracted is None and bare:
         extracted = text.strip() or None
     return extracted, extracted is not None and answers_equal(extracted, gold, timeout)

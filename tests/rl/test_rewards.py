@@ -63,6 +63,21 @@ def test_accuracy(completion, gold, expected, fake_tasks):
     assert accuracy([completion], [problem(gold)]) == [expected]
 
 
+def test_accuracy_reads_prose_only_when_asked(fake_tasks):
+    """Default: the answer must stand in an answer format (extract.py's strict tier); `prose=True`
+    (ZeroConfig.accuracy_prose) also reads the last sentence, as `r1lab eval` does."""
+    completions = ["So it is 4", "Hence she has 4 apples.", "<answer>4</answer><|im_end|>user: 5"]
+    problems = [problem("4")] * 3
+    assert accuracy(completions, problems) == [0.0, 0.0, 1.0]
+    assert accuracy(completions, problems, prose=True) == [1.0, 1.0, 1.0]
+
+
+def test_zero_config_keeps_the_strict_reward_by_default():
+    from r1lab.stages.zero import ZeroConfig
+
+    assert ZeroConfig().accuracy_prose is False
+
+
 def test_accuracy_delegates_to_each_problems_task(fake_tasks):
     problems = [problem("4", task="math"), problem("4", task="never"), problem("7", task="math")]
     completions = ["<answer>4</answer>", "<answer>4</answer>", "nothing"]

@@ -78,12 +78,14 @@ class EvalResult:
     metrics: dict = field(default_factory=dict)
 
 
-def evaluate(sampler: Sampler, problems: list[Problem], prompts: list[str], k: int, params: SamplingParams) -> EvalResult:
-    """Sample k completions for each problem and grade them with the problem's task."""
+def evaluate(sampler: Sampler, problems: list[Problem], prompts: list[str], k: int, params: SamplingParams,
+             prose: bool = False) -> EvalResult:
+    """Sample k completions for each problem and grade them with the problem's task; `prose`: read
+    answers stated in prose too (extract.py), as `r1lab eval` does; off, as the RL accuracy reward."""
     gen = sampler.generate(prompts, k, params)
     P = len(problems)
     rows = lambda xs: [xs[i * k : (i + 1) * k] for i in range(P)]  # noqa: E731 (P*k) -> (P, k)
-    extracted = [extract_answer(t) for t in gen.texts]
+    extracted = [extract_answer(t, prose=prose) for t in gen.texts]
     correct = [get_task(problems[i // k].task).grade(a, problems[i // k]) for i, a in enumerate(extracted)]
     res = EvalResult(problems, k, rows(gen.texts), rows(extracted), rows(correct),
                      rows([len(c) for c in gen.completion_ids]), rows(gen.truncated), gen.seconds)

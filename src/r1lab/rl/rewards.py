@@ -200,14 +200,19 @@ def for_trl(name: str, task: str = "math") -> Callable:
 
 
 @register("accuracy")
-def accuracy(completions: list[str], problems: list[Problem]) -> list[float]:
+def accuracy(completions: list[str], problems: list[Problem], prose: bool = False) -> list[float]:
     """1.0 if the completion's final answer is correct, else 0.0 (DeepSeek-R1 §2.2.2, accuracy rewards).
 
-    Grading is the task's own `grade`, the very function evaluation calls, so the RL reward and
-    the reported accuracy can never disagree (nanochat's `Task` design).
+    Grading is the task's own `grade`, the very function evaluation calls (nanochat's `Task`
+    design). The answer must stand where an answer format puts it (extract.py's strict tier:
+    `<answer>`, `\\boxed{}`, `#### X`, "the answer is X"), as R1's rule reward demands ("in a
+    specified format"); `r1lab eval` also reads answers stated in prose. `prose=True` (the zero
+    stage's `accuracy_prose`) makes the reward read prose too; it is off by default because under
+    RL a lenient extractor is an optimiser target: a policy paid for any number in its last
+    sentence learns to scatter candidate numbers there instead of committing to one answer.
     """
     return [
-        1.0 if tasks.get_task(problem.task).grade(extract_answer(completion), problem) else 0.0
+        1.0 if tasks.get_task(problem.task).grade(extract_answer(completion, prose=prose), problem) else 0.0
         for completion, problem in zip(completions, problems, strict=True)
     ]
 

@@ -25,8 +25,9 @@ Prompting (`--template`), zero-shot as the paper advises:
   * plain: the problem + the same instruction, no template;
   * auto (default): chat if the tokenizer has a chat template, else r1zero.
 Generation goes through `engine.sampler.HFSampler`, the sampler of the RL stage; grading through
-`extract.extract_answer` + the problem's task `grade` (`tasks.MathTask`), the very path of the RL
-accuracy reward.
+`extract.extract_answer` + the problem's task `grade` (`tasks.MathTask`), the path of the RL
+accuracy reward, except that eval also reads an answer stated in prose ("so she has 18 apples.",
+`prose=True`; extract.py says how), which the RL reward does only with `accuracy_prose`.
 
 Code benchmarks (HumanEval, MBPP, `task:code`; benchmarks.Benchmark.kind): the instruction is
 CODE_INSTRUCTION ("Write your solution as one ```python code block.") instead; the extracted
@@ -253,7 +254,7 @@ def generate_chunk(sampler: Sampler, bench: Benchmark, prompts: list[str], chunk
             extracted, result = extract_code(text), code_results[row]
             correct = result.total > 0 and result.passed == result.total
         else:
-            extracted = extract_answer(text)
+            extracted = extract_answer(text, prose=True)  # answers stated in prose count (extract.py)
             correct = tasks.get_task(problem.task).grade(extracted, problem)  # the RL accuracy reward's path
         samples.append(Sample(
             problem=i, id=problem.meta["id"], sample=row % k, chunk=chunk, prompt=prompts[i], completion=text,

@@ -4,11 +4,12 @@
 
 Each line of INPUT is a JSON object holding
   * a gold answer, in `--gold-field` (default `answer`): a plain answer, with or without `$...$`,
-    or a rationale (GSM8K's "... #### 18", a solution ending in \\boxed{}), which
-    `extract.gold_answer` reduces to its final answer;
+    or a rationale (GSM8K's "... #### 18", a solution ending in \\boxed{}, "the answer is 500"),
+    which `extract.gold_answer(..., prose=True)` reduces to its final answer;
   * a prediction, in `--pred-field`, else in the first of `completion`, `prediction`,
     `response`, `output` that the line has: a full completion, whose final answer is extracted as
-    `r1lab eval` does (`<answer>` tags, `\\boxed{}`, `#### X`, "the answer is X"), or a bare answer
+    `r1lab eval` does (`<answer>` tags, `\\boxed{}`, `#### X`, "the answer is X" in several
+    languages, else the value of its last sentence; text after a chat turn marker is cut), or a bare answer
     such as `0.5`, graded as it is when nothing can be extracted (`verify.grade(..., bare=True)`).
     A null prediction is graded wrong.
 
@@ -94,7 +95,7 @@ def grade_prediction(prediction: str | None, gold: str) -> tuple[str | None, boo
     """(the answer graded, is it correct): a completion's extracted answer, else the bare answer."""
     if prediction is None:
         return None, False
-    return verify.grade(prediction, gold, bare=True)
+    return verify.grade(prediction, gold, bare=True, prose=True)
 
 
 def grade_code_items(items: list[Item]) -> list[dict]:
@@ -120,7 +121,7 @@ def read_items(path: Path, gold_field: str, pred_field: str | None) -> list[Item
     items = []
     for number, record in read_jsonl(path):
         where = f"{path}:{number}"
-        gold = gold_answer(text_field(record, gold_field, where))
+        gold = gold_answer(text_field(record, gold_field, where), prose=True)
         items.append(Item(number, record, gold, _prediction(record, pred_field, where)))
     return items
 

@@ -38,6 +38,7 @@ them as misses.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -119,6 +120,9 @@ class ZeroConfig:
     # dotted path to your own function (r1lab's signature or TRL's), e.g. {accuracy: 1.0, mypkg.r.brevity: 0.2}
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
     reward_model: str = ""  # a `r1lab rm` model dir: enables the "preference" reward (general prompts)
+    # the accuracy reward (and the held-out eval) also read answers stated in prose, as `r1lab eval`
+    # does; off: under RL a lenient extractor is an optimiser target (rl/rewards.py `accuracy`)
+    accuracy_prose: bool = False
     # 40 steps at 1e-4 on signs: at 5e-5 checking did not take hold within 30 steps (docs/devlog.md)
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=40, lr=1e-4,
                                                                 sampling=SamplingConfig(1.0, 1.0, SIGNS_TOKENS)))
@@ -178,7 +182,8 @@ def data_note(data: DataConfig) -> str:
 
 def eval_model(sampler, problems, cfg: ZeroConfig, seed: int, k: int | None = None) -> EvalResult:
     params = cfg.eval.sampling.params(seed=seed)
-    return evaluate(sampler, problems, [apply_template(p.prompt) for p in problems], k or cfg.eval.k, params)
+    return evaluate(sampler, problems, [apply_template(p.prompt) for p in problems], k or cfg.eval.k, params,
+                    prose=cfg.accuracy_prose)  # graded as the accuracy reward grades
 
 
 def print_eval(name: str, res: EvalResult, log) -> None:
@@ -330,6 +335,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         start_step, history = state["step"], state["history"]
         sampler.load_weights(model)
     reward_fns = {name: get_reward(name) for name in cfg.rewards if name != "preference"}
+    if cfg.accuracy_prose and "accuracy" in reward_fns:
+        reward_fns["accuracy"] = functools.partial(reward_fns["accuracy"], prose=True)
     if "preference" in cfg.rewards:
         rm, rm_tok = load(cfg.reward_model, cfg.device, cfg.dtype, head="score", field="reward_model")
         reward_fns["preference"] = preference_reward(rm.eval(), rm_tok)

@@ -14,8 +14,17 @@ each solution paired with the next problem's answer (acceptances there are false
 unless the two gold answers normalise to the same string), and for 3,000 random pairs of
 MATH-500 gold answers plus a few equal rewritings (`\\frac{1}{\\sqrt{3}}` vs `\\frac{\\sqrt{3}}{3}`),
 answer against answer, where most verdicts come from r1lab's numeric rejection rather than
-sympy. The last line is `speedup X.XX`
-(math-verify's time / r1lab's on the MATH-500 references).
+sympy.
+
+Then the battery, tests/grading/verifier_battery.jsonl (hand-written (gold, prediction, label,
+category) cases labelled by mathematical truth; its header states the conventions): per
+category, how many labels each grader agrees with, each called as a user would call it on a
+file of model outputs:
+  r1lab:        verify.grade(prediction, extract.gold_answer(gold, prose=True), bare=True, prose=True)
+                (exactly `r1lab grade`)
+  math-verify:  bool(verify(parse(gold), parse(prediction)))   (the plain call: default extraction
+                configs, LaTeX and expression targets, gold first, no `$` added; an exception is False)
+The last line is `speedup X.XX` (math-verify's time / r1lab's on the MATH-500 references).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BATTERY = Path(__file__).resolve().parents[1] / "tests" / "grading" / "verifier_battery.jsonl"
 
 
 def timed(fn, items, repeat: int) -> tuple[list[bool], float]:
@@ -109,7 +119,33 @@ def main() -> None:
                       f"extracted {r1.extract_answer(items[i][0])!r}")
         if name == "math500 references":
             speedup = mv_t / ours_t
+    battery_table(r1, parse, verify)
     print(f"speedup {speedup:.2f}")
+
+
+def battery_table(r1, parse, verify) -> None:
+    """Per category of the battery: cases, r1lab's and math-verify's agreement with the labels."""
+    from r1lab.grading.extract import gold_answer
+
+    def mv_plain(gold: str, pred: str) -> bool:
+        try:
+            return bool(verify(parse(gold), parse(pred)))
+        except Exception:
+            return False
+
+    rows = [json.loads(line) for line in BATTERY.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    table: dict[str, list[int]] = {}
+    for r in rows:
+        ours = r1.grade(r["prediction"], gold_answer(r["gold"], prose=True), bare=True, prose=True)[1]
+        row = table.setdefault(r["category"], [0, 0, 0])
+        row[0] += 1
+        row[1] += ours == r["label"]
+        row[2] += mv_plain(r["gold"], r["prediction"]) == r["label"]
+    print(f"battery ({BATTERY.name})  {'cases':>5} {'r1lab':>6} {'m-v':>6}")
+    for name, (n, a, b) in sorted(table.items()):
+        print(f"  {name:<20} {n:>5} {a:>6} {b:>6}")
+    total = [sum(row[i] for row in table.values()) for i in range(3)]
+    print(f"  {'total':<20} {total[0]:>5} {total[1]:>6} {total[2]:>6}")
 
 
 if __name__ == "__main__":

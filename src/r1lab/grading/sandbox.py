@@ -108,6 +108,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
+ROOT_PROBE = Path(__file__).with_name("sandbox_root.py")
 GRACE_S = 5.0  # beyond wall_s, the caller's own backstop (warden start-up, set-up, clean-up)
 MAX_DRAIN_BYTES = 16 << 20  # output read and thrown away beyond output_bytes, before the pipe is closed
 MAX_RESULT_BYTES = 1 << 20  # more than this on the result pipe is tampering (a real report is ~20 B/test)
@@ -165,49 +166,7 @@ class Result:
 
 
 # --------------------------------------------------------------------------------------------
-# Tests: checked, and made strict
-
-
-GUARD = "__r1lab_plain__"  # the child defines it (sandbox_child._value_guards)
-_LYING_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
-
-
-class _Strict(ast.NodeTransformer):
-    """Wrap every operand that a program's object could answer for (see the module docstring)."""
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        if any(isinstance(op, _LYING_OPS) for op in node.ops):  # `is` cannot lie
-            node.left = _guarded(node.left)
-            node.comparators = [_guarded(c) for c in node.comparators]
-        return node
-
-    def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        self.generic_visit(node)
-        node.test = _guarded(node.test)
-        return node
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Not):
-            node.operand = _guarded(node.operand)
-        return node
-
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
-        self.generic_visit(node)
-        node.values = [_guarded(v) for v in node.values]
-        return node
-
-
-def _guarded(node: ast.expr) -> ast.expr:
-    call = ast.Call(func=ast.Name(id=GUARD, ctx=ast.Load()), args=[node], keywords=[])
-    return ast.copy_location(call, node)
-
-
-def strict_test(source: str) -> str:
-    """`source` with its comparisons and truth tests guarded (see the module docstring)."""
-    tree = _Strict().visit(ast.parse(source))
-    return ast.unparse(ast.fix_missing_locations(tree))
+# Tests: checked
 
 
 def check_source(source: str, what: str) -> None:
@@ -241,11 +200,10 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
     for i, test in enumerate(tests):
         check_source(test, f"test {i}")
     check_source(setup, "the test setup")
-    sources = [strict_test(t) for t in tests] if strict else tests
     if isolation == "auto" and python in _AUTO_IS_BASIC:
         isolation = "basic"
     try:
-        return _run(code, sources, setup, limits, isolation, python)
+        return _run(code, tests, setup, limits, isolation, python, strict)
     except SandboxError as e:
         if isolation != "auto":
             raise
@@ -254,35 +212,37 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
         _AUTO_IS_BASIC.add(python)
         warnings.warn(f"r1lab.grading.sandbox: namespaces unusable here ({e}); running in basic mode, see r1lab.grading.sandbox",
                       RuntimeWarning, stacklevel=2)
-        return _run(code, sources, setup, limits, "basic", python)
+        return _run(code, tests, setup, limits, "basic", python, strict)
 
 
 _AUTO_IS_BASIC: set = set()  # interpreters for which "auto" turned out to mean "basic"
 
 
-def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None) -> Result:
+def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None,
+         strict: bool = True) -> Result:
     start = time.monotonic()
+    python = python or default_python()
     nonce = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="r1lab-sandbox-")
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
     stat_r, stat_w = os.pipe()
-    job = {"code": code, "tests": tests, "setup": setup,
-           "nonce": nonce, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
-           "hide": _homes(), "result_fd": res_w, "status_fd": stat_w, "grader_pid": os.getpid()}
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+    judge_r, judge_w = os.pipe()
+    job = {"code": code, "setup": setup, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
+           "runtime": runtime(python) if isolation != "basic" else {}, "result_fd": res_w, "status_fd": stat_w,
+           "judge_fd": judge_r, "grader_pid": os.getpid()}
+    verdict_job = {"tests": tests, "nonce": nonce, "test_s": limits.test_s, "strict": strict}  # the judge's alone
     try:
         try:
-            proc = subprocess.Popen([python or default_python(), "-I", "-S", "-B", str(CHILD)], stdin=subprocess.PIPE,
-                                    stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w), cwd=workdir, env=env,
+            proc = subprocess.Popen([python, "-I", "-S", "-B", str(CHILD)], stdin=subprocess.PIPE,
+                                    stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w, judge_r), cwd=workdir, env=_env(workdir),
                                     start_new_session=True)
         finally:
-            for fd in (out_w, res_w, stat_w):
+            for fd in (out_w, res_w, stat_w, judge_r):
                 os.close(fd)
         try:
-            pipes = _collect(proc, marshal.dumps(job, 4), out_r, res_r, stat_r, limits,
-                             start + limits.wall_s + GRACE_S)
+            pipes = _collect(proc, marshal.dumps(job, 4), marshal.dumps(verdict_job, 4), judge_w, out_r, res_r, stat_r,
+                             limits, start + limits.wall_s + GRACE_S)
         finally:
             _kill_group(proc.pid)  # before reaping: the group id cannot be reused until then
             proc.wait()
@@ -293,6 +253,21 @@ def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str
     result = _result(pipes, nonce, len(tests), limits)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _env(workdir: str) -> dict:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+
+
+@functools.cache
+def runtime(python: str) -> dict:
+    """What `python` needs inside the minimal root (sandbox_root.probe), asked of it once."""
+    done = subprocess.run([python, "-I", "-S", "-B", "-W", "ignore", str(ROOT_PROBE)], capture_output=True,
+                          env=_env(tempfile.gettempdir()), cwd="/", timeout=60, check=False)
+    if done.returncode != 0:
+        raise SandboxError(f"the sandbox could not be set up: {python} could not list its files: {done.stderr.decode()[-300:]}")
+    return marshal.loads(done.stdout)
 
 
 def run_many(programs: Sequence[Program], limits: Limits = Limits(), workers: int | None = None, **options) -> list[Result]:
@@ -311,11 +286,6 @@ def isolation(mode: str = "auto", python: str | None = None) -> str:
     return run_tests("", [], isolation=mode, python=python).isolation
 
 
-def _homes() -> list[str]:
-    homes = [os.environ.get("HOME"), str(Path.home()), "/root", "/home"]
-    return list(dict.fromkeys(h for h in homes if h and os.path.isabs(h) and h != "/"))
-
-
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -323,37 +293,44 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _collect(proc: subprocess.Popen, job: bytes, out_r: int, res_r: int, stat_r: int, limits: Limits,
-             deadline: float) -> dict:
-    """Feed the job; read the three pipes until the warden exits (its status pipe closes) or the
-    deadline passes. Returns {"out", "res", "stat": bytes, "backstop": bool}."""
+def _collect(proc: subprocess.Popen, job: bytes, verdict_job: bytes, judge_w: int, out_r: int, res_r: int, stat_r: int,
+             limits: Limits, deadline: float) -> dict:
+    """Feed the warden its job and the judge its own (on `judge_w`, closed here); read the three
+    pipes until the warden exits (its status pipe closes) or the deadline passes. Returns {"out",
+    "res", "stat": bytes, "backstop": bool}."""
     try:
         proc.stdin.write(job)
         proc.stdin.close()
     except BrokenPipeError:
         pass
+    os.set_blocking(judge_w, False)
+    pending = memoryview(verdict_job)
     data = {out_r: bytearray(), res_r: bytearray(), stat_r: bytearray()}
     drained = 0
     open_fds = [out_r, res_r, stat_r]
     backstop = False
-    while stat_r in open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            backstop = True
-            break
-        for fd in select.select(open_fds, [], [], left)[0]:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_fds.remove(fd)
-            elif fd == out_r:
-                drained += len(chunk)
-                data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
-                if drained >= MAX_DRAIN_BYTES:
-                    open_fds.remove(out_r)
-                    os.dup2(os.open(os.devnull, os.O_RDONLY), out_r)  # closes our end: writes now fail
-            elif len(data[fd]) < MAX_RESULT_BYTES:
-                data[fd] += chunk
-    # The warden has gone; whatever its child wrote before dying is in the pipes already.
+    try:
+        while stat_r in open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                backstop = True
+                break
+            readable, writable, _ = select.select(open_fds, [judge_w] if pending else [], [], left)
+            if writable:
+                try:
+                    pending = pending[os.write(judge_w, pending):]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:  # the judge is gone: the status pipe says why
+                    pending = pending[:0]
+                if not pending:
+                    os.close(judge_w)
+                    judge_w = -1
+            drained = _read_ready(readable, data, out_r, res_r, open_fds, drained, limits)
+    finally:
+        if judge_w >= 0:
+            os.close(judge_w)
+    # The warden has gone; whatever its children wrote before dying is in the pipes already.
     for fd in (res_r, out_r):
         while fd in open_fds and select.select([fd], [], [], 0)[0]:
             chunk = os.read(fd, 1 << 16)
@@ -364,6 +341,23 @@ def _collect(proc: subprocess.Popen, job: bytes, out_r: int, res_r: int, stat_r:
             elif fd == out_r:
                 data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
     return {"out": bytes(data[out_r]), "res": bytes(data[res_r]), "stat": bytes(data[stat_r]), "backstop": backstop}
+
+
+def _read_ready(readable: list, data: dict, out_r: int, res_r: int, open_fds: list, drained: int, limits: Limits) -> int:
+    """Read what each readable pipe holds; returns the output drained so far."""
+    for fd in readable:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            open_fds.remove(fd)
+        elif fd == out_r:
+            drained += len(chunk)
+            data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
+            if drained >= MAX_DRAIN_BYTES:
+                open_fds.remove(out_r)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), out_r)  # closes our end: writes now fail
+        elif len(data[fd]) < MAX_RESULT_BYTES:
+            data[fd] += chunk
+    return drained
 
 
 def _result(pipes: dict, nonce: str, total: int, limits: Limits) -> Result:
@@ -386,6 +380,9 @@ def _result(pipes: dict, nonce: str, total: int, limits: Limits) -> Result:
             break
         if words[1] == "done" and len(words) == 2:
             done = True
+        elif words[1] == "tampered" and len(words) == 2:
+            tampered = "the program broke the protocol of the judge's channel"
+            break
         elif words[1] == "error" and len(words) == 4:
             failure = f"{words[3]} in the {'program' if words[2] == 'solution' else 'test setup'}"
         elif len(words) == 4 and words[1].isdigit() and words[2] in ("pass", "fail"):
@@ -420,16 +417,19 @@ def _status_messages(data: bytes) -> list[dict]:
 def _status(tampered: str, done: bool, passed: int, total: int, failure: str, warden: dict, backstop: bool,
             limits: Limits) -> tuple[str, str]:
     """(status, detail), the first that applies: tampered (scores 0) > passed / failed (the
-    harness finished) > error (the program or setup raised) > timeout > killed (by a signal: CPU
-    limit, segfault, ...) > exited (ended before reporting every test: os._exit, ...)."""
+    judge finished) > error (the program or setup raised; or the judge itself died) > timeout (the
+    wall clock, or the program stopped answering) > killed (by a signal: CPU limit, segfault, ...)
+    > exited (ended before reporting every test: os._exit, ...)."""
     if tampered:
         return "tampered", tampered
     if done:
         return ("passed", f"{passed}/{total} tests passed") if passed == total else ("failed", f"{passed}/{total} tests passed")
     if failure:
         return "error", failure
+    if warden.get("judge"):
+        return "error", f"the judge {warden['judge']}"
     if warden.get("timeout") or backstop:
-        return "timeout", f"killed after the wall-clock limit of {limits.wall_s:g} s"
+        return "timeout", f"killed after the wall-clock limit of {limits.wall_s:g} s, or a test's {limits.test_s:g} s"
     if warden.get("signal"):
         return "killed", f"killed by {signal.Signals(warden['signal']).name}"
     return "exited", f"exited with status {warden.get('exit')} before finishing its tests"

@@ -5,83 +5,108 @@ and `r1lab eval` on HumanEval/MBPP all come here.
     run_many([Program(code, tests, setup), ...], limits, workers) -> [Result, ...] (a small pool)
 
 `tests` is a list of Python statements, usually one `assert` each (MBPP's `test_list`); each counts
-on its own, so `Result.fraction` = passed / total is the reward. All of one program's tests run in
-one process, in order, after the program and `setup` (code run between them, e.g. MBPP's
-test_setup_code), in a namespace that holds the program's names.
+on its own, so `Result.fraction` = passed / total is the reward. The program runs, then `setup`
+(code run after it, e.g. MBPP's test_setup_code, which builds inputs out of the program's classes),
+then each test, in order.
 
-Containment: one fresh process per program, started as `python -I -S -B` (no site-packages, no
-PYTHON* variables, no bytecode written) with a cleaned environment (PATH, HOME and TMPDIR = the
-working directory, a UTF-8 locale) in a new session, so in a process group of its own. Inside
-(sandbox_child.py does all this before the first line of the program runs):
-  * namespaces, when the platform allows them (`Result.isolation`):
-      - "namespaces" (we are root): new mount, network, PID, IPC and UTS namespaces, and the
-        program runs as a random unused uid with no groups, no capabilities and no_new_privs;
-      - "userns" (an ordinary user, where unprivileged user namespaces are enabled): the same
-        namespaces inside a new user namespace, every capability dropped (bounding set too);
-    and in both: the network namespace has only a loopback that is down, so no connection to
-    anything, the host's loopback included; the program is PID 1 of its PID namespace, in a
-    process group of its own, sees only its own processes in a fresh /proc and cannot signal
-    anything outside; and when it exits or is killed, the kernel kills every process it left
-    behind, however it detached itself;
-    the filesystem view is read-only everywhere (each mount remounted read-only and nosuid in
-    the private mount namespace, so the host is untouched), except size-capped tmpfs (Limits.
-    disk_mb each) on the working directory, /tmp, /var/tmp, /dev/shm and /run/lock, which vanish
-    with the namespace; the home directories (/root, /home and the caller's $HOME) are covered by
-    empty tmpfs, with the interpreter's own prefix bound back read-only if it lives there;
-  * rlimits: CPU seconds (SIGXCPU, then SIGKILL), address space, file size, open files,
+Three processes per run, so that the program cannot reach what decides its verdict (the files
+sandbox_child.py, sandbox_judge.py, sandbox_program.py, sandbox_wire.py, sandbox_root.py say how):
+  * the warden W, `python -I -S -B sandbox_child.py` (no site-packages, no PYTHON* variables, no
+    bytecode written), started with a cleaned environment (PATH, HOME and TMPDIR = the working
+    directory, a UTF-8 locale) in a new session. It enters the namespaces, builds the minimal root,
+    forks J, then C, and SIGKILLs C when J is done or at `wall_s`;
+  * the program's process P (C, once set up): runs the program and then the setup in one
+    namespace, then only answers calls. It never holds the tests, the nonce or the result pipe:
+    they were never in its memory (the tests and the nonce reach J on a pipe of J's own, which W
+    closes before forking C). It holds stdout/stderr, /dev/null and one request and one reply pipe;
+  * the judge J: runs the tests, in its own interpreter state (J's builtins, J's imports), and
+    writes the verdict, one line per test, `NONCE i pass|fail`, on the result pipe only it holds.
+    Every name the program and the setup defined is, in J, what P sent for it: a built-in value
+    (int, float, str, list, dict, set, tuple, deque, bytearray, range, ...), or a handle. Calling
+    a handle, reading or setting its attributes, indexing, iterating, len, arithmetic, str/repr
+    each send one request to P; arguments go as built-in values (or handles J holds, or built-in
+    types by name: `f(xs, int)`); P answers with a value or a handle, and with the final state of
+    each mutable built-in argument it changed (list, dict, set, bytearray, deque), which J writes
+    into its own, in place. An exception P raises reaches the test as the first built-in
+    exception class of its class's MRO (`except ValueError` works), SystemExit and the like as
+    a RemoteError; either fails the test unless the test catches it. J decodes P's replies with
+    marshal only, then checks every type (sandbox_wire: no code objects, a size bound), so a reply
+    is inert data; a malformed one ends the run as "tampered", scored 0.
+Comparisons and truth tests happen in J. With `strict=True` (the default) a handle compared
+(== != < <= > >= in) or tested for truth compares as the copy P sent of its real content when it
+is an instance of a subclass of a built-in type (Counter, namedtuple, defaultdict, a program's
+`class X(int)` with its own __eq__: the copy is read with the base type's C methods), and otherwise
+fails the test (NotPlainValue). So an object whose __eq__ always says True scores nothing; a
+Counter equal to the expected dict passes (all 164 HumanEval and 974 MBPP reference solutions
+pass). The cost: a correct answer of a type that is neither (Fraction, Decimal, a dataclass)
+fails a test that compares it. With strict=False those operations are asked of P, like the rest.
+P's copy is only "the program's answer", like any return value: P is trusted for nothing, and J
+never learns more from it than a value.
+
+Time: an alarm per test in J (`test_s`), and each request tells P the time left, after which P
+raises TimeLimitExceeded into the program (the program's top level and the setup get `test_s`
+each too): the test fails and the next runs. A P that then does not answer within
+sandbox_judge.GRACE_S (it blocked or swallowed the alarm) ends the run as "timeout", keeping the
+tests already reported; so does the warden's SIGKILL at `wall_s`, which ends the whole PID
+namespace; the caller SIGKILLs the warden's process group `GRACE_S` later if even that did not
+end it. A P that dies (os._exit, a crash, a signal) ends the run with the tests reported before.
+Since the verdict is J's, exit codes, "all tests passed" on stdout, SystemExit in a test, patching
+builtins or the harness in P, walking frames or tracebacks, gc.get_objects(), /proc/self/mem,
+ctypes writes to memory and writing forged lines to every inherited descriptor score nothing:
+there is no nonce, no test and no result pipe in P to find or forge (the battery in
+tests/grading/test_sandbox.py tries each, and each scores 2/2 against the previous, in-process
+harness).
+
+Containment, "namespaces" (we are root) and "userns" (an ordinary user, where unprivileged user
+namespaces are enabled) modes (`Result.isolation`):
+  * W unshares mount, network, IPC and UTS namespaces (in "userns", inside a new user namespace),
+    forks J, then unshares a PID namespace and forks C, which is PID 1 there: P sees only its own
+    processes in a fresh /proc, cannot signal, ptrace or read anything outside (J included: J
+    is not in its PID namespace), and when it exits or is killed the kernel kills every process it
+    left behind, however it detached itself. The network namespace has only a loopback that is
+    down, so no connection to anything, the host's loopback included;
+  * a minimal root (sandbox_root.py): a read-only tmpfs holding only the interpreter, the
+    directories of its sys.path (the standard library and lib-dynload; site-packages covered
+    by an empty tmpfs), the shared libraries and loader it maps after importing every extension
+    module there (read from /proc/self/maps by a probe run once per interpreter) with the
+    links that name them, /dev/null, /dev/zero, /dev/random, /dev/urandom and /dev/fd. P adds
+    a fresh /proc, size-capped tmpfs (Limits.disk_mb each) on its working directory, /tmp,
+    /var/tmp and /dev/shm, which vanish with it, and pivot_roots into it with the host's root
+    detached. Not there: /etc, the home directories, the repository, ../shared/data (HumanEval's
+    canonical solutions), anything of the user's. J chroots into the same root, read-only;
+  * P runs as a random unused uid with no groups, no capabilities and no_new_privs ("userns":
+    every capability dropped, bounding set too); J likewise, as another random uid ("userns": the
+    same uid as P, which cannot see it), non-dumpable;
+  * rlimits on P and J: CPU seconds (SIGXCPU, then SIGKILL), address space, file size, open files,
     processes (RLIMIT_NPROC; it counts per uid and user namespace, so the random uid or the user
     namespace makes it per sandbox, and it holds for root too, whom the kernel otherwise exempts),
     no core files;
-  * time: an alarm per test (`test_s`; the program's top level and the setup get one too) fails
-    the test it interrupts and the next test runs; the warden (the program's parent, outside its
-    namespaces) SIGKILLs the program at `wall_s`, which ends the whole PID namespace, keeping the
-    tests already reported; the caller SIGKILLs the warden's process group `GRACE_S` later if even
-    that did not end it;
   * stdin is /dev/null; stdout and stderr go to one pipe of which the first `output_bytes` are
-    kept and at most MAX_DRAIN_BYTES read, after which the pipe is closed (the program's next
-    write fails); nothing reaches the disk;
+    kept and at most MAX_DRAIN_BYTES read, after which the pipe is closed (the next write fails);
   * Python's socket module refuses to create sockets (socketpair() still works): a second line,
     and the only one in basic mode.
 
-The verdict cannot be faked by the usual tricks. The parent picks a random nonce per run. The
-harness compiles the tests before the program runs, and reports each test on a pipe of its own,
-as `NONCE i pass|fail`, after the test's code returned; a test the harness did not report passed
-failed. So exit codes, os._exit(0) before the tests, SystemExit or KeyboardInterrupt in a test,
-killing oneself, and "all tests passed" on stdout score nothing; any line on the result pipe
-without the nonce (a program writing blindly to its file descriptors) makes the run "tampered",
-scored 0. Tests resolve builtins in a snapshot taken before the program ran (patching
-builtins.abs, .len, .AssertionError or .isinstance changes nothing for them; `assert` itself
-cannot be patched, and tests are compiled with asserts on), and the harness itself only uses
-functions it bound before the program ran. With `strict=True` (the default), every operand of a
-comparison (== != < <= > >= in, not in) and of a truth test (assert, not, and, or) in the tests
-is first replaced by a copy made only of built-in C types (int, float, str, bytes, list, tuple,
-dict, set, deque, ...), whose comparisons no program can patch: exact built-in values as they are,
-instances of their subclasses (Counter, namedtuple, a program's `class X(int)` with its own
-__eq__) as copies of their real contents read with the base type's C methods, anything else a
-failed test. So an object whose __eq__ always says True scores nothing, while a Counter equal to
-the expected dict still passes (all 164 HumanEval and 974 MBPP reference solutions pass). The
-cost: a correct answer of a type that is neither (Fraction, Decimal, a dataclass) fails a test
-that compares it.
-
 NOT contained, in any mode:
-  * reading files that are readable by everyone: /etc/passwd, the Python installation, the
-    repository, ../shared/data (HumanEval's canonical solutions included). What a program reads
-    cannot leave, though: no network, no writable place outside its tmpfs, and its output is
-    capped and never part of the reward;
-  * a program that deliberately attacks the harness in its own process: it can find the nonce
-    and the result pipe (frames, gc.get_objects(), /proc/self/fd) and forge reports, or skip
-    assertions with a trace function that moves a test's frame. The guarantee is that the
-    program cannot escape, and that cheap fakes fail, not that a determined attacker of this
-    harness cannot lie about its own tests;
   * CPU and memory bandwidth: a program may use one core for `wall_s` seconds, and memory up to
-    `memory_mb` plus its tmpfs.
+    `memory_mb` plus its tmpfs;
+  * what the tests themselves do: they run in J, contained as above but in the host's PID
+    namespace, and may call the program's code only through P. A test that passes an object of
+    its own (a lambda, a Fraction) to the program fails (TypeError); aliasing between arguments
+    and nested mutations of a mutable argument come back as copies (J's top-level argument is
+    updated in place, what it holds is replaced); a plain global of the program is J's copy as it
+    was after the setup;
+  * marshal's parser in J is trusted with P's bytes (bounded to sandbox_wire.MAX_MESSAGE_BYTES).
 In "basic" mode (no namespaces: user namespaces disabled, or seccomp forbids unshare) only the
-rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory,
-the cleaned environment, the socket-module block and the verdict protocol hold. The program then
-runs as the caller: it can read the caller's files, write wherever the caller can (and fill the
-disk, one file of `file_mb` at a time), open sockets through ctypes, signal the caller's
-processes, and leave behind processes that left its process group (RLIMIT_CPU ends the busy
-ones). Root without namespaces is worse still: RLIMIT_NPROC does not bind root.
+rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory, the
+cleaned environment, the socket-module block and the split between P and J hold. P then runs as
+the caller: it can read every file the caller can (the repository and ../shared/data too), write
+wherever the caller can (and fill the disk, one file of `file_mb` at a time), open sockets
+through ctypes, signal the caller's processes (J and the grader among them: killing J scores
+nothing), and leave behind processes that left its process group (RLIMIT_CPU ends the busy ones).
+J is non-dumpable, so a P of the same uid without CAP_SYS_PTRACE cannot read or write its memory;
+but P can ptrace the grader itself where the kernel allows it (Yama scope 0), and as root (where
+RLIMIT_NPROC does not bind either) it can do anything: basic mode does not guarantee the verdict
+against a program that attacks the processes around it, only against the in-process attacks above.
 `isolation()` says which mode this machine gives. "auto" (the default) is the best that works:
 namespaces as root, a user namespace otherwise, basic when neither can be set up (a warning says
 so, once).

@@ -114,7 +114,7 @@ so, once).
 
 from __future__ import annotations
 
-import ast
+import atexit
 import functools
 import marshal
 import os
@@ -259,7 +259,7 @@ def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str
     verdict_job = {"tests": tests, "nonce": nonce, "test_s": limits.test_s, "strict": strict}  # the judge's alone
     try:
         try:
-            proc = subprocess.Popen([python, "-I", "-S", "-B", str(CHILD)], stdin=subprocess.PIPE,
+            proc = subprocess.Popen([python, "-I", "-S", "-B", str(CHILD), bytecode(python)], stdin=subprocess.PIPE,
                                     stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w, judge_r), cwd=workdir, env=_env(workdir),
                                     start_new_session=True)
         finally:
@@ -283,6 +283,20 @@ def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str
 def _env(workdir: str) -> dict:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+
+
+@functools.cache
+def bytecode(python: str) -> str:
+    """A directory of our own holding the compiled sandbox_* modules for `python` (its -X
+    pycache_prefix), so that each run's warden reads them rather than compiling ~1,000 lines; ""
+    if they could not be compiled (each warden then compiles them, as it would anyway)."""
+    cache = tempfile.mkdtemp(prefix="r1lab-sandbox-bytecode-")  # mode 700: nobody else can plant code in it
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    modules = ", ".join(p.stem for p in sorted(CHILD.parent.glob("sandbox_*.py")) if p != CHILD)
+    done = subprocess.run([python, "-I", "-S", "-X", f"pycache_prefix={cache}", "-c",
+                           f"import sys; sys.path.insert(0, {str(CHILD.parent)!r}); import {modules}"],
+                          capture_output=True, env=_env(cache), cwd="/", timeout=60, check=False)
+    return cache if done.returncode == 0 else ""
 
 
 @functools.cache

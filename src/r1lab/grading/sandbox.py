@@ -95,6 +95,11 @@ NOT contained, in any mode:
     and nested mutations of a mutable argument come back as copies (J's top-level argument is
     updated in place, what it holds is replaced); a plain global of the program is J's copy as it
     was after the setup;
+  * the program's names, by name: tests reach the program's functions by their names (MBPP's
+    tests call a program's own `sum`), so a program that defines a global named like a built-in
+    the tests use as a helper (`abs`, `len`, `sorted`) replaces it for them, as it did in the
+    in-process harness; and the setup runs in P, in the program's world, so helpers it defines
+    and modules it imports are the program's to patch;
   * marshal's parser in J is trusted with P's bytes (bounded to sandbox_wire.MAX_MESSAGE_BYTES).
 In "basic" mode (no namespaces: user namespaces disabled, or seccomp forbids unshare) only the
 rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory, the
@@ -152,7 +157,7 @@ class Limits:
     cpu_s: int = 10  # CPU seconds per process
     memory_mb: int = 1024  # address space per process
     file_mb: int = 16  # largest file a process may write
-    disk_mb: int = 64  # each tmpfs: working directory, /tmp, /var/tmp, /dev/shm, /run/lock
+    disk_mb: int = 64  # each tmpfs: working directory, /tmp, /var/tmp, /dev/shm
     processes: int = 32  # processes and threads, the program's first included
     open_files: int = 64
     output_bytes: int = 8192  # of stdout + stderr, kept in Result.output

@@ -219,9 +219,10 @@ for _name in ("len", "iter", "next", "repr", "str", "format", "int", "float", "c
     setattr(Remote, f"__{_name}__", _forward(_name))
 for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "lshift", "rshift", "and", "or",
               "xor", "divmod"):
-    op = _name + "_" if _name in ("and", "or") else _name
-    setattr(Remote, f"__{_name}__", _forward(op))
-    setattr(Remote, f"__r{_name}__", _forward(op, reflected=True))
+    _op = _name + "_" if _name in ("and", "or") else _name  # operator.and_, operator.or_
+    setattr(Remote, f"__{_name}__", _forward(_op))
+    setattr(Remote, f"__r{_name}__", _forward(_op, reflected=True))
+del _name, _compare, _op
 
 
 # --------------------------------------------------------------------------------------------

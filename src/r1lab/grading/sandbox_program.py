@@ -85,6 +85,7 @@ def _serve(code, setup, test_s, requests_fd, replies_fd, streams, errors) -> Non
         error = _run_source(source, where, namespace, test_s, on_alarm, armed, errors)
         if error is not None:
             _reply(replies_fd, ("error", where, error), streams)
+            _exit(0)
     # The objects the judge holds handles to, kept alive so that a handle never changes meaning.
     table = types.SimpleNamespace(objects=[], refs={})
     table.ref, table.get = lambda obj: _table_ref(table, obj), lambda data: _table_get(table, data)
@@ -99,8 +100,9 @@ def _serve(code, setup, test_s, requests_fd, replies_fd, streams, errors) -> Non
     while True:
         try:
             request = _recv(requests_fd)
-        except (wire.Closed, wire.WireError):
-            _reply(None, None, streams)
+        except (wire.Closed, wire.WireError):  # the judge is done
+            _flush(streams)
+            _exit(0)
         _reply(replies_fd, _answer(request, table, on_alarm, armed, errors), streams)
 
 
@@ -214,22 +216,23 @@ def _message(e: BaseException) -> str:
         return ""
 
 
-def _reply(fd, message, streams) -> None:
-    """Flush the program's output, then send `message` (or, with fd None, exit). An exit when the
-    reply cannot be sent: the judge treats a closed channel as the program's end."""
+def _flush(streams) -> None:
     for stream in streams + [sys.stdout, sys.stderr]:
         try:
             stream.flush()
         except BaseException:  # noqa: BLE001, S110 -- the program may have broken its streams
             pass
-    if fd is None or message[0] == "error":
-        if fd is not None:
-            _send_or_exit(fd, message)
-        _exit(0)
+
+
+def _reply(fd, message, streams) -> None:
+    """Flush the program's output (so that it is in the pipe before the judge may end the run), then send."""
+    _flush(streams)
     _send_or_exit(fd, message)
 
 
 def _send_or_exit(fd, message) -> None:
+    """Send `message`; exit when even a short error cannot be sent: the judge reads a closed channel
+    as the program's end."""
     try:
         _send(fd, message)
     except BaseException:  # noqa: BLE001 -- e.g. a value marshal cannot write, or a closed pipe

@@ -24,16 +24,15 @@ import pytest
 
 from r1lab.grading import sandbox
 from r1lab.grading.sandbox import (
-    GUARD,
     Limits,
     Program,
     SandboxError,
     run_many,
     run_tests,
-    strict_test,
 )
 
 REPO = Path(__file__).resolve().parents[2]
+DATA_FILE = REPO.parent / "shared" / "data" / "humaneval.jsonl"  # HumanEval's canonical solutions: the answer key
 # cpu_s above wall_s: a busy loop that defeats the per-test alarm must end by the wall-clock kill
 # ("timeout"); with the two equal, RLIMIT_CPU raced it and sometimes won ("killed by SIGXCPU")
 FAST = Limits(wall_s=2.0, test_s=0.5, cpu_s=3, memory_mb=512, file_mb=4, disk_mb=16, processes=16)
@@ -48,7 +47,7 @@ class Hostile:
     statuses: tuple = ()  # the statuses it may end with
     basic: bool = False  # contained in basic mode too
     canaries: tuple = ()  # host paths (formatted) that must not exist afterwards
-    needs: str = ""  # a host path the case is meaningless without
+    needs: str = ""  # a host path (formatted) the case is meaningless without
 
 
 ANYTHING = '''
@@ -99,6 +98,135 @@ def f():
     return wrote
 '''
 
+# --- harness forgery: each of these reports its tests passed against an in-process harness ---
+FORGE = '''
+import os
+def forge(nonce, fds, n=2):
+    lines = "".join(f"{{nonce}} {{i}} pass -\\n" for i in range(n)) + f"{{nonce}} done\\n"
+    for fd in fds:
+        try:
+            os.write(fd, lines.encode())
+        except OSError:
+            pass
+    os._exit(0)
+'''
+
+FRAMES = FORGE + '''
+import sys
+def f():
+    frame = sys._getframe()
+    while frame is not None:
+        seen = frame.f_locals
+        if isinstance(seen.get("nonce"), str) and isinstance(seen.get("result_fd"), int):
+            forge(seen["nonce"], [seen["result_fd"]])
+        frame = frame.f_back
+    return 0
+'''
+
+TRACEBACK = FORGE + '''
+def f():
+    try:
+        raise ValueError
+    except ValueError as e:
+        frame = e.__traceback__.tb_frame
+    while frame is not None:
+        for value in frame.f_globals.values():
+            code = getattr(value, "__code__", None)
+            if code is not None and "result_fd" in code.co_varnames and frame.f_back is not None:
+                pass
+        seen = frame.f_locals
+        job = seen.get("job")
+        if isinstance(job, dict) and "nonce" in job:
+            forge(job["nonce"], [job["result_fd"]])
+        frame = frame.f_back
+    return 0
+'''
+
+GC = FORGE + '''
+import gc
+def f():
+    for obj in gc.get_objects():
+        if isinstance(obj, dict) and isinstance(obj.get("nonce"), str) and "result_fd" in obj:
+            forge(obj["nonce"], [obj["result_fd"]], len(obj["tests"]))
+    return 0
+'''
+
+PROC_MEM = FORGE + '''
+import os, re, stat
+def pipes():
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode) and os.fstat(fd).st_mode & stat.S_IWUSR:
+                out.append(fd)
+        except OSError:
+            pass
+    return out
+def nonces():
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: dropping the uid made /proc/self root's
+    found = set()
+    mem = open("/proc/self/mem", "rb", buffering=0)
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if "rw" not in fields[1]:
+            continue
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        try:
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+        except (OSError, OverflowError, ValueError):
+            continue
+        for m in re.finditer(rb"(?<![0-9a-f])[0-9a-f]{{32}}\\x00", data):
+            start = m.start()
+            if start >= 32 and int.from_bytes(data[start - 32 : start - 24], "little") == 32:
+                found.add(m.group()[:32].decode())
+    return found
+def f():
+    mine = {{"%032x" % 0}}
+    for nonce in nonces() - mine:
+        forge(nonce, pipes())
+    return 0
+'''
+
+CTYPES = '''
+import ctypes
+def f():
+    # CPython 3.11 int layout: refcount, type, size, then 30-bit digits: make the object 200 read as 0
+    ctypes.c_ssize_t.from_address(id(200) + 16).value = 0
+    return 0
+'''
+
+EVERY_FD = FORGE + '''
+import gc
+def f():
+    found = [obj["nonce"] for obj in gc.get_objects() if isinstance(obj, dict) and isinstance(obj.get("nonce"), str)]
+    forge(found[0] if found else "0" * 32, range(256))
+'''
+
+READS_TESTS = '''
+import gc, re
+def f():
+    # the expected value, read from the tests' source or compiled code wherever it is in this process
+    for obj in gc.get_objects():
+        for text in (obj if isinstance(obj, (list, tuple)) else obj.values() if isinstance(obj, dict) else ()):
+            if isinstance(text, str):
+                found = re.search(r"f\\(\\) == (\\d+)", text)
+                if found:
+                    return int(found.group(1))
+            code = getattr(text, "co_consts", None)
+            if code and "f" in text.co_names:
+                return next(c for c in code if isinstance(c, int) and c > 1)
+    return 0
+'''
+
+READ = '''
+def f():
+    return len(open({path!r}, 'rb').read())
+'''
+
+
 BATTERY = [
     # --- time ---
     Hostile("infinite loop at the top level", "while True:\n    pass\n", statuses=("error",), basic=True),
@@ -120,7 +248,8 @@ BATTERY = [
     Hostile("thread bomb", "import threading, time\nfor _ in range(10000):\n"
             "    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()\n", statuses=("error",), basic=True),
     Hostile("daemons that leave the process group",
-            "import os, subprocess, time\nsubprocess.Popen(['sleep', '987.25'], start_new_session=True)\n"
+            "import os, subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(987.25)'], start_new_session=True)\n"
             "if os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\n    os._exit(0)\ndef f():\n    return 1\n",
             passed=1, statuses=("passed",)),
     # --- memory and stack ---
@@ -137,9 +266,18 @@ BATTERY = [
             ("assert f() == {secret!r}",)),
     Hostile("reads /etc/shadow", "def f():\n    return len(open('/etc/shadow').read())\n", ("assert f() > 0",),
             needs="/etc/shadow"),
-    Hostile("reads /etc/passwd (world-readable: allowed; it cannot leave)",
-            "def f():\n    return open('/etc/passwd').read()\n", ("assert 'root' in f()",), passed=1,
-            statuses=("passed",), basic=True, needs="/etc/passwd"),
+    Hostile("reads /etc/passwd (world-readable, not in the sandbox's root)",
+            "def f():\n    return open('/etc/passwd').read()\n", ("assert 'root' in f()",), needs="/etc/passwd"),
+    Hostile("reads /etc/hostname", READ.replace("{path!r}", "'/etc/hostname'"), ("assert f() == {hostname_size}",),
+            needs="/etc/hostname"),
+    Hostile("reads the repository's pyproject.toml", READ.replace("{path!r}", "{pyproject!r}"),
+            ("assert f() == {pyproject_size}",)),
+    Hostile("reads HumanEval's canonical solutions in ../shared/data", READ.replace("{path!r}", "{data_file!r}"),
+            ("assert f() == {data_size}",), needs="{data_file}"),
+    Hostile("lists the root directory for anything of the host's",
+            "import os\ndef f():\n    return sorted(set(os.listdir('/')) - {{'dev', 'lib', 'lib32', 'lib64', 'libx32', "
+            "'proc', 'tmp', 'usr', 'var', 'root', 'home', 'opt', 'bin', 'sbin'}})\n", ("assert f() == []",),
+            passed=1, statuses=("passed",)),
     Hostile("reads the caller's environment", "import os\ndef f():\n    return os.environ.get('R1LAB_TEST_SECRET')\n",
             ("assert f() == {secret!r}",), basic=True),
     Hostile("looks at the grader's process", "def f():\n    return open('/proc/{grader_pid}/cmdline', 'rb').read()\n",
@@ -211,6 +349,20 @@ BATTERY = [
             "class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
             "def f():\n    return Int(0)\n", ("assert f() == 5", "assert [f()] == [7]", "assert {{'a': f()}} == {{'a': 9}}"),
             statuses=("failed",), basic=True),
+    Hostile("walks the stack to the harness's frame (its nonce and result pipe)", FRAMES, ("assert f() == 1", "assert f() == 2"),
+            statuses=("failed",), basic=True),
+    Hostile("walks a traceback's frames to the harness's job", TRACEBACK, ("assert f() == 1", "assert f() == 2"),
+            statuses=("failed",), basic=True),
+    Hostile("finds the harness's job with gc.get_objects()", GC, ("assert f() == 1", "assert f() == 2"),
+            statuses=("failed",), basic=True),
+    Hostile("finds the nonce in /proc/self/mem and the result pipe in /proc/self/fd", PROC_MEM,
+            ("assert f() == 1", "assert f() == 2"), statuses=("failed",), basic=True),
+    Hostile("rewrites the int 200 in memory with ctypes, so that 0 == 200", CTYPES,
+            ("assert f() == 200", "assert f() == 200"), statuses=("failed",), basic=True),
+    Hostile("writes forged reports with the nonce it finds to every descriptor 0..255", EVERY_FD,
+            ("assert f() == 1", "assert f() == 2"), statuses=("tampered",), basic=True),
+    Hostile("reads its tests in memory to answer them", READS_TESTS, ("assert f() == 7", "assert f() == 7"),
+            statuses=("failed",), basic=True),
     # --- privileges ---
     Hostile("tries to become root again", "import os\ndef f():\n    try:\n        os.setuid(0)\n    except OSError:\n"
             "        pass\n    return len(open('/etc/shadow').read())\n", ("assert f() > 0",), needs="/etc/shadow"),
@@ -264,7 +416,10 @@ def host(tmp_path_factory):
         "token": token, "secret": secret, "secret_file": str(secret_file), "home": home,
         "home_listing": sorted(os.listdir(home)), "port": server.port, "grader_pid": os.getpid(),
         "grader_cmdline": Path(f"/proc/{os.getpid()}/cmdline").read_bytes(),
-        "repo_canary": str(REPO / token), "home_canary": str(Path(home) / token), "tmp_canary": str(private / token),
+        "repo_canary": str(REPO / token), "pyproject": str(REPO / "pyproject.toml"),
+        "pyproject_size": (REPO / "pyproject.toml").stat().st_size, "data_file": str(DATA_FILE),
+        "data_size": DATA_FILE.stat().st_size if DATA_FILE.exists() else -1,
+        "hostname_size": os.path.getsize("/etc/hostname") if os.path.exists("/etc/hostname") else -1, "home_canary": str(Path(home) / token), "tmp_canary": str(private / token),
     }
     yield {"facts": facts, "server": server, "sleeper": sleeper}
     sleeper.kill()
@@ -326,9 +481,9 @@ def test_hostile_program_is_contained(case, mode, python, host):
     got = require_mode(mode, python)
     if got == "basic" and not case.basic:
         pytest.skip("basic mode does not claim to contain this (see r1lab.grading.sandbox)")
-    if case.needs and not os.path.exists(case.needs):
-        pytest.skip(f"{case.needs} does not exist here")
     facts = host["facts"]
+    if case.needs and not os.path.exists(case.needs.format(**facts)):
+        pytest.skip(f"{case.needs.format(**facts)} does not exist here")
     if case.name.startswith("lists the caller's home") and len(facts["home_listing"]) < 2:
         pytest.skip("the home directory is too empty to tell")
     code = case.code.format(**facts)
@@ -426,13 +581,35 @@ def test_strict_tests_accept_honest_values_of_every_built_in_kind():
     assert frac.errors == ["NotPlainValue", ""]
 
 
-def test_strict_test_guards_comparisons_and_truth_tests_only():
-    g = GUARD
-    assert strict_test("assert f(x) == 1") == f"assert {g}({g}(f(x)) == {g}(1))"
-    assert strict_test("assert not f()") == f"assert {g}(not {g}(f()))"
-    assert strict_test("assert f() or g()") == f"assert {g}({g}(f()) or {g}(g()))"
-    assert strict_test("assert f() is None") == f"assert {g}(f() is None)"  # `is` cannot lie: left alone
-    assert strict_test("x = f()\nprint(x)") == "x = f()\nprint(x)"  # no comparison, no truth test
+def test_tests_see_what_the_program_did_to_their_arguments():
+    code = ("def add_one(xs):\n    xs.append(1)\n    xs[0] = 9\n"
+            "def fill(d, s, b):\n    d['k'] = 2\n    s.discard(1)\n    b.extend(b'!')\n")
+    tests = ["xs = [0]\nadd_one(xs)\nassert xs == [9, 1]",
+             "d, s, b = {}, {1, 2}, bytearray(b'a')\nfill(d, s=s, b=b)\nassert (d, s, b) == ({'k': 2}, {2}, b'a!')"]
+    assert run_tests(code, tests, limits=FAST).errors == ["", ""]
+
+
+def test_built_in_exceptions_reach_the_tests_as_themselves():
+    code = ("class Missing(KeyError):\n    pass\n"
+            "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    raise Missing(x)\n"
+            "def g():\n    raise SystemExit(0)\n")
+    tests = ["try:\n    f(-1)\n    assert False\nexcept ValueError as e:\n    assert str(e) == 'negative'",
+             "try:\n    f(1)\n    assert False\nexcept KeyError:\n    pass", "g()", "f(-1)"]
+    assert run_tests(code, tests, limits=FAST).errors == ["", "", "SystemExit", "ValueError"]
+
+
+def test_program_objects_work_through_handles():
+    code = ("class Node:\n    def __init__(self, v, left=None):\n        self.v, self.left = v, left\n"
+            "    def __len__(self):\n        return 1 + (len(self.left) if self.left else 0)\n"
+            "    def __iter__(self):\n        yield self.v\n        if self.left:\n            yield from self.left\n"
+            "def depth(n):\n    return len(n)\n"
+            "def count(n):\n    yield from range(n)\n")
+    setup = "root = Node(1, Node(2))"
+    tests = ["assert depth(root) == 2 and len(root) == 2", "assert list(root) == [1, 2] and root.left.v == 2",
+             "root.v = 5\nassert root.v == 5 and depth(Node(0, root)) == 3", "assert sum(count(4)) == 6",
+             "assert root == root", "assert callable(depth) and root is not None and root.left is root.left"]
+    result = run_tests(code, tests, setup=setup, limits=FAST)
+    assert result.errors == ["", "", "", "", "NotPlainValue", ""]  # a program's object compares as nothing
 
 
 def test_output_is_capped():
@@ -473,6 +650,8 @@ def verdict(res: str, stat: dict | None = None, total: int = 2):
         ("N0NCE 0 pass -\nN0NCE 0 pass -\n", {"exit": 0}, (0, "tampered")),  # twice
         ("N0NCE 0 pass -\nN0NCE 7 pass -\n", {"exit": 0}, (0, "tampered")),  # no such test
         ("N0NCE 0 pass -\nN0NCE 1 pa", {"exit": 0}, (0, "tampered")),  # unterminated
+        ("N0NCE 0 pass -\nN0NCE tampered\n", {"exit": 0}, (0, "tampered")),  # the judge says the program broke its channel
+        ("N0NCE 0 pass -\n", {"exit": 0, "judge": "killed by signal 9"}, (1, "error")),
     ],
 )
 def test_verdict(res, stat, expected):
@@ -488,10 +667,10 @@ def test_setup_failure_raises():
 def test_auto_falls_back_to_basic_once_when_namespaces_cannot_be_set_up(monkeypatch):
     real_run = sandbox._run
 
-    def refuse_namespaces(code, tests, setup, limits, isolation, python):
+    def refuse_namespaces(code, tests, setup, limits, isolation, python, strict):
         if isolation != "basic":
             raise SandboxError("the sandbox could not be set up: OSError: mount /: Operation not permitted")
-        return real_run(code, tests, setup, limits, isolation, python)
+        return real_run(code, tests, setup, limits, isolation, python, strict)
 
     monkeypatch.setattr(sandbox, "_run", refuse_namespaces)
     monkeypatch.setattr(sandbox, "_AUTO_IS_BASIC", set())

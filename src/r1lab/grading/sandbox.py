@@ -5,83 +5,113 @@ and `r1lab eval` on HumanEval/MBPP all come here.
     run_many([Program(code, tests, setup), ...], limits, workers) -> [Result, ...] (a small pool)
 
 `tests` is a list of Python statements, usually one `assert` each (MBPP's `test_list`); each counts
-on its own, so `Result.fraction` = passed / total is the reward. All of one program's tests run in
-one process, in order, after the program and `setup` (code run between them, e.g. MBPP's
-test_setup_code), in a namespace that holds the program's names.
+on its own, so `Result.fraction` = passed / total is the reward. The program runs, then `setup`
+(code run after it, e.g. MBPP's test_setup_code, which builds inputs out of the program's classes),
+then each test, in order.
 
-Containment: one fresh process per program, started as `python -I -S -B` (no site-packages, no
-PYTHON* variables, no bytecode written) with a cleaned environment (PATH, HOME and TMPDIR = the
-working directory, a UTF-8 locale) in a new session, so in a process group of its own. Inside
-(sandbox_child.py does all this before the first line of the program runs):
-  * namespaces, when the platform allows them (`Result.isolation`):
-      - "namespaces" (we are root): new mount, network, PID, IPC and UTS namespaces, and the
-        program runs as a random unused uid with no groups, no capabilities and no_new_privs;
-      - "userns" (an ordinary user, where unprivileged user namespaces are enabled): the same
-        namespaces inside a new user namespace, every capability dropped (bounding set too);
-    and in both: the network namespace has only a loopback that is down, so no connection to
-    anything, the host's loopback included; the program is PID 1 of its PID namespace, in a
-    process group of its own, sees only its own processes in a fresh /proc and cannot signal
-    anything outside; and when it exits or is killed, the kernel kills every process it left
-    behind, however it detached itself;
-    the filesystem view is read-only everywhere (each mount remounted read-only and nosuid in
-    the private mount namespace, so the host is untouched), except size-capped tmpfs (Limits.
-    disk_mb each) on the working directory, /tmp, /var/tmp, /dev/shm and /run/lock, which vanish
-    with the namespace; the home directories (/root, /home and the caller's $HOME) are covered by
-    empty tmpfs, with the interpreter's own prefix bound back read-only if it lives there;
-  * rlimits: CPU seconds (SIGXCPU, then SIGKILL), address space, file size, open files,
+Three processes per run, so that the program cannot reach what decides its verdict (the files
+sandbox_child.py, sandbox_judge.py, sandbox_program.py, sandbox_wire.py, sandbox_root.py say how):
+  * the warden W, `python -I -S -B sandbox_child.py` (no site-packages, no PYTHON* variables, no
+    bytecode written), started with a cleaned environment (PATH, HOME and TMPDIR = the working
+    directory, a UTF-8 locale) in a new session. It enters the namespaces, builds the minimal root,
+    forks J, then C, and SIGKILLs C when J is done or at `wall_s`;
+  * the program's process P (C, once set up): runs the program and then the setup in one
+    namespace, then only answers calls. It never holds the tests, the nonce or the result pipe:
+    they were never in its memory (the tests and the nonce reach J on a pipe of J's own, which W
+    closes before forking C). It holds stdout/stderr, /dev/null and one request and one reply pipe;
+  * the judge J: runs the tests, in its own interpreter state (J's builtins, J's imports), and
+    writes the verdict, one line per test, `NONCE i pass|fail`, on the result pipe only it holds.
+    Every name the program and the setup defined is, in J, what P sent for it: a built-in value
+    (int, float, str, list, dict, set, tuple, deque, bytearray, range, ...), or a handle. Calling
+    a handle, reading or setting its attributes, indexing, iterating, len, arithmetic, str/repr
+    each send one request to P; arguments go as built-in values (or handles J holds, or built-in
+    types by name: `f(xs, int)`); P answers with a value or a handle, and with the final state of
+    each mutable built-in argument it changed (list, dict, set, bytearray, deque), which J writes
+    into its own, in place. An exception P raises reaches the test as the first built-in
+    exception class of its class's MRO (`except ValueError` works), SystemExit and the like as
+    a RemoteError; either fails the test unless the test catches it. J decodes P's replies with
+    marshal only, then checks every type (sandbox_wire: no code objects, a size bound), so a reply
+    is inert data; a malformed one ends the run as "tampered", scored 0.
+Comparisons and truth tests happen in J. With `strict=True` (the default) a handle compared
+(== != < <= > >= in) or tested for truth compares as the copy P sent of its real content when it
+is an instance of a subclass of a built-in type (Counter, namedtuple, defaultdict, a program's
+`class X(int)` with its own __eq__: the copy is read with the base type's C methods), and otherwise
+fails the test (NotPlainValue). So an object whose __eq__ always says True scores nothing; a
+Counter equal to the expected dict passes (all 164 HumanEval and 974 MBPP reference solutions
+pass). The cost: a correct answer of a type that is neither (Fraction, Decimal, a dataclass)
+fails a test that compares it. With strict=False those operations are asked of P, like the rest.
+P's copy is only "the program's answer", like any return value: P is trusted for nothing, and J
+never learns more from it than a value.
+
+Time: an alarm per test in J (`test_s`), and each request tells P the time left, after which P
+raises TimeLimitExceeded into the program (the program's top level and the setup get `test_s`
+each too): the test fails and the next runs. A P that then does not answer within
+sandbox_judge.GRACE_S (it blocked or swallowed the alarm) ends the run as "timeout", keeping the
+tests already reported; so does the warden's SIGKILL at `wall_s`, which ends the whole PID
+namespace; the caller SIGKILLs the warden's process group `GRACE_S` later if even that did not
+end it. A P that dies (os._exit, a crash, a signal) ends the run with the tests reported before.
+Since the verdict is J's, exit codes, "all tests passed" on stdout, SystemExit in a test, patching
+builtins or the harness in P, walking frames or tracebacks, gc.get_objects(), /proc/self/mem,
+ctypes writes to memory and writing forged lines to every inherited descriptor score nothing:
+there is no nonce, no test and no result pipe in P to find or forge (the battery in
+tests/grading/test_sandbox.py tries each, and each scores 2/2 against the previous, in-process
+harness).
+
+Containment, "namespaces" (we are root) and "userns" (an ordinary user, where unprivileged user
+namespaces are enabled) modes (`Result.isolation`):
+  * W unshares mount, network, IPC and UTS namespaces (in "userns", inside a new user namespace),
+    forks J, then unshares a PID namespace and forks C, which is PID 1 there: P sees only its own
+    processes in a fresh /proc, cannot signal, ptrace or read anything outside (J included: J
+    is not in its PID namespace), and when it exits or is killed the kernel kills every process it
+    left behind, however it detached itself. The network namespace has only a loopback that is
+    down, so no connection to anything, the host's loopback included;
+  * a minimal root (sandbox_root.py): a read-only tmpfs holding only the interpreter, the
+    directories of its sys.path (the standard library and lib-dynload; site-packages covered
+    by an empty tmpfs), the shared libraries and loader it maps after importing every extension
+    module there (read from /proc/self/maps by a probe run once per interpreter) with the
+    links that name them, /dev/null, /dev/zero, /dev/random, /dev/urandom and /dev/fd. P adds
+    a fresh /proc, size-capped tmpfs (Limits.disk_mb each) on its working directory, /tmp,
+    /var/tmp and /dev/shm, which vanish with it, and pivot_roots into it with the host's root
+    detached. Not there: /etc, the home directories, the repository, ../shared/data (HumanEval's
+    canonical solutions), anything of the user's. J chroots into the same root, read-only;
+  * P runs as a random unused uid with no groups, no capabilities and no_new_privs ("userns":
+    every capability dropped, bounding set too); J likewise, as another random uid ("userns": the
+    same uid as P, which cannot see it), non-dumpable;
+  * rlimits on P and J: CPU seconds (SIGXCPU, then SIGKILL), address space, file size, open files,
     processes (RLIMIT_NPROC; it counts per uid and user namespace, so the random uid or the user
     namespace makes it per sandbox, and it holds for root too, whom the kernel otherwise exempts),
     no core files;
-  * time: an alarm per test (`test_s`; the program's top level and the setup get one too) fails
-    the test it interrupts and the next test runs; the warden (the program's parent, outside its
-    namespaces) SIGKILLs the program at `wall_s`, which ends the whole PID namespace, keeping the
-    tests already reported; the caller SIGKILLs the warden's process group `GRACE_S` later if even
-    that did not end it;
   * stdin is /dev/null; stdout and stderr go to one pipe of which the first `output_bytes` are
-    kept and at most MAX_DRAIN_BYTES read, after which the pipe is closed (the program's next
-    write fails); nothing reaches the disk;
+    kept and at most MAX_DRAIN_BYTES read, after which the pipe is closed (the next write fails);
   * Python's socket module refuses to create sockets (socketpair() still works): a second line,
     and the only one in basic mode.
 
-The verdict cannot be faked by the usual tricks. The parent picks a random nonce per run. The
-harness compiles the tests before the program runs, and reports each test on a pipe of its own,
-as `NONCE i pass|fail`, after the test's code returned; a test the harness did not report passed
-failed. So exit codes, os._exit(0) before the tests, SystemExit or KeyboardInterrupt in a test,
-killing oneself, and "all tests passed" on stdout score nothing; any line on the result pipe
-without the nonce (a program writing blindly to its file descriptors) makes the run "tampered",
-scored 0. Tests resolve builtins in a snapshot taken before the program ran (patching
-builtins.abs, .len, .AssertionError or .isinstance changes nothing for them; `assert` itself
-cannot be patched, and tests are compiled with asserts on), and the harness itself only uses
-functions it bound before the program ran. With `strict=True` (the default), every operand of a
-comparison (== != < <= > >= in, not in) and of a truth test (assert, not, and, or) in the tests
-is first replaced by a copy made only of built-in C types (int, float, str, bytes, list, tuple,
-dict, set, deque, ...), whose comparisons no program can patch: exact built-in values as they are,
-instances of their subclasses (Counter, namedtuple, a program's `class X(int)` with its own
-__eq__) as copies of their real contents read with the base type's C methods, anything else a
-failed test. So an object whose __eq__ always says True scores nothing, while a Counter equal to
-the expected dict still passes (all 164 HumanEval and 974 MBPP reference solutions pass). The
-cost: a correct answer of a type that is neither (Fraction, Decimal, a dataclass) fails a test
-that compares it.
-
 NOT contained, in any mode:
-  * reading files that are readable by everyone: /etc/passwd, the Python installation, the
-    repository, ../shared/data (HumanEval's canonical solutions included). What a program reads
-    cannot leave, though: no network, no writable place outside its tmpfs, and its output is
-    capped and never part of the reward;
-  * a program that deliberately attacks the harness in its own process: it can find the nonce
-    and the result pipe (frames, gc.get_objects(), /proc/self/fd) and forge reports, or skip
-    assertions with a trace function that moves a test's frame. The guarantee is that the
-    program cannot escape, and that cheap fakes fail, not that a determined attacker of this
-    harness cannot lie about its own tests;
   * CPU and memory bandwidth: a program may use one core for `wall_s` seconds, and memory up to
-    `memory_mb` plus its tmpfs.
+    `memory_mb` plus its tmpfs;
+  * what the tests themselves do: they run in J, contained as above but in the host's PID
+    namespace, and may call the program's code only through P. A test that passes an object of
+    its own (a lambda, a Fraction) to the program fails (TypeError); aliasing between arguments
+    and nested mutations of a mutable argument come back as copies (J's top-level argument is
+    updated in place, what it holds is replaced); a plain global of the program is J's copy as it
+    was after the setup;
+  * the program's names, by name: tests reach the program's functions by their names (MBPP's
+    tests call a program's own `sum`), so a program that defines a global named like a built-in
+    the tests use as a helper (`abs`, `len`, `sorted`) replaces it for them, as it did in the
+    in-process harness; and the setup runs in P, in the program's world, so helpers it defines
+    and modules it imports are the program's to patch;
+  * marshal's parser in J is trusted with P's bytes (bounded to sandbox_wire.MAX_MESSAGE_BYTES).
 In "basic" mode (no namespaces: user namespaces disabled, or seccomp forbids unshare) only the
-rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory,
-the cleaned environment, the socket-module block and the verdict protocol hold. The program then
-runs as the caller: it can read the caller's files, write wherever the caller can (and fill the
-disk, one file of `file_mb` at a time), open sockets through ctypes, signal the caller's
-processes, and leave behind processes that left its process group (RLIMIT_CPU ends the busy
-ones). Root without namespaces is worse still: RLIMIT_NPROC does not bind root.
+rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory, the
+cleaned environment, the socket-module block and the split between P and J hold. P then runs as
+the caller: it can read every file the caller can (the repository and ../shared/data too), write
+wherever the caller can (and fill the disk, one file of `file_mb` at a time), open sockets
+through ctypes, signal the caller's processes (J and the grader among them: killing J scores
+nothing), and leave behind processes that left its process group (RLIMIT_CPU ends the busy ones).
+J is non-dumpable, so a P of the same uid without CAP_SYS_PTRACE cannot read or write its memory;
+but P can ptrace the grader itself where the kernel allows it (Yama scope 0), and as root (where
+RLIMIT_NPROC does not bind either) it can do anything: basic mode does not guarantee the verdict
+against a program that attacks the processes around it, only against the in-process attacks above.
 `isolation()` says which mode this machine gives. "auto" (the default) is the best that works:
 namespaces as root, a user namespace otherwise, basic when neither can be set up (a warning says
 so, once).
@@ -89,7 +119,7 @@ so, once).
 
 from __future__ import annotations
 
-import ast
+import atexit
 import functools
 import marshal
 import os
@@ -108,6 +138,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
+ROOT_PROBE = Path(__file__).with_name("sandbox_root.py")
 GRACE_S = 5.0  # beyond wall_s, the caller's own backstop (warden start-up, set-up, clean-up)
 MAX_DRAIN_BYTES = 16 << 20  # output read and thrown away beyond output_bytes, before the pipe is closed
 MAX_RESULT_BYTES = 1 << 20  # more than this on the result pipe is tampering (a real report is ~20 B/test)
@@ -126,7 +157,7 @@ class Limits:
     cpu_s: int = 10  # CPU seconds per process
     memory_mb: int = 1024  # address space per process
     file_mb: int = 16  # largest file a process may write
-    disk_mb: int = 64  # each tmpfs: working directory, /tmp, /var/tmp, /dev/shm, /run/lock
+    disk_mb: int = 64  # each tmpfs: working directory, /tmp, /var/tmp, /dev/shm
     processes: int = 32  # processes and threads, the program's first included
     open_files: int = 64
     output_bytes: int = 8192  # of stdout + stderr, kept in Result.output
@@ -165,49 +196,7 @@ class Result:
 
 
 # --------------------------------------------------------------------------------------------
-# Tests: checked, and made strict
-
-
-GUARD = "__r1lab_plain__"  # the child defines it (sandbox_child._value_guards)
-_LYING_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
-
-
-class _Strict(ast.NodeTransformer):
-    """Wrap every operand that a program's object could answer for (see the module docstring)."""
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        if any(isinstance(op, _LYING_OPS) for op in node.ops):  # `is` cannot lie
-            node.left = _guarded(node.left)
-            node.comparators = [_guarded(c) for c in node.comparators]
-        return node
-
-    def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        self.generic_visit(node)
-        node.test = _guarded(node.test)
-        return node
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Not):
-            node.operand = _guarded(node.operand)
-        return node
-
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
-        self.generic_visit(node)
-        node.values = [_guarded(v) for v in node.values]
-        return node
-
-
-def _guarded(node: ast.expr) -> ast.expr:
-    call = ast.Call(func=ast.Name(id=GUARD, ctx=ast.Load()), args=[node], keywords=[])
-    return ast.copy_location(call, node)
-
-
-def strict_test(source: str) -> str:
-    """`source` with its comparisons and truth tests guarded (see the module docstring)."""
-    tree = _Strict().visit(ast.parse(source))
-    return ast.unparse(ast.fix_missing_locations(tree))
+# Tests: checked
 
 
 def check_source(source: str, what: str) -> None:
@@ -241,11 +230,10 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
     for i, test in enumerate(tests):
         check_source(test, f"test {i}")
     check_source(setup, "the test setup")
-    sources = [strict_test(t) for t in tests] if strict else tests
     if isolation == "auto" and python in _AUTO_IS_BASIC:
         isolation = "basic"
     try:
-        return _run(code, sources, setup, limits, isolation, python)
+        return _run(code, tests, setup, limits, isolation, python, strict)
     except SandboxError as e:
         if isolation != "auto":
             raise
@@ -254,35 +242,37 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
         _AUTO_IS_BASIC.add(python)
         warnings.warn(f"r1lab.grading.sandbox: namespaces unusable here ({e}); running in basic mode, see r1lab.grading.sandbox",
                       RuntimeWarning, stacklevel=2)
-        return _run(code, sources, setup, limits, "basic", python)
+        return _run(code, tests, setup, limits, "basic", python, strict)
 
 
 _AUTO_IS_BASIC: set = set()  # interpreters for which "auto" turned out to mean "basic"
 
 
-def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None) -> Result:
+def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None,
+         strict: bool = True) -> Result:
     start = time.monotonic()
+    python = python or default_python()
     nonce = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="r1lab-sandbox-")
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
     stat_r, stat_w = os.pipe()
-    job = {"code": code, "tests": tests, "setup": setup,
-           "nonce": nonce, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
-           "hide": _homes(), "result_fd": res_w, "status_fd": stat_w, "grader_pid": os.getpid()}
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+    judge_r, judge_w = os.pipe()
+    job = {"code": code, "setup": setup, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
+           "runtime": runtime(python) if isolation != "basic" else {}, "result_fd": res_w, "status_fd": stat_w,
+           "judge_fd": judge_r, "grader_pid": os.getpid()}
+    verdict_job = {"tests": tests, "nonce": nonce, "test_s": limits.test_s, "strict": strict}  # the judge's alone
     try:
         try:
-            proc = subprocess.Popen([python or default_python(), "-I", "-S", "-B", str(CHILD)], stdin=subprocess.PIPE,
-                                    stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w), cwd=workdir, env=env,
+            proc = subprocess.Popen([python, "-I", "-S", "-B", str(CHILD), bytecode(python)], stdin=subprocess.PIPE,
+                                    stdout=out_w, stderr=out_w, pass_fds=(res_w, stat_w, judge_r), cwd=workdir, env=_env(workdir),
                                     start_new_session=True)
         finally:
-            for fd in (out_w, res_w, stat_w):
+            for fd in (out_w, res_w, stat_w, judge_r):
                 os.close(fd)
         try:
-            pipes = _collect(proc, marshal.dumps(job, 4), out_r, res_r, stat_r, limits,
-                             start + limits.wall_s + GRACE_S)
+            pipes = _collect(proc, marshal.dumps(job, 4), marshal.dumps(verdict_job, 4), judge_w, out_r, res_r, stat_r,
+                             limits, start + limits.wall_s + GRACE_S)
         finally:
             _kill_group(proc.pid)  # before reaping: the group id cannot be reused until then
             proc.wait()
@@ -293,6 +283,35 @@ def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str
     result = _result(pipes, nonce, len(tests), limits)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _env(workdir: str) -> dict:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+
+
+@functools.cache
+def bytecode(python: str) -> str:
+    """A directory of our own holding the compiled sandbox_* modules for `python` (its -X
+    pycache_prefix), so that each run's warden reads them rather than compiling ~1,000 lines; ""
+    if they could not be compiled (each warden then compiles them, as it would anyway)."""
+    cache = tempfile.mkdtemp(prefix="r1lab-sandbox-bytecode-")  # mode 700: nobody else can plant code in it
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    modules = ", ".join(p.stem for p in sorted(CHILD.parent.glob("sandbox_*.py")) if p != CHILD)
+    done = subprocess.run([python, "-I", "-S", "-X", f"pycache_prefix={cache}", "-c",
+                           f"import sys; sys.path.insert(0, {str(CHILD.parent)!r}); import {modules}"],
+                          capture_output=True, env=_env(cache), cwd="/", timeout=60, check=False)
+    return cache if done.returncode == 0 else ""
+
+
+@functools.cache
+def runtime(python: str) -> dict:
+    """What `python` needs inside the minimal root (sandbox_root.probe), asked of it once."""
+    done = subprocess.run([python, "-I", "-S", "-B", "-W", "ignore", str(ROOT_PROBE)], capture_output=True,
+                          env=_env(tempfile.gettempdir()), cwd="/", timeout=60, check=False)
+    if done.returncode != 0:
+        raise SandboxError(f"the sandbox could not be set up: {python} could not list its files: {done.stderr.decode()[-300:]}")
+    return marshal.loads(done.stdout)
 
 
 def run_many(programs: Sequence[Program], limits: Limits = Limits(), workers: int | None = None, **options) -> list[Result]:
@@ -311,11 +330,6 @@ def isolation(mode: str = "auto", python: str | None = None) -> str:
     return run_tests("", [], isolation=mode, python=python).isolation
 
 
-def _homes() -> list[str]:
-    homes = [os.environ.get("HOME"), str(Path.home()), "/root", "/home"]
-    return list(dict.fromkeys(h for h in homes if h and os.path.isabs(h) and h != "/"))
-
-
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -323,37 +337,44 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _collect(proc: subprocess.Popen, job: bytes, out_r: int, res_r: int, stat_r: int, limits: Limits,
-             deadline: float) -> dict:
-    """Feed the job; read the three pipes until the warden exits (its status pipe closes) or the
-    deadline passes. Returns {"out", "res", "stat": bytes, "backstop": bool}."""
+def _collect(proc: subprocess.Popen, job: bytes, verdict_job: bytes, judge_w: int, out_r: int, res_r: int, stat_r: int,
+             limits: Limits, deadline: float) -> dict:
+    """Feed the warden its job and the judge its own (on `judge_w`, closed here); read the three
+    pipes until the warden exits (its status pipe closes) or the deadline passes. Returns {"out",
+    "res", "stat": bytes, "backstop": bool}."""
     try:
         proc.stdin.write(job)
         proc.stdin.close()
     except BrokenPipeError:
         pass
+    os.set_blocking(judge_w, False)
+    pending = memoryview(verdict_job)
     data = {out_r: bytearray(), res_r: bytearray(), stat_r: bytearray()}
     drained = 0
     open_fds = [out_r, res_r, stat_r]
     backstop = False
-    while stat_r in open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            backstop = True
-            break
-        for fd in select.select(open_fds, [], [], left)[0]:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_fds.remove(fd)
-            elif fd == out_r:
-                drained += len(chunk)
-                data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
-                if drained >= MAX_DRAIN_BYTES:
-                    open_fds.remove(out_r)
-                    os.dup2(os.open(os.devnull, os.O_RDONLY), out_r)  # closes our end: writes now fail
-            elif len(data[fd]) < MAX_RESULT_BYTES:
-                data[fd] += chunk
-    # The warden has gone; whatever its child wrote before dying is in the pipes already.
+    try:
+        while stat_r in open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                backstop = True
+                break
+            readable, writable, _ = select.select(open_fds, [judge_w] if pending else [], [], left)
+            if writable:
+                try:
+                    pending = pending[os.write(judge_w, pending):]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:  # the judge is gone: the status pipe says why
+                    pending = pending[:0]
+                if not pending:
+                    os.close(judge_w)
+                    judge_w = -1
+            drained = _read_ready(readable, data, out_r, res_r, open_fds, drained, limits)
+    finally:
+        if judge_w >= 0:
+            os.close(judge_w)
+    # The warden has gone; whatever its children wrote before dying is in the pipes already.
     for fd in (res_r, out_r):
         while fd in open_fds and select.select([fd], [], [], 0)[0]:
             chunk = os.read(fd, 1 << 16)
@@ -364,6 +385,23 @@ def _collect(proc: subprocess.Popen, job: bytes, out_r: int, res_r: int, stat_r:
             elif fd == out_r:
                 data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
     return {"out": bytes(data[out_r]), "res": bytes(data[res_r]), "stat": bytes(data[stat_r]), "backstop": backstop}
+
+
+def _read_ready(readable: list, data: dict, out_r: int, res_r: int, open_fds: list, drained: int, limits: Limits) -> int:
+    """Read what each readable pipe holds; returns the output drained so far."""
+    for fd in readable:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            open_fds.remove(fd)
+        elif fd == out_r:
+            drained += len(chunk)
+            data[out_r] += chunk[: max(0, limits.output_bytes - len(data[out_r]))]
+            if drained >= MAX_DRAIN_BYTES:
+                open_fds.remove(out_r)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), out_r)  # closes our end: writes now fail
+        elif len(data[fd]) < MAX_RESULT_BYTES:
+            data[fd] += chunk
+    return drained
 
 
 def _result(pipes: dict, nonce: str, total: int, limits: Limits) -> Result:
@@ -386,6 +424,9 @@ def _result(pipes: dict, nonce: str, total: int, limits: Limits) -> Result:
             break
         if words[1] == "done" and len(words) == 2:
             done = True
+        elif words[1] == "tampered" and len(words) == 2:
+            tampered = "the program broke the protocol of the judge's channel"
+            break
         elif words[1] == "error" and len(words) == 4:
             failure = f"{words[3]} in the {'program' if words[2] == 'solution' else 'test setup'}"
         elif len(words) == 4 and words[1].isdigit() and words[2] in ("pass", "fail"):
@@ -420,16 +461,19 @@ def _status_messages(data: bytes) -> list[dict]:
 def _status(tampered: str, done: bool, passed: int, total: int, failure: str, warden: dict, backstop: bool,
             limits: Limits) -> tuple[str, str]:
     """(status, detail), the first that applies: tampered (scores 0) > passed / failed (the
-    harness finished) > error (the program or setup raised) > timeout > killed (by a signal: CPU
-    limit, segfault, ...) > exited (ended before reporting every test: os._exit, ...)."""
+    judge finished) > error (the program or setup raised; or the judge itself died) > timeout (the
+    wall clock, or the program stopped answering) > killed (by a signal: CPU limit, segfault, ...)
+    > exited (ended before reporting every test: os._exit, ...)."""
     if tampered:
         return "tampered", tampered
     if done:
         return ("passed", f"{passed}/{total} tests passed") if passed == total else ("failed", f"{passed}/{total} tests passed")
     if failure:
         return "error", failure
+    if warden.get("judge"):
+        return "error", f"the judge {warden['judge']}"
     if warden.get("timeout") or backstop:
-        return "timeout", f"killed after the wall-clock limit of {limits.wall_s:g} s"
+        return "timeout", f"killed after the wall-clock limit of {limits.wall_s:g} s, or a test's {limits.test_s:g} s"
     if warden.get("signal"):
         return "killed", f"killed by {signal.Signals(warden['signal']).name}"
     return "exited", f"exited with status {warden.get('exit')} before finishing its tests"

@@ -1,32 +1,34 @@
-"""The inside of r1lab's code sandbox: a warden process, then the program and its tests.
+"""The inside of r1lab's code sandbox: a warden, a judge and the program's process.
 
-r1lab.grading.sandbox starts this file as a script, `python -I -S -B sandbox_child.py`, with the job on
-stdin (a dict in marshal format 4, which every Python 3 reads). It imports only the standard
-library, because it runs with no site-packages and, once privileges are dropped, may read nothing
-but the interpreter's own files; and mostly C modules (_signal, _socket, marshal rather than
-signal, socket, json, which import re and enum), because start-up is most of a run's ~50 ms.
-What is contained, and what is not, is stated in r1lab.grading.sandbox's docstring; this file is how.
+r1lab.grading.sandbox starts this file as a script, `python -I -S -B sandbox_child.py`, with the
+warden's job on stdin (a dict in marshal format 4, which every Python 3 reads) and the judge's job
+(the tests and the nonce) on a pipe that only the judge reads. It imports only the standard library
+and its siblings (sandbox_root, sandbox_wire, sandbox_judge, sandbox_program), because it runs
+with no site-packages and, once inside, may read nothing but the interpreter's own files; and
+mostly C modules (_signal, marshal rather than signal, json), because start-up is most of a run's
+~50 ms. What is contained, and what is not, is stated in r1lab.grading.sandbox's docstring; this
+file is how.
 
-    warden W    reads the job; enters new mount, network, PID, IPC and UTS namespaces (as root), or
-                the same inside a new user namespace (as anyone else), or none ("basic"); forks C;
-                SIGKILLs C at the wall-clock deadline, which ends every process of C's PID
-                namespace; reports how C ended, on a status pipe that C closes before any
-                untrusted code runs.
-    child C     PID 1 of the new PID namespace. Builds its filesystem view (everything read-only;
-                fresh size-capped tmpfs on /tmp, /var/tmp, /dev/shm, /run/lock and the working
-                directory; home directories hidden under empty tmpfs, the interpreter's prefix
-                bound back in), sets rlimits, drops privileges (a random unused uid as root; no
-                capabilities in a user namespace), then runs the harness.
-    harness     compiles the tests before the program runs; runs the program in its own namespace;
-                runs each test in a copy of it whose builtins are a snapshot taken before the
-                program ran, under a per-test alarm; writes one line per test, `NONCE i pass|fail
-                ERROR`, to the result pipe, and `NONCE done` at the end.
+    warden W    reads its job; enters new mount, network, IPC and UTS namespaces (as root), or the
+                same inside a new user namespace (as anyone else), or none ("basic"); builds the
+                minimal root (sandbox_root.build); forks J; enters a new PID namespace and forks C;
+                waits for J, SIGKILLs C (which ends every process of C's PID namespace) when J
+                ends or at the wall-clock deadline; reports how C and J ended on a status pipe
+                that only W holds.
+    judge J     chroots into the minimal root, becomes a random unused uid (as root; no
+                capabilities in a user namespace), non-dumpable, rlimited; reads the tests and the
+                nonce from its pipe, which W closes before C exists; runs the tests against P and
+                reports the verdict on the result pipe (sandbox_judge).
+    child C     PID 1 of the new PID namespace, in a mount namespace of its own: its /proc and
+                tmpfs, pivot_root into the minimal root (sandbox_root.enter), rlimits, a random
+                unused uid other than J's (as root; no capabilities in a user namespace); then it
+                is P: runs the program and the setup and answers J's calls (sandbox_program).
+                C holds only its ends of the request and reply pipes, stdout/stderr and /dev/null.
 """
 
 from __future__ import annotations
 
 import _signal as signal
-import builtins
 import ctypes
 import marshal
 import os
@@ -35,33 +37,27 @@ import select
 import sys
 import time
 
+# Our siblings, found through this directory (-I leaves it out), compiled in advance where the
+# grader says (r1lab.grading.sandbox.bytecode); the standard library's own bytecode stays where it is.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.pycache_prefix = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
+import sandbox_judge  # noqa: E402
+import sandbox_program  # noqa: E402
+import sandbox_root  # noqa: E402
+
+del sys.path[0]
+sys.pycache_prefix = None
+
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 16384, 1 << 18
-MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
-# Per-mount flags a read-only remount must keep: in a user namespace the kernel refuses to clear them.
-MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-                      "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
+NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET  # the PID namespace comes after J
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
-WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # world-writable on most systems
-SETUP_FAILED = 70  # C's exit status when it could not build the sandbox (the reason is on the status pipe)
+CLOSE_GRACE_S = 1.0  # how long the program may take to exit once it closed its channel
+SETUP_FAILED = 70  # the exit status of W, J or C when it could not build the sandbox (the reason is on the status pipe)
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+_check = sandbox_root._check
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -82,32 +78,83 @@ def main() -> None:
     job = marshal.loads(sys.stdin.buffer.read())
     status_fd = job["status_fd"]
     try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grader died: so do we, and C after us
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grader died: so do we, and J and C after us
         if os.getppid() != job["grader_pid"]:  # it died before the line above took effect
             os._exit(1)
         mode, uid = _enter_namespaces(job["isolation"])
+        root = job["workdir"]  # the minimal root is mounted over it; the program's own is inside
+        if mode != "basic":
+            sandbox_root.build(root, job["runtime"], job["workdir"])
+        requests, replies = os.pipe(), os.pipe()
     except BaseException as e:  # noqa: BLE001 -- reported to the grader, which raises SandboxError
         send(status_fd, {"setup_error": f"{type(e).__name__}: {e}"})
         os._exit(SETUP_FAILED)
     start = time.monotonic()
+    j_uid = _other_uid(uid) if mode == "namespaces" else uid
+    judge = os.fork()
+    if judge == 0:
+        os.close(requests[0])
+        os.close(replies[1])  # so that the program's end, closed, reads as end of file here
+        _judge(job, mode, j_uid, root, requests[1], replies[0])  # never returns
+    for fd in (job["judge_fd"], job["result_fd"], requests[1], replies[0]):
+        os.close(fd)
+    try:
+        if mode != "basic":
+            _check(_libc.unshare(CLONE_NEWPID), "unshare")
+    except OSError as e:
+        send(status_fd, {"setup_error": f"{type(e).__name__}: {e}"})
+        os._exit(SETUP_FAILED)
     pid = os.fork()
     if pid == 0:
-        _child(job, mode, uid)  # never returns
-    timed_out = _wait_until(pid, start + job["limits"]["wall_s"], mode)
-    if mode == "basic":  # C's leftovers in its process group (a PID namespace needs no help)
-        _kill(lambda: os.killpg(pid, signal.SIGKILL))
-    _, status = os.waitpid(pid, 0)
-    report = {"isolation": mode, "timeout": timed_out,
-              "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-              "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}
-    send(status_fd, report)
+        _child(job, mode, uid, root, requests[0], replies[1])  # never returns
+    for fd in (requests[0], replies[1]):
+        os.close(fd)
+    send(status_fd, _supervise(pid, judge, mode, start + job["limits"]["wall_s"]))
     os._exit(0)
+
+
+def _supervise(pid: int, judge: int, mode: str, deadline: float) -> dict:
+    """Wait for J; then end C (and with it its PID namespace); reap both. W's report."""
+    timed_out = _wait_until(judge, deadline)
+    if timed_out:
+        _kill(lambda: os.kill(judge, signal.SIGKILL))
+    _, judge_status = os.waitpid(judge, 0)  # reaped: its pid must not be signalled again
+    judge_exit = os.WEXITSTATUS(judge_status) if os.WIFEXITED(judge_status) else None
+    if judge_exit == sandbox_judge.CLOSED:  # the program is ending: let it, so that its status is its own
+        _wait_until(pid, min(deadline, time.monotonic() + CLOSE_GRACE_S))
+        timed_out = time.monotonic() >= deadline
+    # In a PID namespace C is PID 1, whose death takes every process there; in basic mode, its group.
+    _kill(lambda: os.kill(pid, signal.SIGKILL) if mode != "basic" else os.killpg(pid, signal.SIGKILL))
+    _, status = os.waitpid(pid, 0)
+    judged = timed_out or judge_exit in (0, sandbox_judge.HUNG, sandbox_judge.CLOSED)
+    return {"isolation": mode, "timeout": timed_out or judge_exit == sandbox_judge.HUNG,
+            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "judge": None if judged else _ending(judge_status)}
+
+
+def _ending(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _other_uid(uid: int) -> int:
+    """A random unused uid other than `uid`."""
+    while True:
+        other = _random_uid()
+        if other != uid:
+            return other
+
+
+def _random_uid() -> int:
+    return (1 << 20) + int.from_bytes(os.urandom(4), "big") % (1 << 29)  # unused by anyone
 
 
 def _enter_namespaces(isolation: str) -> tuple[str, int]:
     """(the mode entered, the uid C will run as). `isolation` is auto, namespaces, userns or basic."""
     root = os.geteuid() == 0
-    uid = (1 << 20) + int.from_bytes(os.urandom(4), "big") % (1 << 29) if root else os.geteuid()  # unused by anyone
+    uid = _random_uid() if root else os.geteuid()
     if isolation == "basic" or (isolation == "auto" and not root and not _userns_possible()):
         return "basic", os.geteuid()
     if isolation == "namespaces" or (isolation == "auto" and root):
@@ -145,8 +192,8 @@ def _userns_possible() -> bool:
         return True  # try it; failure falls back to basic
 
 
-def _wait_until(pid: int, deadline: float, mode: str) -> bool:
-    """Wait for C to exit, without reaping it; at `deadline` SIGKILL it. True if it was killed."""
+def _wait_until(pid: int, deadline: float) -> bool:
+    """Wait for child `pid` to exit, without reaping it; False if it did, True at `deadline`."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll
@@ -161,8 +208,6 @@ def _wait_until(pid: int, deadline: float, mode: str) -> bool:
         else:
             time.sleep(min(0.01, max(left, 0.0)))
         if time.monotonic() >= deadline:
-            # PID 1 of a namespace dying takes every process of the namespace with it.
-            _kill(lambda: os.kill(pid, signal.SIGKILL) if mode != "basic" else os.killpg(pid, signal.SIGKILL))
             return True
 
 
@@ -174,11 +219,34 @@ def _kill(fn) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Child: set-up, then the harness
+# Judge and child: set-up, then their work
 
 
-def _child(job: dict, mode: str, uid: int) -> None:
-    status_fd, result_fd = job["status_fd"], job["result_fd"]
+def _judge(job: dict, mode: str, uid: int, root: str, requests_fd: int, replies_fd: int) -> None:
+    status_fd, judge_fd = job["status_fd"], job["judge_fd"]
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        with open(judge_fd, "rb") as f:
+            verdict_job = marshal.load(f)
+        if mode != "basic":
+            sandbox_root.enter_judge(root)
+        _stdin_from_devnull()
+        limits = job["limits"]
+        _set_limits(limits, count_own_tasks=mode == "basic" and os.geteuid() != 0)
+        if mode == "namespaces":
+            _drop_to(uid)
+        elif mode == "userns":
+            _drop_capabilities()
+        _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem, fd or environ for a process of the same uid
+    except BaseException as e:  # noqa: BLE001 -- any failure here is the sandbox's, reported as such
+        send(status_fd, {"setup_error": f"judge: {type(e).__name__}: {e}"})
+        os._exit(SETUP_FAILED)
+    os.close(status_fd)
+    os._exit(sandbox_judge.judge(verdict_job, job["result_fd"], requests_fd, replies_fd))
+
+
+def _child(job: dict, mode: str, uid: int, root: str, requests_fd: int, replies_fd: int) -> None:
+    status_fd = job["status_fd"]
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         limits, workdir = job["limits"], job["workdir"]
@@ -186,11 +254,9 @@ def _child(job: dict, mode: str, uid: int) -> None:
         # the program cannot reach W (which, in a user namespace, runs as the program's uid).
         os.setpgid(0, 0)
         if mode != "basic":
-            _build_filesystem(workdir, job["hide"], int(limits["disk_mb"]), uid if mode == "namespaces" else 0)
+            sandbox_root.enter(root, workdir, int(limits["disk_mb"]), uid if mode == "namespaces" else 0)
         os.chdir(workdir)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+        _stdin_from_devnull()
         _set_limits(limits, count_own_tasks=mode == "basic" and os.geteuid() != 0)
         if mode == "namespaces":
             _drop_to(uid)
@@ -200,62 +266,13 @@ def _child(job: dict, mode: str, uid: int) -> None:
         send(status_fd, {"setup_error": f"{type(e).__name__}: {e}"})
         os._exit(SETUP_FAILED)
     os.close(status_fd)  # the program must not be able to write W's report
-    _harness(job, result_fd)
+    sandbox_program.serve(job["code"], job["setup"], job["limits"]["test_s"], requests_fd, replies_fd)
 
 
-def _build_filesystem(workdir: str, hide: list[str], disk_mb: int, owner: int) -> None:
-    """A private view: / read-only, homes hidden, fresh tmpfs where a program may write."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount reaches the host
-    try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows this PID namespace only
-    except OSError:
-        pass  # refused where /proc is partly masked (some containers); the host's /proc stays
-    # The interpreter may live under a home directory (pyenv, conda): keep it visible, read-only.
-    keep = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)})
-    keep_fds = {path: os.open(path, os.O_PATH) for path in keep}
-    covered = []
-    for path, writable in [(h, False) for h in hide] + [(w, True) for w in WRITABLE_DIRS]:
-        if not os.path.isdir(path) or os.path.realpath(path) in covered or path == "/":
-            continue
-        path = os.path.realpath(path)
-        size, mode = (f"{disk_mb}m", "1777") if writable else ("1m", "755")
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
-        covered.append(path)
-        for kept, fd in keep_fds.items():
-            if kept.startswith(path.rstrip("/") + "/"):
-                os.makedirs(kept, exist_ok=True)
-                _mount(f"/proc/self/fd/{fd}", kept, None, MS_BIND | MS_REC)
-    for fd in keep_fds.values():
-        os.close(fd)
-    os.makedirs(workdir, exist_ok=True)
-    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=700,uid={owner},gid={owner}")
-    writable = {p for p in covered if p.startswith(WRITABLE_DIRS)} | {workdir}
-    _remount_read_only(writable)
-    if not os.statvfs("/").f_flag & os.ST_RDONLY:
-        raise OSError("/ is still writable after the read-only remount")
-
-
-def _remount_read_only(writable: set[str]) -> None:
-    """Every mount point but `writable` read-only, nosuid; other flags kept (see MOUNT_OPTION_FLAGS)."""
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    for fields in mounts:
-        point = _unescape(fields[4])
-        if point in writable:
-            continue
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
-        for option in fields[5].split(","):
-            flags |= MOUNT_OPTION_FLAGS.get(option, 0)
-        try:
-            _mount(None, point, None, flags)
-        except OSError:
-            pass  # a mount point hidden under our tmpfs no longer resolves; "/" is checked after
-
-
-def _unescape(path: str) -> str:
-    """A mountinfo path as it is: the kernel writes space, tab, newline and backslash as \\ooo."""
-    head, *rest = path.split("\\")
-    return head + "".join(chr(int(part[:3], 8)) + part[3:] for part in rest)
+def _stdin_from_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
 
 
 def _set_limits(limits: dict, count_own_tasks: bool) -> None:
@@ -314,154 +331,6 @@ def _drop_bounding_set() -> None:
         last = 40
     for cap in range(last + 1):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-
-
-# --------------------------------------------------------------------------------------------
-# Harness. A program can rebind anything it can reach: os.write, signal.signal, sys.settrace, and
-# the builtins module (exec, enumerate, BaseException, ...). So the harness binds what it needs to
-# locals before the program runs, and its own code resolves builtins in a snapshot dict taken
-# before the program runs, not in the builtins module (`_harness` re-creates `_run_harness` over
-# that snapshot). The tests get the same snapshot.
-
-
-class TimeLimitExceeded(BaseException):
-    """The per-test alarm."""
-
-
-class NotPlainValue(Exception):
-    """A test compared or tested a value that can lie about equality (see r1lab.grading.sandbox)."""
-
-
-def _harness(job: dict, result_fd: int) -> None:
-    snapshot = dict(builtins.__dict__)
-    globals()["__builtins__"] = snapshot  # functions created from now on look builtins up here
-    run_harness = type(_run_harness)(_run_harness.__code__, globals())
-    run_harness(job, result_fd, snapshot)
-
-
-def _run_harness(job: dict, result_fd: int, snapshot: dict) -> None:
-    write, exit_now, arm, set_handler = os.write, os._exit, signal.setitimer, signal.signal
-    SIGALRM, ITIMER_REAL = signal.SIGALRM, signal.ITIMER_REAL
-    settrace, setprofile = sys.settrace, sys.setprofile
-    stdout, stderr = sys.stdout, sys.stderr
-    nonce, test_s = job["nonce"], job["limits"]["test_s"]
-    name_of = type.__dict__["__name__"].__get__  # a metaclass may shadow __name__; not this
-
-    def report(line: str) -> None:
-        write(result_fd, f"{nonce} {line}\n".encode())
-
-    def safe_name(e: BaseException) -> str:
-        try:
-            return "".join(c for c in name_of(type(e))[:80] if c.isalnum() or c in "_.") or "Error"
-        except BaseException:  # noqa: BLE001 -- a program's exception class may be built to break this
-            return "Error"
-
-    def on_alarm(signum, frame):
-        raise TimeLimitExceeded()
-
-    def finish() -> None:
-        for stream in (stdout, stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001, S110 -- the program may have broken its streams
-                pass
-        exit_now(0)
-
-    def run(code, namespace: dict) -> str | None:
-        """None if `code` ran to its end, else the name of the exception that stopped it."""
-        set_handler(SIGALRM, on_alarm)
-        settrace(None)
-        setprofile(None)
-        try:
-            arm(ITIMER_REAL, test_s)
-            exec(code, namespace)  # noqa: S102 -- running the program is the point
-            return None
-        except BaseException as e:  # noqa: BLE001 -- SystemExit and KeyboardInterrupt fail a test too
-            return safe_name(e)
-        finally:
-            arm(ITIMER_REAL, 0)
-
-    tests = [compile(src, f"<test {i}>", "exec", dont_inherit=True, optimize=0) for i, src in enumerate(job["tests"])]
-    setup = compile(job["setup"], "<test setup>", "exec", dont_inherit=True, optimize=0)
-    test_namespace = {"__builtins__": snapshot, **_value_guards()}
-    _block_network()
-    try:
-        program = compile(job["code"], "<solution>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as e:
-        report(f"error solution {safe_name(e)}")
-        finish()
-    namespace = {"__name__": "__solution__", "__builtins__": builtins}
-    error = run(program, namespace)
-    if error is not None:
-        report(f"error solution {error}")
-        finish()
-    test_namespace = {**namespace, **test_namespace}  # the program's names, our builtins and guards
-    error = run(setup, test_namespace)
-    if error is not None:
-        report(f"error setup {error}")
-        finish()
-    for i, test in enumerate(tests):
-        error = run(test, test_namespace)
-        report(f"{i} {'pass' if error is None else 'fail'} {error or '-'}")
-    report("done")
-    finish()
-
-
-def _value_guards() -> dict:
-    """`__r1lab_plain__(x)`: x as a value made only of built-in C types, whose comparisons and
-    truth no program can patch; r1lab.grading.sandbox wraps every operand of the tests' comparisons and
-    truth tests in it. Exact built-in values come back as they are; instances of subclasses of
-    int, float, complex, str, bytes, list, tuple, set, frozenset, dict and deque (Counter,
-    namedtuple, a program's `class X(int)` with its own __eq__) come back as copies of their
-    real contents, read with the base type's own C methods; anything else is NotPlainValue, and the
-    test fails."""
-    from _collections import OrderedDict, deque
-
-    scalars = {int, float, complex, bool, str, bytes, type(None), type(...), range, type, type(len), type(lambda: 0)}
-    copies = ((int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
-              (str, str.__str__), (bytes, bytes.__bytes__), (bytearray, bytearray))
-    name_of = type.__dict__["__name__"].__get__
-    budget = [0]
-
-    def plain(value, depth=0):
-        budget[0] += 1
-        if budget[0] > 1_000_000 or depth > 200:
-            raise NotPlainValue("a value too large or too deep to check")
-        t = type(value)
-        if t in scalars:
-            return value
-        for base, copy in copies:
-            if issubclass(t, base):  # the real type's real bases: a program cannot fake these
-                return copy(value)
-        if t is OrderedDict:  # a C type; its order matters to ==
-            return OrderedDict((plain(k, depth + 1), plain(v, depth + 1)) for k, v in OrderedDict.items(value))
-        if issubclass(t, dict):  # dict, defaultdict, Counter, ...: compared as a dict, as Python compares them
-            return {plain(k, depth + 1): plain(v, depth + 1) for k, v in dict.items(value)}
-        for base in (list, tuple, set, frozenset, deque):
-            if issubclass(t, base):
-                return base(plain(x, depth + 1) for x in base.__iter__(value))
-        raise NotPlainValue(f"a test compared a {name_of(t)!s:.80}, which is not a built-in value")
-
-    def guard(value):
-        budget[0] = 0
-        return plain(value)
-
-    return {"__r1lab_plain__": guard}
-
-
-def _block_network() -> None:
-    """No new sockets through Python (socketpair() and fromfd() still work): `_socket.socket`, which
-    socket.socket subclasses when the program imports socket, refuses to make one. Only a second
-    line behind the network namespace: ctypes reaches the system call without it."""
-    import _socket
-
-    class NoNewSocket(_socket.socket):
-        def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-            if fileno is None:
-                raise PermissionError(13, "network access is disabled in the sandbox")
-            super().__init__(family, type, proto, fileno)
-
-    _socket.socket = _socket.SocketType = NoNewSocket
 
 
 if __name__ == "__main__":

@@ -363,6 +363,11 @@ BATTERY = [
             ("assert f() == 1", "assert f() == 2"), statuses=("tampered",), basic=True),
     Hostile("reads its tests in memory to answer them", READS_TESTS, ("assert f() == 7", "assert f() == 7"),
             statuses=("failed",), basic=True),
+    Hostile("shadows the built-in the tests compare with", "abs = lambda x: 0\ndef f():\n    return 0\n",
+            ("assert abs(f() - 0.33) < 1e-6", "assert abs(f() - 2) < 1e-6"), statuses=("failed",), basic=True),
+    Hostile("fakes the standard module the tests compare with",
+            "import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\ndef f():\n    return 0\n",
+            ("assert math.isclose(f(), 0.33)", "assert math.isclose(f(), 2.0)"), statuses=("failed",), basic=True),
     # --- privileges ---
     Hostile("tries to become root again", "import os\ndef f():\n    try:\n        os.setuid(0)\n    except OSError:\n"
             "        pass\n    return len(open('/etc/shadow').read())\n", ("assert f() > 0",), needs="/etc/shadow"),
@@ -612,6 +617,16 @@ def test_program_objects_work_through_handles():
     assert result.errors == ["", "", "", "", "NotPlainValue", ""]  # a program's object compares as nothing
 
 
+def test_entry_points_may_shadow_built_ins_and_nothing_else_does():
+    """MBPP-126 defines `sum(a, b)` and its tests call it: as an entry point it is the program's; a
+    program name the caller did not name stays the tests' built-in (or their own standard module)."""
+    code = "import math\ndef sum(a, b):\n    return a + b\n"
+    tests = ["assert sum(10, 15) == 25", "assert math.floor(2.5) == 2"]
+    assert run_tests(code, tests, limits=FAST, entry_points=("sum",)).passed == 2
+    not_named = run_tests(code, tests, limits=FAST)
+    assert (not_named.passed, not_named.errors[0]) == (1, "TypeError")  # the built-in sum(10, 15)
+
+
 def test_output_is_capped():
     result = run_tests("print('y' * 100_000)\ndef f():\n    return 1\n", ["assert f() == 1"],
                        limits=Limits(output_bytes=1000))
@@ -667,10 +682,10 @@ def test_setup_failure_raises():
 def test_auto_falls_back_to_basic_once_when_namespaces_cannot_be_set_up(monkeypatch):
     real_run = sandbox._run
 
-    def refuse_namespaces(code, tests, setup, limits, isolation, python, strict):
+    def refuse_namespaces(code, tests, setup, limits, isolation, python, *options):
         if isolation != "basic":
             raise SandboxError("the sandbox could not be set up: OSError: mount /: Operation not permitted")
-        return real_run(code, tests, setup, limits, isolation, python, strict)
+        return real_run(code, tests, setup, limits, isolation, python, *options)
 
     monkeypatch.setattr(sandbox, "_run", refuse_namespaces)
     monkeypatch.setattr(sandbox, "_AUTO_IS_BASIC", set())

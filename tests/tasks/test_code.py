@@ -19,6 +19,7 @@ from r1lab.tasks.code import (
     record_tests,
     run_codes,
     split_check,
+    function_under_test,
 )
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -87,7 +88,7 @@ def test_split_check_falls_back_to_one_test(test):
 
 
 def test_code_tests_from_records_and_their_errors():
-    assert record_tests({"tests": ["assert f() == 1"], "test_setup_code": "x = 1"}, "w") == CodeTests(("assert f() == 1",), "x = 1")
+    assert record_tests({"tests": ["assert f() == 1"], "test_setup_code": "x = 1"}, "w") == CodeTests(("assert f() == 1",), "x = 1", entry_point="f")
     assert record_tests({"test_list": ["assert f() == 1"]}, "w").tests == ("assert f() == 1",)
     spec = record_tests({"test": HUMANEVAL_TEST, "entry_point": "double", "prompt": "def double(x):\n"}, "w")
     assert (len(spec.tests), spec.prefix, spec.entry_point) == (2, "def double(x):\n", "double")
@@ -187,3 +188,10 @@ def test_reference_solutions_of_humaneval_and_mbpp_pass_and_wrong_ones_do_not():
     assert all(r.total >= 3 for r in right)
     wrong = run_codes(["    return None\n" if p.meta["prefix"] else "pass\n" for p in problems], [problem_tests(p) for p in problems])
     assert all(r.passed < r.total for r in wrong)
+
+
+def test_the_function_under_test_is_read_from_the_tests_alone():
+    assert function_under_test(("assert abs(f(1.5) - 0.5) < 1e-9", "assert set(g(1)) == {1}")) == "f"
+    assert function_under_test(("assert sum(10, 15) == 25",)) == "sum"  # MBPP-126: only built-ins called
+    assert function_under_test(("assert True",)) == ""
+    assert record_tests({"test_list": ["assert sum(10, 15) == 25"]}, "x").entry_point == "sum"

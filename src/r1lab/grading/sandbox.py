@@ -95,11 +95,14 @@ NOT contained, in any mode:
     and nested mutations of a mutable argument come back as copies (J's top-level argument is
     updated in place, what it holds is replaced); a plain global of the program is J's copy as it
     was after the setup;
-  * the program's names, by name: tests reach the program's functions by their names (MBPP's
-    tests call a program's own `sum`), so a program that defines a global named like a built-in
-    the tests use as a helper (`abs`, `len`, `sorted`) replaces it for them, as it did in the
-    in-process harness; and the setup runs in P, in the program's world, so helpers it defines
-    and modules it imports are the program's to patch;
+  * the program's names the tests use as helpers: the names the tests see (sandbox_judge.visible)
+    are the program's functions, classes and values, except that a name of one of J's built-ins
+    (`abs`, `sorted`) stays J's and a name of a standard module (`math`, `sys`) is J's own import,
+    so `abs = lambda x: 0` or a fake `math.isclose` decides nothing; the caller's `entry_points`
+    (the function under test: MBPP-126 defines `sum`) are the program's whatever their names. A
+    test that compares with a helper the program itself defines (HumanEval/32's `poly`) trusts the
+    program, as that benchmark does; and the setup runs in P, in the program's world, so helpers
+    it defines are the program's to patch (no HumanEval or MBPP setup defines one);
   * marshal's parser in J is trusted with P's bytes (bounded to sandbox_wire.MAX_MESSAGE_BYTES).
 In "basic" mode (no namespaces: user namespaces disabled, or seccomp forbids unshare) only the
 rlimits, the per-test alarm, the wall-clock kill of the process group, the working directory, the
@@ -173,6 +176,7 @@ class Program:
     code: str
     tests: tuple[str, ...]
     setup: str = ""
+    entry_points: tuple[str, ...] = ()  # program names the tests may take even where they shadow J's own
 
 
 @dataclass
@@ -219,8 +223,11 @@ def default_python() -> str:
 
 
 def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits = Limits(), *,
-              strict: bool = True, isolation: str = "auto", python: str | None = None) -> Result:
+              strict: bool = True, isolation: str = "auto", python: str | None = None,
+              entry_points: Sequence[str] = ()) -> Result:
     """Run `code`, then `setup`, then each of `tests`, in a fresh sandbox; see the module docstring.
+    `entry_points`: the program's names the tests call even where a built-in or a standard module
+    has the same name (MBPP's `def sum(a, b)`); see "NOT contained" above.
 
     ValueError for tests or setup that are not valid Python (the caller's mistake, not the
     program's); SandboxError if the sandbox could not be built."""
@@ -233,7 +240,7 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
     if isolation == "auto" and python in _AUTO_IS_BASIC:
         isolation = "basic"
     try:
-        return _run(code, tests, setup, limits, isolation, python, strict)
+        return _run(code, tests, setup, limits, isolation, python, strict, entry_points)
     except SandboxError as e:
         if isolation != "auto":
             raise
@@ -242,14 +249,14 @@ def run_tests(code: str, tests: Sequence[str], setup: str = "", limits: Limits =
         _AUTO_IS_BASIC.add(python)
         warnings.warn(f"r1lab.grading.sandbox: namespaces unusable here ({e}); running in basic mode, see r1lab.grading.sandbox",
                       RuntimeWarning, stacklevel=2)
-        return _run(code, tests, setup, limits, "basic", python, strict)
+        return _run(code, tests, setup, limits, "basic", python, strict, entry_points)
 
 
 _AUTO_IS_BASIC: set = set()  # interpreters for which "auto" turned out to mean "basic"
 
 
 def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str, python: str | None,
-         strict: bool = True) -> Result:
+         strict: bool = True, entry_points: Sequence[str] = ()) -> Result:
     start = time.monotonic()
     python = python or default_python()
     nonce = secrets.token_hex(16)
@@ -261,7 +268,8 @@ def _run(code: str, tests: list[str], setup: str, limits: Limits, isolation: str
     job = {"code": code, "setup": setup, "limits": asdict(limits), "isolation": isolation, "workdir": workdir,
            "runtime": runtime(python) if isolation != "basic" else {}, "result_fd": res_w, "status_fd": stat_w,
            "judge_fd": judge_r, "grader_pid": os.getpid()}
-    verdict_job = {"tests": tests, "nonce": nonce, "test_s": limits.test_s, "strict": strict}  # the judge's alone
+    verdict_job = {"tests": tests, "nonce": nonce, "test_s": limits.test_s, "strict": strict,
+                   "entry_points": list(entry_points)}  # the judge's alone
     try:
         try:
             proc = subprocess.Popen([python, "-I", "-S", "-B", str(CHILD), bytecode(python)], stdin=subprocess.PIPE,
@@ -318,9 +326,10 @@ def run_many(programs: Sequence[Program], limits: Limits = Limits(), workers: in
     """`run_tests` for each program, `workers` at a time (default: one per CPU core, at most 8)."""
     workers = workers or min(8, os.cpu_count() or 1)
     if workers == 1 or len(programs) <= 1:
-        return [run_tests(p.code, p.tests, p.setup, limits, **options) for p in programs]
+        return [run_tests(p.code, p.tests, p.setup, limits, entry_points=p.entry_points, **options) for p in programs]
     with ThreadPoolExecutor(workers) as pool:  # threads: each only waits on its sandbox process
-        return list(pool.map(lambda p: run_tests(p.code, p.tests, p.setup, limits, **options), programs))
+        return list(pool.map(lambda p: run_tests(p.code, p.tests, p.setup, limits, entry_points=p.entry_points,
+                                                 **options), programs))
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from __future__ import annotations
 import _signal as signal
 import builtins
 import os
+import sys
 import time
 
 import sandbox_wire as wire
@@ -33,6 +34,7 @@ GRACE_S = 0.5  # beyond a test's deadline, for P to say it ran out of time
 HUNG = 3  # J's exit status when P stopped answering
 CLOSED = 4  # J's exit status when P closed the channel (its end, most likely: the warden lets it finish)
 BUILTIN_NAMES = {id(v): name for name, v in vars(builtins).items() if isinstance(v, type) or type(v) is type(len)}
+STDLIB_MODULES = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__future__"}
 ERRORS = {name: cls for name, cls in vars(builtins).items() if isinstance(cls, type) and issubclass(cls, Exception)}
 
 
@@ -246,7 +248,7 @@ def judge(job: dict, result_fd: int, requests_fd: int, replies_fd: int) -> int:
     if names[0] == "error":
         report(f"error {names[1]} {names[2]}")
         return 0
-    namespace = {"__builtins__": builtins, "__name__": "__test__", **names[1]}
+    namespace = {"__builtins__": builtins, "__name__": "__test__", **visible(names[1], job["entry_points"], _names_used(tests))}
     signal.signal(signal.SIGALRM, lambda signum, frame: _on_alarm(link))
     for i, test in enumerate(tests):
         error = _run_test(test, namespace, link, test_s)
@@ -255,6 +257,38 @@ def judge(job: dict, result_fd: int, requests_fd: int, replies_fd: int) -> int:
         report(f"{i} {'pass' if error is None else 'fail'} {error or '-'}")
     report("done")
     return 0
+
+
+def visible(names: dict, entry_points, used: set) -> dict:
+    """The program's names as the tests see them (those the tests `used`). A name that is one of
+    J's built-ins (`abs`, `sorted`, `isinstance`) stays J's, and a name of a standard module (`math`, `sys`) is J's own
+    import of it: otherwise a program's `abs = lambda x: 0` or a fake `math.isclose` would decide
+    `assert abs(f(x) - y) < 1e-6` for it. The caller's `entry_points` (MBPP's `def sum(a, b)`, the
+    function under test) are the program's whatever their names."""
+    seen = {}
+    for name, value in names.items():
+        if name not in used:
+            continue
+        if name in entry_points:
+            seen[name] = value
+        elif name in STDLIB_MODULES:
+            try:
+                seen[name] = __import__(name)
+            except ImportError:  # a module this interpreter lacks: the tests cannot have meant it
+                pass
+        elif name not in builtins.__dict__:
+            seen[name] = value
+    return seen
+
+
+def _names_used(codes) -> set:
+    """Every global name the code objects `codes` (and the functions and classes in them) refer to."""
+    used, stack = set(), list(codes)
+    while stack:
+        code = stack.pop()
+        used.update(code.co_names)
+        stack.extend(c for c in code.co_consts if type(c) is type(code))
+    return used
 
 
 def _hello(link: Link):

@@ -28,6 +28,7 @@ verdict pass@k counts.
 from __future__ import annotations
 
 import ast
+import builtins
 import itertools
 import random
 import re
@@ -142,7 +143,7 @@ def record_tests(record: dict, where: str) -> CodeTests:
         setup = record.get("test_setup_code") or ""
         if not isinstance(setup, str):
             raise UserError(f"{where}: field 'test_setup_code' must be a string")
-        return CodeTests(tuple(listed), setup)
+        return CodeTests(tuple(listed), setup, entry_point=function_under_test(tuple(listed)))
     if "test" in record and "entry_point" in record:
         test, entry = record["test"], record["entry_point"]
         if not isinstance(test, str) or not isinstance(entry, str) or not entry.isidentifier():
@@ -174,6 +175,22 @@ def code_problem(record: dict, question: str, answer: str, id_: str, where: str)
     return Problem(key=question, prompt=prompt, answer=answer, task="code", meta={"id": id_, **spec.as_meta()})
 
 
+def function_under_test(tests: tuple[str, ...]) -> str:
+    """The function MBPP-style `tests` test: the first name they call that is not a built-in
+    (`assert abs(f(x) - 1) < 1e-9` -> f), or, where they call only built-ins, the first of those
+    (MBPP-126's `assert sum(10, 15) == 25`: the program defines `sum`); "" if they call nothing.
+    Read from the tests alone, so a program cannot choose it. The sandbox lets the tests call it
+    even where it has a built-in's name; a program's other such names stay the built-ins."""
+    called = []
+    for test in tests:
+        try:
+            tree = ast.parse(test)
+        except (SyntaxError, ValueError):
+            continue
+        called += [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    return next((name for name in called if name not in vars(builtins)), called[0] if called else "")
+
+
 def _check_python(source: str, where: str) -> None:
     try:
         compile(source, "<test>", "exec", dont_inherit=True)
@@ -189,7 +206,8 @@ def run_codes(codes: list[str | None], specs: list[CodeTests], workers: int | No
     """One sandbox.Result per (code, tests), run in parallel; no code is a zero without a run."""
     rows = [i for i, code in enumerate(codes) if code is not None]
     ran = sandbox.run_many([sandbox.Program(assemble(codes[i], specs[i].prefix, specs[i].entry_point), specs[i].tests,
-                                            specs[i].setup) for i in rows], workers=workers)
+                                            specs[i].setup, (specs[i].entry_point,) if specs[i].entry_point else ())
+                            for i in rows], workers=workers)
     results = [sandbox.Result(0, len(spec.tests), "error", "no code found in the completion",
                               ["not run"] * len(spec.tests)) for spec in specs]
     for i, result in zip(rows, ran):

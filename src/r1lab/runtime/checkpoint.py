@@ -62,7 +62,8 @@ def save_model(model, tok, out: Path, info: dict | None = None, info_name: str =
         tok.save_pretrained(tmp)
         if state is not None:  # tensors on the CPU (a CUDA optimizer state's too): the file loads on any
             # machine, and `opt.load_state_dict` moves the state back to its parameters' device
-            torch.save(to_cpu({**state, "rng": rng_state()}), tmp / "trainer_state.pt")
+            with open(tmp / "trainer_state.pt", "wb") as f:  # through Python's file: a full disk is an OSError
+                torch.save(to_cpu({**state, "rng": rng_state()}), f)  # (torch's own writer reports no errno)
         if info is not None:
             (tmp / info_name).write_text(json.dumps(info, indent=2))
         for name, text in (files or {}).items():

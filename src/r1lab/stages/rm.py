@@ -20,7 +20,8 @@ preference models for each); stage 4 scores the summary and the whole response w
 A batch whose loss or gradient norm is not finite is skipped (runtime/guard.py), counted in the epoch's
 `skipped_steps` in rm.json's history, and logged. Each batch's record goes to run_dir/metrics.jsonl;
 a checkpoint (runtime/checkpoint.py: weights, optimizer, records) is written every `save_every` batches,
-and `--resume` continues a killed run from the newest usable one to the same weights.
+and `--resume` continues a killed run from the newest usable one to the same weights (SIGTERM
+writes one at the step under way's end, then exits 143: runtime/preempt.py).
 """
 
 from __future__ import annotations

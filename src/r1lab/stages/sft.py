@@ -35,7 +35,8 @@ pretraining. A checkpoint (the model in Hugging Face format, with the optimizer 
 records so far; runtime/checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
 and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
-newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
+newest usable checkpoint to the same weights and per-step records as an uninterrupted run; SIGTERM
+checkpoints the step under way first and exits 143 (runtime/preempt.py).
 With `lora.r` > 0 only LoRA adapters train (runtime/lora.py), and each checkpoint holds the merged model
 plus the adapters in `adapter/`. `device` and `dtype` place the model (runtime/device.py); `dtype=bfloat16`
 trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16

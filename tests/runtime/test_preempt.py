@@ -2,7 +2,8 @@
 through the CLI and sent SIGTERM mid-run, finish the step under way, checkpoint it, print one line
 with the command that continues the run, and exit 143; that command (--resume) ends with the same
 per-step records and weights as an uninterrupted run. While such a run is alive, a second run on
-its directory is refused (runtime/run.py's lock)."""
+its directory is refused (runtime/run.py's lock). `r1lab rm` and pretraining, sent SIGTERM by the
+test's own process, stop the same way and continue to the same records and weights."""
 
 import json
 import os
@@ -134,3 +135,68 @@ def test_a_sigterm_inside_watch_only_asks_and_the_old_handler_comes_back():
         assert seen == ["old"]
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.fixture
+def sigterm_after(monkeypatch):
+    """`sigterm_after(n)`: this process sends itself SIGTERM once step n's record is logged."""
+    import r1lab.runtime.runlog as runlog
+
+    def at(n):
+        log_step = runlog.RunLog.log
+
+        def log(self, record):
+            log_step(self, record)
+            if record["step"] == n:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr(runlog.RunLog, "log", log)
+        return lambda: monkeypatch.setattr(runlog.RunLog, "log", log_step)  # undo
+
+    return at
+
+
+def test_rm_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, base, sigterm_after):
+    from r1lab.errors import Preempted
+    from r1lab.stages.rm import RMConfig, run_rm
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                             for p in preference_pairs("train")[:12]))
+    cfg = lambda run: RMConfig(base=str(base), data=str(pairs), run_dir=str(run), epochs=2, batch_pairs=4,  # noqa: E731
+                               lr=1e-3, save_every=100, report_to=[])
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    run_rm(cfg(ref), log=lambda *a: None)
+    undo = sigterm_after(2)
+    with pytest.raises(Preempted) as e:
+        run_rm(cfg(run), log=lambda *a: None)
+    undo()
+    assert e.value.checkpoint == run / "checkpoint-2" and e.value.run == run and not (run / "model").exists()
+    assert (run / "latest").read_text() == "checkpoint-2" and len(records(run)) == 2
+    run_rm(cfg(run), resume=True, log=lambda *a: None)
+    assert records(run) == records(ref) and len(records(run)) == 6
+    assert_same_weights(run / "model", ref / "model")
+
+
+def test_pretrain_sigterm_then_the_same_command_continues(tmp_path, sigterm_after):
+    from r1lab.errors import Preempted
+    from r1lab.model.base import PretrainConfig, base_dir, pretrain
+    from r1lab.runtime.config import load_config
+
+    cfg = lambda cache: load_config(PretrainConfig, None, [  # noqa: E731
+        f"cache_dir={cache}", "steps=6", "save_every=100", "corpus.n_docs=40", "corpus.signs.n_docs=20", "batch_size=4",
+        "seq_len=128", "vocab_size=300", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.dense_intermediate=64", "model.expert_intermediate=32", "model.kv_lora_rank=16", "report_to=[]"])
+    ref = pretrain(cfg(tmp_path / "ref"), log=lambda *a: None)
+    out = base_dir(cfg(tmp_path / "cut"))
+    partial = out.with_name(out.name + ".partial")
+    undo = sigterm_after(4)
+    with pytest.raises(Preempted) as e:
+        pretrain(cfg(tmp_path / "cut"), log=lambda *a: None)
+    undo()
+    assert e.value.checkpoint == partial / "checkpoint-4" and e.value.run is None and not out.exists()
+    lines = []
+    assert pretrain(cfg(tmp_path / "cut"), log=lines.append) == out
+    assert any("resume: from" in x and "checkpoint-4 at step 4" in x for x in lines), lines
+    assert records(out) == records(ref)
+    assert_same_weights(out, ref)

@@ -267,6 +267,7 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
             save_checkpoint(work, step + 1, model, tok, {"optimizer": opt.state_dict(), "history": history,
                                                          "order": order, "seen": seen, "gen": gen.get_state()})
         if stop:  # (rank 0 alone pretrains, so no other rank is asked or waited for)
+            metrics.close()
             raise Preempted(work / f"checkpoint-{step + 1}", None)
     tracker.remove()
     metrics.close()

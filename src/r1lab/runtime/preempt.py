@@ -7,7 +7,7 @@
             if periodic or stop:
                 save_checkpoint(run, step, ...)
             if stop:
-                preempt.stop(run / f"checkpoint-{step}", run)   # raises Preempted
+                preempt.stop(run / f"checkpoint-{step}", run, metrics)   # raises Preempted
 
 A cluster scheduler (Slurm, Kubernetes), `docker stop`, systemd or a spot machine's shutdown sends
 SIGTERM and, some seconds later, SIGKILL. Inside `watch`, SIGTERM only sets a flag: the step under
@@ -83,8 +83,11 @@ def requested(across_ranks: bool = True) -> bool:
     return distributed.max_across(float(_signalled)) > 0
 
 
-def stop(checkpoint: Path, run: Path | None) -> NoReturn:
+def stop(checkpoint: Path, run: Path | None, metrics=None) -> NoReturn:
     """End the command once `checkpoint` is written (on rank 0; the others wait for it here).
-    `run`: the run_dir= that continues it with --resume (None: rerunning the command continues it)."""
+    `run`: the run_dir= that continues it with --resume (None: rerunning the command continues it);
+    `metrics`: the loop's RunLog (or None), closed first, so that its trackers write what they buffer."""
+    if metrics is not None:
+        metrics.close()
     distributed.barrier()
     raise Preempted(checkpoint, run)

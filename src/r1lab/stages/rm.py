@@ -142,7 +142,7 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
             if main and run and (step % cfg.save_every == 0 or step == total or stop):  # written once
                 save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
             if run and stop:
-                preempt.stop(run / f"checkpoint-{step}", run)
+                preempt.stop(run / f"checkpoint-{step}", run, metrics)
         r = epoch_records(steps)[-1]
         log(f"rm epoch {r['epoch']}/{cfg.epochs} loss {r['loss']:.4f} [{r['seconds']:.0f}s]")
     if metrics:

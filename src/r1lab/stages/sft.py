@@ -319,7 +319,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                                                             "history": history},
                                     {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights)
             if run and stop:
-                preempt.stop(run / f"checkpoint-{step}", run)
+                preempt.stop(run / f"checkpoint-{step}", run, metrics)
     tracker.remove()
     if metrics:
         metrics.close()

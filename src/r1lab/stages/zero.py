@@ -360,7 +360,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
                 save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
                                                             "history": logger.history})
             if stop:
-                preempt.stop(run / f"checkpoint-{step + 1}", run)
+                preempt.stop(run / f"checkpoint-{step + 1}", run, logger)
             if out_of_time:
                 steps_done = step + 1
                 log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")

@@ -196,3 +196,32 @@ def test_overrides_after_a_flag_are_read(tmp_path, monkeypatch):
     assert main(["zero", f"run_dir={tmp_path}/run", "--resume", "save_every=5", "grpo.lr=2e-5"]) == 0
     assert seen["resume"] and seen["cfg"].save_every == 5 and seen["cfg"].grpo.lr == 2e-5
     assert seen["cfg"].run_dir == f"{tmp_path}/run"
+
+
+PREEMPTED = {  # command line → (the run_dir= the loop names, the command that continues it)
+    "zero": (["zero", "r.yaml", "run_dir=runs/zero-{time}", "seed=1"], "runs/zero-1",
+             "r1lab zero r.yaml seed=1 --resume run_dir=runs/zero-1"),
+    "sft resumed": (["sft", "--resume", "data=a b.jsonl"], "runs/sft-1",
+                    "r1lab sft 'data=a b.jsonl' --resume run_dir=runs/sft-1"),
+    "pipeline": (["pipeline", "seed=1"], "runs/pipeline-1", "r1lab pipeline seed=1 run_dir=runs/pipeline-1"),
+    "pretrain": (["pretrain", "steps=9"], None, "r1lab pretrain steps=9"),
+}
+
+
+@pytest.mark.parametrize("name", PREEMPTED)
+def test_a_preempted_command_is_one_line_with_the_command_that_continues_it_and_exit_143(name, capsys, monkeypatch):
+    from pathlib import Path
+
+    from r1lab import cli
+    from r1lab.errors import Preempted
+
+    argv, run, command = PREEMPTED[name]
+
+    def preempted(cfg, **kw):
+        raise Preempted(Path("runs/x/checkpoint-3"), run and Path(run))
+
+    monkeypatch.setattr(cli, "_commands", lambda: {argv[0]: (lambda: None, preempted)})
+    monkeypatch.setattr("r1lab.runtime.config.load_config", lambda cls, recipe, overrides: None)
+    assert main(argv) == 143
+    err = capsys.readouterr().err
+    assert err == f"r1lab: stopped by SIGTERM after writing runs/x/checkpoint-3; continue with: {command}\n"

@@ -31,17 +31,29 @@ def tiny_policy(seed=0):
     return model, tok
 
 
-def tiny_zero_config(tmp_path, **over):
-    """An R1-Zero run of 2 steps on a base pretrained for 3 steps, in `tmp_path`."""
-    from r1lab.stages.zero import ZeroConfig
-
-    overrides = [
+def tiny_zero_overrides(tmp_path, **over) -> list[str]:
+    """The key=value overrides of `tiny_zero_config` (e.g. for the command line)."""
+    return [
         f"run_dir={tmp_path / 'run'}", f"pretrain.cache_dir={tmp_path / 'cache'}", *TINY_PRETRAIN,
         "data.n_train=50", "data.n_test=4", "eval.k=2", "eval.sampling.max_new_tokens=24",
         "grpo.sampling.max_new_tokens=24", "grpo.prompts_per_step=2", "grpo.group_size=3", "grpo.steps=2",
         "save_every=1", "gate=false", "grpo.beta=0.01",
     ] + [f"{k}={v}" for k, v in over.items()]
-    return load_config(ZeroConfig, None, overrides)
+
+
+def tiny_zero_config(tmp_path, **over):
+    """An R1-Zero run of 2 steps on a base pretrained for 3 steps, in `tmp_path`."""
+    from r1lab.stages.zero import ZeroConfig
+
+    return load_config(ZeroConfig, None, tiny_zero_overrides(tmp_path, **over))
+
+
+def save_tiny_base(out: Path, texts: list[str]) -> Path:
+    """A random-weight TINY_DEEPSEEK (routers, expert biases) with a tokenizer trained on `texts`, saved to `out`."""
+    tok = train_tokenizer(texts, vocab_size=400)
+    build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, seed=0).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 def save_tiny_qwen2(out: Path, tok, max_position_embeddings: int = 1024, seed: int = 0) -> Path:

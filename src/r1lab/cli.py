@@ -14,16 +14,20 @@
     r1lab push     RUN_DIR REPO_ID [--private] [--dry-run]     a run's final model and its card to the hub
 
 key=value overrides may come anywhere among a command's flags (`r1lab zero --resume grpo.lr=1e-5`).
-A user mistake (missing file, malformed data, unknown key, impossible value) prints one line,
-`r1lab: error: ...`, and exits with status 2.
+A user mistake (missing file, malformed data, unknown key, impossible value, a full disk, a run
+directory in use by another run) prints one line, `r1lab: error: ...`, and exits with status 2.
+SIGTERM during training (preemption; runtime/preempt.py) ends the command once the current step
+is done and checkpointed, with one line naming the checkpoint and the command that continues the
+run, and exit status 143 (128 + SIGTERM, as a shell reports it). Ctrl-C: exit status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from r1lab.errors import UserError
+from r1lab.errors import Preempted, UserError
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -211,12 +215,28 @@ def _add_grade_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of to stdout")
 
 
+def _continue_command(argv: list[str], run) -> str:
+    """The command line that continues a preempted run: the same, on its run directory, with --resume
+    for the commands that take it (the pipeline and distill skip their finished stages instead);
+    with no run directory (pretraining the built-in base), the same command as it was."""
+    if run is None:
+        return shlex.join(["r1lab", *argv])
+    args = [a for a in argv if a != "--resume" and not a.startswith("run_dir=")]
+    if args and args[0] in RESUMABLE:
+        args.append("--resume")
+    return shlex.join(["r1lab", *args, f"run_dir={run}"])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return _run(sys.argv[1:] if argv is None else argv)
+        return _run(argv)
     except UserError as e:
         print(f"r1lab: error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        print(f"r1lab: {e}; continue with: {_continue_command(argv, e.run)}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("r1lab: interrupted", file=sys.stderr)
         return 130

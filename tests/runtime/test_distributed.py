@@ -1,6 +1,7 @@
 """Multi-process training (distributed.py): 2 ranks under `torchrun` (gloo, CPU) give the losses and
 weights of 1 process with the same global batch and seed, for GRPO and SFT (DDP-style and FSDP2);
-a 2-rank GRPO run killed mid-way resumes under 2 ranks and ends where an uninterrupted one does.
+a 2-rank GRPO run killed mid-way resumes under 2 ranks and ends where an uninterrupted one does, and
+so does one whose rank 1 alone got SIGTERM (both ranks stop after the same step).
 
 Why not bit-exact: a rank's share of the batch is padded and summed in other shapes and orders
 than the whole batch (float addition is not associative), so the equivalence is up to float
@@ -8,6 +9,7 @@ tolerance; the samples themselves are the same, drawn from per-group seeds (samp
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -166,13 +168,21 @@ GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.pass_k": 0, "grpo.prompts_p
              "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
 
 
-def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache):
+@pytest.fixture(scope="module")
+def one(tmp_path_factory, cache):
+    """The uninterrupted one-process GRPO run that the 2-rank launches below must end as."""
+    one = tmp_path_factory.mktemp("grpo") / "one"
+    run_zero(tiny_zero_config(one.parent, run_dir=str(one), **GRPO_OVER, **{"pretrain.cache_dir": cache}),
+             log=lambda *a: None)
+    assert max_weight_diff(one / "checkpoint-2", one / "checkpoint-4") > 1e-4  # the run really trains
+    return one
+
+
+def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache, one):
     """A 2-rank launch, SIGKILLed after step 3 (checkpoint-2 written) and resumed under 2 ranks,
     ends with the metrics of every step and the weights of one uninterrupted process."""
     over = {**GRPO_OVER, "pretrain.cache_dir": cache}
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_zero(tiny_zero_config(tmp_path, run_dir=str(one), **over), log=lambda *a: None)
-    assert max_weight_diff(one / "checkpoint-2", one / "checkpoint-4") > 1e-4  # the run really trains
+    two = tmp_path / "two"
     (tmp_path / "driver.py").write_text(DRIVER)
     save_config(tiny_zero_config(tmp_path, run_dir=str(two), **over), tmp_path / "two.yaml")
 
@@ -195,6 +205,54 @@ def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache):
     print(f"grpo 2 ranks (killed, resumed) vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
     assert wdiff < 1e-5
     assert (two / "report.md").exists() and (two / "summary.json").exists()  # rank 0 finished the run
+
+
+# The CLI, rank 0 pausing after each step's record (state untouched) so that a signal lands mid-run.
+SLOW_CLI = """
+import sys, time
+import r1lab.runtime.runlog as runlog
+from r1lab.cli import main
+
+log_step = runlog.RunLog.log
+def log(self, record):
+    log_step(self, record)
+    time.sleep(0.3)
+runlog.RunLog.log = log
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_grpo_on_2_ranks_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_path, cache, one):
+    """SIGTERM to rank 1 alone: the flag is all-reduced at each step's end, so both ranks stop after
+    the same step, rank 0 checkpoints it, both exit 143; resumed under 2 ranks, the run ends as one
+    uninterrupted process does."""
+    import psutil
+
+    two = tmp_path / "two"
+    (tmp_path / "cli.py").write_text(SLOW_CLI)
+    save_config(tiny_zero_config(tmp_path, run_dir=str(two), **GRPO_OVER, **{"pretrain.cache_dir": cache}),
+                tmp_path / "two.yaml")
+    proc = launch([str(tmp_path / "cli.py"), "zero", str(tmp_path / "two.yaml")], wait=False)
+    try:
+        deadline = time.time() + LAUNCH_TIMEOUT
+        while not ((two / "metrics.jsonl").exists() and '"step": 1,' in (two / "metrics.jsonl").read_text()):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "the launch never reached step 1"
+            time.sleep(0.1)
+        (rank1,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        rank1.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=LAUNCH_TIMEOUT)[1].decode()
+    finally:
+        if proc.poll() is None:
+            kill_launch(proc)
+    assert proc.returncode != 0 and "exitcode  : 143" in err, err[-3000:]  # torchrun's failure report
+    step = len(records(two))
+    assert 1 <= step < 4 and (two / "latest").read_text() == f"checkpoint-{step}"
+    assert f"stopped by SIGTERM after writing {two / f'checkpoint-{step}'}; continue with: r1lab zero " in err
+
+    launch([str(tmp_path / "cli.py"), "zero", str(tmp_path / "two.yaml"), "--resume"])
+    assert_close_records(records(two), records(one), atol=1e-4)
+    assert max_weight_diff(two / "checkpoint-4", one / "checkpoint-4") < 1e-5
 
 
 SFT_ROWS = [{"prompt": f"what is {a}+{b}?", "completion": f"<think> {a}+{b}={a + b} </think> <answer>{a + b}</answer>"}

@@ -14,7 +14,8 @@ the whole configuration, so a second `make demo` skips this stage. The directory
 once complete (written to a temporary name, fsynced, then renamed), with each step's record in its
 metrics.jsonl. Checkpoints are written every `save_every` steps to `base-<hash>.partial`, and
 pretraining the same config again after a crash (any command that needs this base) continues from
-the newest usable one (runtime/checkpoint.py), to the same weights. A step whose loss or gradient norm is
+the newest usable one (runtime/checkpoint.py), to the same weights; SIGTERM writes a checkpoint at the
+step under way's end and stops (runtime/preempt.py), to continue the same way. A step whose loss or gradient norm is
 not finite is skipped (runtime/guard.py; its place in the learning-rate schedule is still used) and the
 count is saved as `skipped_steps` in pretrain.json.
 """
@@ -34,11 +35,12 @@ from pathlib import Path
 
 import torch
 
-from r1lab.errors import UserError
+from r1lab.errors import Preempted, UserError
 from r1lab.model.architecture import ModelConfig, RouterLoadTracker, build_model, count_parameters
 from r1lab.model.corpus import (PLAIN_FRAME, CorpusConfig, build_documents, build_signs_documents, drill_text,
                                  verdict_drill_text, worked_lines)
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime import preempt
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.card import CARD_NAME, model_card
 from r1lab.runtime.checkpoint import resume_candidates, save_checkpoint, save_model
@@ -176,7 +178,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> Path:
         if (out / "config.json").exists():
             log(f"pretrain: cached base model {out}")
             return out
-        return train_base(cfg, out, log)
+        with preempt.watch():  # SIGTERM: the step under way finishes and is checkpointed (runtime/preempt.py)
+            return train_base(cfg, out, log)
 
 
 def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
@@ -259,9 +262,13 @@ def train_base(cfg: PretrainConfig, out: Path, log=print) -> Path:
             el = time.time() - t_train
             load = f"expert-load max/mean {imbalance:.2f} " if tracker.counts else ""
             log(f"pretrain step {step:4d}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(step, cfg):.2e} {load}{el:.0f}s")
-        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+        stop = preempt.requested(across_ranks=False)  # SIGTERM: a checkpoint at this step, then the end
+        if ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) or stop:
             save_checkpoint(work, step + 1, model, tok, {"optimizer": opt.state_dict(), "history": history,
                                                          "order": order, "seen": seen, "gen": gen.get_state()})
+        if stop:  # (rank 0 alone pretrains, so no other rank is asked or waited for)
+            metrics.close()
+            raise Preempted(work / f"checkpoint-{step + 1}", None)
     tracker.remove()
     metrics.close()
 

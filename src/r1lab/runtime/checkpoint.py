@@ -15,6 +15,19 @@ checkpoints, and `latest` names the newest or the one before.
 
 On resume, a checkpoint that fails to load (truncated, missing a file, corrupt: a copy gone wrong,
 a filesystem without atomic rename, bit rot) is named in one line and the one before it is tried.
+
+Three more ways a machine ends a run, each leaving it resumable:
+  * SIGTERM (preemption by a scheduler, a spot machine's shutdown): the step under way finishes,
+    a checkpoint is written at that step, and the command ends with one line naming it and the
+    command that continues the run (`--resume`), exit status 143 (runtime/preempt.py). Under
+    torchrun every rank stops after the same step. A second SIGTERM changes nothing; a SIGKILL
+    while the checkpoint is written leaves the previous one, and `latest` naming it.
+  * A full disk or quota (ENOSPC, EDQUOT) while a checkpoint or a final model is written: the
+    partial copy is removed, `latest` still names the previous checkpoint, and the command ends
+    with a one-line UserError (exit status 2) naming the directory and the cause (runtime/files.py).
+  * A second run on the same run directory, new or --resume, is refused in one line naming the
+    running one (pid, host): rank 0 holds a flock on run/.lock, which dies with its process, so a
+    killed run leaves no stale lock (runtime/run.py).
 """
 
 from __future__ import annotations
@@ -62,7 +75,8 @@ def save_model(model, tok, out: Path, info: dict | None = None, info_name: str =
         tok.save_pretrained(tmp)
         if state is not None:  # tensors on the CPU (a CUDA optimizer state's too): the file loads on any
             # machine, and `opt.load_state_dict` moves the state back to its parameters' device
-            torch.save(to_cpu({**state, "rng": rng_state()}), tmp / "trainer_state.pt")
+            with open(tmp / "trainer_state.pt", "wb") as f:  # through Python's file: a full disk is an OSError
+                torch.save(to_cpu({**state, "rng": rng_state()}), f)  # (torch's own writer reports no errno)
         if info is not None:
             (tmp / info_name).write_text(json.dumps(info, indent=2))
         for name, text in (files or {}).items():

@@ -16,10 +16,14 @@ Writing. `write_atomically(path, text)` writes a temporary file beside `path`, f
 it over `path`, then fsyncs the directory: a reader, or a crash at any moment, sees the old file or
 the new one, never half of one. `write_json` and `write_jsonl` go through it;
 `write_dir_atomically(out, fill)` does the same for a whole directory (a model, a checkpoint).
+A full disk or quota (ENOSPC, EDQUOT from any write, fsync or rename, including those of torch and
+safetensors) removes the temporary file or directory and raises a one-line UserError naming the
+path and the cause; whatever was there before (an older file, the previous checkpoints) is as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -195,6 +199,32 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+FULL_TEXT = tuple(os.strerror(code) for code in FULL)  # how safetensors (Rust) reports them: text only
+
+
+def disk_full(e: BaseException) -> str | None:
+    """The cause ("No space left on device", "Disk quota exceeded") when `e`, or an exception it
+    was raised from or during, is a full disk; None otherwise. torch.save's own error names no
+    errno, but the OSError of the file object it wrote to is its context."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno in FULL:
+            return os.strerror(e.errno)
+        if text := next((t for t in FULL_TEXT if t in str(e)), None):
+            return text
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _not_written(path: Path, e: BaseException) -> None:
+    """Raise the one-line UserError of a full disk (`e` chained), else nothing (the caller re-raises `e`)."""
+    if cause := disk_full(e):
+        raise UserError(f"{path}: not written: {cause} (its partial copy is removed; what was written before "
+                        "is unchanged); free some space and run again") from e
+
+
 def write_atomically(path: str | Path, data: str | bytes) -> Path:
     """Write `data` (text as UTF-8) to `path` through a synced temporary file and a rename."""
     path = Path(path)
@@ -206,8 +236,9 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        _not_written(path, e)
         raise
     fsync(path.parent)
     return path
@@ -223,16 +254,22 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 def write_dir_atomically(out: str | Path, fill: Callable[[Path], None]) -> Path:
     """`fill(tmp)` writes a temporary directory, which is fsynced and renamed to `out`: `out` is
-    never seen half-written (an older `out` is replaced)."""
+    never seen half-written (an older `out` is replaced). When anything fails before the rename,
+    the temporary directory is removed (a full disk: UserError, see the module docstring)."""
     out = Path(out)
     tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            fsync(f)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a process killed while writing it
+    try:
+        tmp.mkdir(parents=True)
+        fill(tmp)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                fsync(f)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _not_written(out, e)
+        raise
     fsync(out.parent)
     return out

@@ -35,7 +35,7 @@ from r1lab.data.problems import TEST_SEED, TaskConfig, build_task
 from r1lab.data.prompting import adds_special_tokens, render_prompt, resolve_template
 from r1lab.engine.params import SamplingConfig, sampling
 from r1lab.engine.sampler import HFSampler
-from r1lab.errors import UserError
+from r1lab.errors import Preempted, UserError
 from r1lab.eval.metrics import evaluate
 from r1lab.grading.shape import summary_of
 from r1lab.model.architecture import count_parameters
@@ -43,7 +43,7 @@ from r1lab.rl.reward_model import scores
 from r1lab.runtime.config import config_to_dict, save_config
 from r1lab.runtime.files import write_atomically, write_json
 from r1lab.runtime.loading import load
-from r1lab.runtime.run import resolve_run_dir
+from r1lab.runtime.run import lock_run_dir, resolve_run_dir
 from r1lab.stages.rm import RMConfig, run_rm
 from r1lab.stages.sample import SampleConfig, run_sample
 from r1lab.stages.sft import SFTConfig, run_sft
@@ -74,7 +74,7 @@ class ReportConfig:
 def start(cfg, log=print) -> Path:
     """The run directory of a chain of stages (run_dir's {time} filled in), with config.yaml."""
     run = resolve_run_dir(cfg.run_dir, resume=False)
-    run.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(run)  # made, and ours alone while this process runs (runtime/run.py)
     save_config(cfg, run / "config.yaml")
     log(f"{type(cfg).__name__}: writing {run}")
     return run
@@ -103,7 +103,12 @@ def stage(run: Path, name: str, key: str, body: Callable[[Path], dict], log=prin
     d.mkdir(parents=True)
     t0 = time.time()
     log(f"{command}: {name} ...")
-    record = {**body(d), "seconds": time.time() - t0, "key": key}
+    try:
+        record = {**body(d), "seconds": time.time() - t0, "key": key}
+    except Preempted as e:  # SIGTERM mid-stage: the whole chain is continued by rerunning it on `run`
+        if e.run is not None:
+            e.run = run
+        raise
     write_json(done, record)
     log(f"{command}: {name} done in {record['seconds']:.0f}s")
     return record

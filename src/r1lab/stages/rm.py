@@ -20,7 +20,8 @@ preference models for each); stage 4 scores the summary and the whole response w
 A batch whose loss or gradient norm is not finite is skipped (runtime/guard.py), counted in the epoch's
 `skipped_steps` in rm.json's history, and logged. Each batch's record goes to run_dir/metrics.jsonl;
 a checkpoint (runtime/checkpoint.py: weights, optimizer, records) is written every `save_every` batches,
-and `--resume` continues a killed run from the newest usable one to the same weights.
+and `--resume` continues a killed run from the newest usable one to the same weights (SIGTERM
+writes one at the step under way's end, then exits 143: runtime/preempt.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from r1lab.data.preferences import PreferencePair, preference_pairs
 from r1lab.errors import UserError
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
-from r1lab.runtime import distributed
+from r1lab.runtime import distributed, preempt
 from r1lab.runtime.card import CARD_NAME, model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint, save_model
@@ -48,7 +49,7 @@ from r1lab.runtime.device import model_device
 from r1lab.runtime.files import read_jsonl, write_json
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.loading import load, resolve_model
-from r1lab.runtime.run import start_run
+from r1lab.runtime.run import claim_run_dir, start_run
 from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks.prompts import apply_template
 
@@ -137,8 +138,11 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
                           "skipped_steps": int(skipped), "seconds": time.time() - t0})
             if metrics:
                 metrics.log(steps[-1])
-            if main and run and (step % cfg.save_every == 0 or step == total):  # written once
+            stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
+            if main and run and (step % cfg.save_every == 0 or step == total or stop):  # written once
                 save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
+            if run and stop:
+                preempt.stop(run / f"checkpoint-{step}", run, metrics)
         r = epoch_records(steps)[-1]
         log(f"rm epoch {r['epoch']}/{cfg.epochs} loss {r['loss']:.4f} [{r['seconds']:.0f}s]")
     if metrics:
@@ -180,10 +184,11 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
     log(f"rm: {len(kept)} training pairs ({len(train) - len(kept)} too long), {len(held_out)} held-out pairs; "
         f"held-out accuracy before training {before:.3f}")
     if distributed.is_main():
-        run.mkdir(parents=True, exist_ok=True)
+        claim_run_dir(run, resume)  # made, locked (runtime/run.py) and checked again
         if not resume:
             save_config(cfg, run / "config.yaml")
-    history = train_rm(model, tok, kept, cfg, log, run=run, resume=resume)
+    with preempt.watch():  # SIGTERM: the step under way finishes and is checkpointed (runtime/preempt.py)
+        history = train_rm(model, tok, kept, cfg, log, run=run, resume=resume)
     if not distributed.is_main():  # rank 0 measures and writes the model
         return run / "model"
     info = {"base": str(base), "data": cfg.data or "built-in", "pairs": len(kept), "held_out_pairs": len(held_out),

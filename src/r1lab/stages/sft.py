@@ -35,7 +35,8 @@ pretraining. A checkpoint (the model in Hugging Face format, with the optimizer 
 records so far; runtime/checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
 and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
-newest usable checkpoint to the same weights and per-step records as an uninterrupted run.
+newest usable checkpoint to the same weights and per-step records as an uninterrupted run; SIGTERM
+checkpoints the step under way first and exits 143 (runtime/preempt.py).
 With `lora.r` > 0 only LoRA adapters train (runtime/lora.py), and each checkpoint holds the merged model
 plus the adapters in `adapter/`. `device` and `dtype` place the model (runtime/device.py); `dtype=bfloat16`
 trains bfloat16 weights directly (no float32 master copy: a step below half a weight's bfloat16
@@ -57,7 +58,7 @@ from r1lab.data.prompting import adds_special_tokens, render_prompt, resolve_tem
 from r1lab.errors import UserError
 from r1lab.model.architecture import RouterLoadTracker
 from r1lab.model.base import PretrainConfig, pretrain
-from r1lab.runtime import distributed
+from r1lab.runtime import distributed, preempt
 from r1lab.runtime.card import write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
@@ -68,7 +69,7 @@ from r1lab.runtime.files import hub_rows, is_hub_id, read_jsonl, write_atomicall
 from r1lab.runtime.guard import guarded_step
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.lora import LoRAConfig, add_adapters
-from r1lab.runtime.run import start_run
+from r1lab.runtime.run import claim_run_dir, start_run
 from r1lab.runtime.runlog import RunLog, check_report_to
 
 IGNORE = -100  # label of tokens that carry no loss
@@ -310,12 +311,15 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                     f"[{record['seconds']:.0f}s]")
             if metrics:
                 metrics.log(record)
-            if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1):
+            stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
+            if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1 or stop):
                 weights = distributed.full_state_dict(model) if fsdp else None  # FSDP2: gathered by every rank
                 if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
                     save_checkpoint(run, step, model, tok, {"optimizer": None if fsdp else opt.state_dict(),
                                                             "history": history},
                                     {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights)
+            if run and stop:
+                preempt.stop(run / f"checkpoint-{step}", run, metrics)
     tracker.remove()
     if metrics:
         metrics.close()
@@ -354,12 +358,13 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
         f"{sum(len(ex.completion_ids) for ex in kept)} completion tokens, template {template}, "
         f"{n_rows} rows of <= {cfg.seq_len} tokens")
     if main:
-        run.mkdir(parents=True, exist_ok=True)
+        claim_run_dir(run, resume)  # made, locked (runtime/run.py) and checked again
         if not resume:
             save_config(cfg, run / "config.yaml")
     info = {"base": str(base), "data": cfg.data, "template": template, "examples": len(kept),
             "dropped_too_long": len(examples) - len(kept)}
-    history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
+    with preempt.watch():  # SIGTERM: the step under way finishes and is checkpointed (runtime/preempt.py)
+        history = train_sft(model, tok, kept, cfg, log=log, run=run, resume=resume, info=info)
     distributed.barrier()  # rank 0 has written the last checkpoint
     if main:  # `final` appears only once training is done: it names the last epoch's checkpoint
         write_atomically(run / "final", (run / "latest").read_text())

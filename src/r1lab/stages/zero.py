@@ -59,7 +59,7 @@ from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.rl.reward_model import preference_reward
 from r1lab.rl.rewards import get_reward
 from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
-from r1lab.runtime import distributed
+from r1lab.runtime import distributed, preempt
 from r1lab.runtime.card import metrics_table, write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
 from r1lab.runtime.checkpoint import save_checkpoint
@@ -68,7 +68,7 @@ from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import write_json
 from r1lab.runtime.loading import load, resolve_model
 from r1lab.runtime.lora import LoRAConfig, add_adapters, check_targets, merge, reference_model
-from r1lab.runtime.run import start_run
+from r1lab.runtime.run import claim_run_dir, start_run
 from r1lab.runtime.runlog import RunLog, check_report_to
 from r1lab.tasks import apply_template, make_task, register_task
 from r1lab.tasks.attempts import attempts_of
@@ -316,7 +316,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         if cfg.eval.pass_k > 0:
             base_res_metrics["pass@k_large"] = wide_pass_k(sampler, test, cfg, "base", log)
         base_samples = [row[0] for row in base_res.completions]  # the first sample of every problem
-        run.mkdir(parents=True, exist_ok=True)  # the run directory appears only once RL starts
+        claim_run_dir(run, resume)  # the run directory appears (locked: runtime/run.py) only once RL starts
         save_config(cfg, run / "config.yaml")
         write_json(state_path, {"base": base_res_metrics, "base_samples": base_samples})
 
@@ -347,27 +347,31 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
 
     model.train()
     t_train, steps_done = time.time(), g.steps
-    for step in range(start_step, g.steps):
-        # --- rollout, rewards, update (rl/step.py); the order depends only on seed and step ---
-        rng = random.Random(cfg.seed * 1_000_003 + step)
-        batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
-        batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
-        own = distributed.shard(len(batch), rank, world)  # whole groups: this rank's prompts of the batch
-        mine = [batch[i] for i in own]
-        record, _ = grpo_step(model, ref, opt, sampler, mine, [apply_template(p.prompt) for p in mine],
-                              reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=group_seeds(cfg.seed, step, own),
-                              step=step, log=log)
-        sampler.load_weights(model)  # the next rollout samples the updated policy (vLLM holds its own copy)
-        if logger:
-            logger.log(record)
-        out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds
-        if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time):
-            save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
-                                                        "history": logger.history})
-        if out_of_time:
-            steps_done = step + 1
-            log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")
-            break
+    with preempt.watch():  # SIGTERM: the step under way finishes and is checkpointed (runtime/preempt.py)
+        for step in range(start_step, g.steps):
+            # --- rollout, rewards, update (rl/step.py); the order depends only on seed and step ---
+            rng = random.Random(cfg.seed * 1_000_003 + step)
+            batch = rng.sample(train, min(g.prompts_per_step - n_general, len(train)))
+            batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
+            own = distributed.shard(len(batch), rank, world)  # whole groups: this rank's prompts of the batch
+            mine = [batch[i] for i in own]
+            record, _ = grpo_step(model, ref, opt, sampler, mine, [apply_template(p.prompt) for p in mine],
+                                  reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=group_seeds(cfg.seed, step, own),
+                                  step=step, log=log)
+            sampler.load_weights(model)  # the next rollout samples the updated policy (vLLM holds its own copy)
+            if logger:
+                logger.log(record)
+            out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds
+            stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
+            if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time or stop):
+                save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
+                                                            "history": logger.history})
+            if stop:
+                preempt.stop(run / f"checkpoint-{step + 1}", run, logger)
+            if out_of_time:
+                steps_done = step + 1
+                log(f"zero: max_seconds={cfg.max_seconds:.0f} reached after {steps_done} steps")
+                break
     train_seconds = time.time() - t_train
     if not main:
         return {"steps": steps_done, "train_seconds": train_seconds}

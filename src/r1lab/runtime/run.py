@@ -72,15 +72,21 @@ def start_run(pattern: str, resume: bool, threads: int = 0, log: Callable = prin
     if not distributed.is_main():
         log = _silent
     run = distributed.broadcast(resolve_run_dir(pattern, resume))  # rank 0's clock names the run
-    refusal = None
+    refusal, made_lock = None, False
     if distributed.is_main() and run.is_dir():  # before any rank reads it: a resume must not read a live run
+        made_lock = not (run / LOCK).exists()
         try:
             lock_run_dir(run)
         except UserError as e:
             refusal = str(e)
     if refusal := distributed.broadcast(refusal):  # every rank stops, not rank 0 alone
         raise UserError(refusal)
-    check_run_dir(run, resume)
+    try:
+        check_run_dir(run, resume)
+    except UserError:
+        if made_lock:  # a refused run leaves nothing behind
+            _unlock(run)
+        raise
     distributed.barrier()  # every rank has checked run_dir before rank 0 writes to it
     return run, log
 
@@ -105,6 +111,14 @@ def lock_run_dir(run: Path) -> None:
     f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     f.flush()
     _held[key] = f
+
+
+def _unlock(run: Path) -> None:
+    """Let go of `run`'s lock and remove its lock file."""
+    f = _held.pop(run.resolve(), None)
+    if f is not None:
+        (run / LOCK).unlink(missing_ok=True)
+        f.close()
 
 
 def _is_file(f: IO, path: Path) -> bool:

@@ -217,7 +217,8 @@ def _add_grade_parser(sub) -> None:
 
 def _continue_command(argv: list[str], run) -> str:
     """The command line that continues a preempted run: the same, on its run directory, with --resume
-    for the commands that take it (the pipeline and distill skip their finished stages instead);
+    for the commands that take it (the pipeline and distill skip their finished stages and continue
+    the preempted one from its checkpoint instead);
     with no run directory (pretraining the built-in base), the same command as it was."""
     if run is None:
         return shlex.join(["r1lab", *argv])

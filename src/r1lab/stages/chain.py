@@ -1,18 +1,23 @@
 """The one door between stages: running commands one after another, as `pipeline` and `distill` do.
 
     run = start(cfg, log)                                         # run_dir, with config.yaml
-    rec = stage(run, "stage2", fingerprint(cfg.x, prev), lambda d: rl_stage(cfg.x, base, d, log), log)
+    rec = stage(run, "stage2", fingerprint(cfg.x, prev), lambda d, resume: rl_stage(cfg.x, base, d, log, resume), log)
     row = measure(Path(rec["model"]), data, cfg.report, seed, device)
 
 A stage runs a command (`rl_stage`: `r1lab zero`, `sft_stage`, `sample_stage`, `rm_stage`) into its
 own directory under the run and hands on only what it wrote there: the model directory and a small
 record. `stage` skips a stage whose `done.json` says it finished with the same inputs (`fingerprint`
-of its settings and of the records it builds on); a stage left half-done by an interruption, or
-done with other inputs, is redone from its start, and so are the stages after it, whose inputs
-include its record. `measure` takes every report column of one model the same way for every row:
-pass@1 and cons@k over k samples at the paper's T = 0.6 / top-p 0.95 on held-out problems, format
-rate, language mixing on zh/ja/ko prompts, mean length, parameters, and (given a reward model) the
-reward model's mean score of answers to held-out general prompts.
+of its settings and of the records it builds on). A stage left half-done by an interruption
+(SIGTERM, a crash, a SIGKILL) with the same inputs continues: `started.json`, written atomically
+when the stage starts, holds its key, and when a command's run directory under the stage
+(d/run, d/sft) has a checkpoint, the stage's body is called with resume=True, which continues that
+command from its newest usable checkpoint (`--resume`), to the same weights and records as an
+uninterrupted run. A half-done stage with no checkpoint yet, or one started or done with other
+inputs, is redone from its start, and so are the stages after it, whose inputs include its record
+(its `seconds` among them). `measure` takes every report column of one model the same way for
+every row: pass@1 and cons@k over k samples at the paper's T = 0.6 / top-p 0.95 on held-out
+problems, format rate, language mixing on zh/ja/ko prompts, mean length, parameters, and (given a
+reward model) the reward model's mean score of answers to held-out general prompts.
 
 Stage modules never import each other: `pipeline` and `distill` reach the other stages, and their
 configs, through this module alone (tests/test_layers.py holds that).
@@ -40,6 +45,7 @@ from r1lab.eval.metrics import evaluate
 from r1lab.grading.shape import summary_of
 from r1lab.model.architecture import count_parameters
 from r1lab.rl.reward_model import scores
+from r1lab.runtime.checkpoint import resume_candidates
 from r1lab.runtime.config import config_to_dict, save_config
 from r1lab.runtime.files import write_atomically, write_json
 from r1lab.runtime.loading import load
@@ -86,61 +92,82 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def stage(run: Path, name: str, key: str, body: Callable[[Path], dict], log=print, command: str = "pipeline") -> dict:
-    """Run `body(directory)` unless `run/name/done.json` says it finished with the same inputs
-    (`key`, a `fingerprint`); returns its record (see the module docstring)."""
+def stage(run: Path, name: str, key: str, body: Callable[[Path, bool], dict], log=print,
+          command: str = "pipeline") -> dict:
+    """Run `body(directory, resume)` unless `run/name/done.json` says it finished with the same
+    inputs (`key`, a `fingerprint`); `resume`: continue the half-done stage's checkpointed run
+    rather than start it over. Returns the stage's record (see the module docstring)."""
     d = run / name
-    done = d / "done.json"
-    if done.exists():
-        try:
-            record = json.loads(done.read_text())
-        except ValueError:
-            record = {}
-        if record.get("key") == key:
-            log(f"{command}: {name} already done, skipped")
-            return record
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
+    record = _read_json(d / "done.json")
+    if record.get("key") == key:
+        log(f"{command}: {name} already done, skipped")
+        return record
+    resume = _read_json(d / "started.json").get("key") == key and _has_checkpoint(d)
+    if resume:
+        log(f"{command}: {name} continues from its checkpoint ...")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        write_json(d / "started.json", {"key": key})
+        log(f"{command}: {name} ...")
     t0 = time.time()
-    log(f"{command}: {name} ...")
     try:
-        record = {**body(d), "seconds": time.time() - t0, "key": key}
+        record = {**body(d, resume), "seconds": time.time() - t0, "key": key}
     except Preempted as e:  # SIGTERM mid-stage: the whole chain is continued by rerunning it on `run`
         if e.run is not None:
             e.run = run
         raise
-    write_json(done, record)
+    write_json(d / "done.json", record)
     log(f"{command}: {name} done in {record['seconds']:.0f}s")
     return record
 
 
-def rl_stage(cfg: ZeroConfig, base: Path, d: Path, log=print, **fields) -> dict:
-    """`r1lab zero` from `base` into d/run (`fields` override cfg's): the final model and its measures."""
+def _read_json(path: Path) -> dict:
+    """A stage's done.json or started.json; {} when missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _has_checkpoint(d: Path) -> bool:
+    """Whether a command's run directory in stage directory `d` (d/run, d/sft) has a checkpoint."""
+    return any(resume_candidates(p) for p in d.iterdir() if p.is_dir())
+
+
+def rl_stage(cfg: ZeroConfig, base: Path, d: Path, log=print, resume: bool = False, **fields) -> dict:
+    """`r1lab zero` from `base` into d/run (`fields` override cfg's; `resume`: --resume): the final
+    model and its measures."""
     run_cfg = replace(cfg, base=str(base), run_dir=str(d / "run"), **fields)
     run_cfg.validate()
-    summary = run_zero(run_cfg, log=log)
+    summary = run_zero(run_cfg, resume=resume, log=log)
     latest = (d / "run" / "latest").read_text().strip()
     return {"model": str((d / "run" / latest).resolve()), "final": summary["final"],
             "train_seconds": summary["train_seconds"], "steps": summary["steps"]}
 
 
-def sft_stage(cfg: SFTConfig, base: Path, data: Path, d: Path, log=print, **fields) -> dict:
-    """`r1lab sft` of `base` on `data` into d/sft: the final checkpoint, its template, training seconds."""
+def sft_stage(cfg: SFTConfig, base: Path, data: Path, d: Path, log=print, resume: bool = False, **fields) -> dict:
+    """`r1lab sft` of `base` on `data` into d/sft (`resume`: --resume): the final checkpoint, its
+    template, training seconds."""
     t0 = time.time()
-    out = run_sft(replace(cfg, base=str(base), data=str(data), run_dir=str(d / "sft"), **fields), log=log)
+    out = run_sft(replace(cfg, base=str(base), data=str(data), run_dir=str(d / "sft"), **fields), resume, log)
     return {"model": str(out.resolve()), "template": json.loads((out / "sft.json").read_text())["template"],
             "train_seconds": time.time() - t0}
 
 
-def sample_stage(cfg: SampleConfig, model: Path, d: Path, log=print, **fields) -> tuple[Path, dict]:
-    """`r1lab sample` of `model` into d/sample: (the kept samples' JSONL, the sampling report)."""
-    data = run_sample(replace(cfg, model=str(model), out=str(d / "sample"), **fields), log=log)
-    return data, json.loads((d / "sample" / "report.json").read_text())
+def sample_stage(cfg: SampleConfig, model: Path, d: Path, log=print, resume: bool = False,
+                 **fields) -> tuple[Path, dict]:
+    """`r1lab sample` of `model` into d/sample: (the kept samples' JSONL, the sampling report).
+    `resume`: a sampling that finished (its report.json, written last, is there) is read, not redone."""
+    out = d / "sample"
+    if not (resume and (out / "report.json").exists()):
+        run_sample(replace(cfg, model=str(model), out=str(out), **fields), log=log)
+    return out / "sft.jsonl", json.loads((out / "report.json").read_text())
 
 
-def rm_stage(cfg: RMConfig, base: Path, d: Path, log=print, **fields) -> dict:
-    """`r1lab rm` from `base` into d/run: the reward model and its rm.json."""
-    out = run_rm(replace(cfg, base=str(base), run_dir=str(d / "run"), **fields), log=log)
+def rm_stage(cfg: RMConfig, base: Path, d: Path, log=print, resume: bool = False, **fields) -> dict:
+    """`r1lab rm` from `base` into d/run (`resume`: --resume): the reward model and its rm.json."""
+    out = run_rm(replace(cfg, base=str(base), run_dir=str(d / "run"), **fields), resume, log)
     return {"model": str(out.resolve()), **json.loads((out / "rm.json").read_text())}
 
 

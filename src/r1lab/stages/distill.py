@@ -5,7 +5,8 @@
 DeepSeek-R1 §4 fine-tunes small dense Qwen and Llama models, with SFT only, on ~800k samples
 curated with R1 (the stage-3 data), and finds (§4.1) that distilling a strong reasoner beats
 large-scale RL on the small model itself. This command does both, each stage in its own
-directory under `run_dir` and skipped when a rerun finds it done with the same inputs:
+directory under `run_dir`, skipped when a rerun finds it done with the same inputs and continued
+from its last checkpoint when an interruption left one (stages/chain.py):
 
   teacher/          only with teacher=zero (the default): the R1-Zero default run on r1lab's
                     DeepSeek-V3 base; otherwise `teacher` is any model directory (an r1lab
@@ -231,35 +232,36 @@ def run_distill(cfg: DistillConfig, log=print) -> dict:
     run = start(cfg, log)
     records = {}
 
-    def run_stage(name: str, key: str, body) -> dict:
-        return stage(run, name, key, body, log, "distill")
+    def run_stage(name: str, key: str, body) -> dict:  # body(d, resume): `resume` continues a preempted stage
+        return stage(run, name, key, body, log, "distill")  # (student-base and traces write no checkpoints)
 
     if cfg.teacher == "zero":
         teacher_rl = replace(cfg.teacher_rl, data=cfg.data)
         records["teacher"] = run_stage("teacher", fingerprint(cfg.pretrain, cfg.data, cfg.teacher_rl, cfg.seed),
-                                       lambda d: rl_stage(teacher_rl, "builtin", d, log, **shared(cfg)))
+                                       lambda d, resume: rl_stage(teacher_rl, "builtin", d, log, resume, **shared(cfg)))
         teacher = Path(records["teacher"]["model"])
     else:
         teacher = resolve_model(cfg.teacher, "teacher")  # a directory, or a hub id downloaded once
     records["student_base"] = run_stage("student-base", fingerprint(cfg.student, cfg.pretrain, cfg.student_corpus),
-                                        lambda d: student_base_stage(cfg, d, log))
+                                        lambda d, resume: student_base_stage(cfg, d, log))
     student_base = Path(records["student_base"]["model"])
     records["traces"] = run_stage("traces", fingerprint(str(teacher.resolve()), cfg.sample, cfg.data, cfg.seed),
-                                  lambda d: traces_stage(cfg, teacher, d, log))
+                                  lambda d, resume: traces_stage(cfg, teacher, d, log))
     traces = Path(records["traces"]["data"])
     records["student"] = run_stage("student", fingerprint(records["student_base"], records["traces"], cfg.sft),
-                                   lambda d: sft_stage(cfg.sft, student_base, traces, d, log, **shared(cfg)))
+                                   lambda d, resume: sft_stage(cfg.sft, student_base, traces, d, log, resume,
+                                                               **shared(cfg)))
     distill_seconds = records["traces"]["train_seconds"] + records["student"]["train_seconds"]
     rl_student = dict(shared(cfg), data=cfg.data, gate=False)  # RL on the student: R1-Zero's recipe, no gate
     if cfg.compare_rl:  # the same training time as the distilled student cost
         key = fingerprint(records["student_base"], cfg.rl, cfg.data, distill_seconds)
-        records["rl_only"] = run_stage("rl-only", key, lambda d: rl_stage(cfg.rl, student_base, d, log, **rl_student,
-                                                                          max_seconds=distill_seconds))
+        records["rl_only"] = run_stage("rl-only", key, lambda d, resume: rl_stage(
+            cfg.rl, student_base, d, log, resume, **rl_student, max_seconds=distill_seconds))
     if cfg.rl_after_steps:
         after = replace(cfg.rl, max_seconds=0.0, grpo=replace(cfg.rl.grpo, steps=cfg.rl_after_steps))
         distilled = Path(records["student"]["model"])
         records["student_rl"] = run_stage("student-rl", fingerprint(records["student"], after),
-                                          lambda d: rl_stage(after, distilled, d, log, **rl_student))
+                                          lambda d, resume: rl_stage(after, distilled, d, log, resume, **rl_student))
 
     template = records["student"]["template"]
     models = {"teacher": (teacher, "r1zero", records["teacher"]["train_seconds"] if "teacher" in records else None),

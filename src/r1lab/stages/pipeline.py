@@ -3,7 +3,8 @@
     r1lab pipeline [recipe.yaml] [key=value ...]
 
 Stages, each in its own directory under `run_dir`, each skipped when a rerun finds it done (a
-stage left half-done by an interruption is redone from its start):
+stage left half-done by an interruption continues from its last checkpoint, or is redone from its
+start when it had none: stages/chain.py):
 
   zero/             R1-Zero: GRPO on the base with accuracy + format rewards (the comparison row)
   stage1-cold-start/  built-in cold-start chains of thought (data/coldstart.py; or `cold_start.data`)
@@ -181,18 +182,19 @@ class PipelineConfig:
 # --- stages -----------------------------------------------------------------------------------
 
 
-def cold_start_stage(cfg: PipelineConfig, base: Path, d: Path, log) -> dict:
+def cold_start_stage(cfg: PipelineConfig, base: Path, d: Path, resume: bool, log) -> dict:
     data = Path(cfg.cold_start.data) if cfg.cold_start.data else d / "cold_start.jsonl"
-    if not cfg.cold_start.data:
+    if not cfg.cold_start.data:  # (written again on resume: the same examples)
         examples = cold_start_examples(cfg.cold_start.examples, cfg.seed, tuple(cfg.cold_start.langs),
                                        cfg.reasoning_rl.data.task_args, tuple(cfg.cold_start.mixed_langs),
                                        cfg.cold_start.mixed_share)
         write_sft_jsonl(examples, data, {"generator": "r1lab.data.coldstart", "seed": cfg.seed})
-    return {**sft_stage(cfg.cold_start.sft, base, data, d, log, **shared(cfg)), "data": str(data)}
+    return {**sft_stage(cfg.cold_start.sft, base, data, d, log, resume, **shared(cfg)), "data": str(data)}
 
 
-def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage2: Path, d: Path, log) -> dict:
-    data, report = sample_stage(sample, stage2, d, log, seed=cfg.seed, device=cfg.device)
+def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage2: Path, d: Path, resume: bool,
+                    log) -> dict:
+    data, report = sample_stage(sample, stage2, d, log, resume, seed=cfg.seed, device=cfg.device)
     if cfg.rejection.general_answers:  # the non-reasoning SFT data of stage 3
         general = [Candidate(g.prompt, r1_answer(g.reference), g.lang, True) for g in general_prompts("train")]
         reasoning = [Candidate(r["prompt"], r["completion"], r["lang"], True) for _, r in read_jsonl(data)]
@@ -202,7 +204,7 @@ def rejection_stage(cfg: PipelineConfig, sample: SampleConfig, base: Path, stage
         log(f"pipeline: stage 3 kept no sampled answer of {report['total']} (see {d / 'sample'}/report.json)")
         if not cfg.rejection.general_answers:
             raise UserError(f"stage 3: rejection sampling kept no sample of {report['total']}; see {d / 'sample'}")
-    return {**sft_stage(cfg.rejection.sft, base, data, d, log, **shared(cfg)), "sample": report}
+    return {**sft_stage(cfg.rejection.sft, base, data, d, log, resume, **shared(cfg)), "sample": report}
 
 
 def shared(cfg: PipelineConfig) -> dict:
@@ -227,11 +229,11 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     sample = replace(cfg.rejection.sample, data=data.task_config())
 
     def rl(c: ZeroConfig, b: Path, **over):  # the body of an RL stage from `b`
-        return lambda d: rl_stage(c, b, d, log, **shared(cfg), **over)
+        return lambda d, resume: rl_stage(c, b, d, log, resume, **shared(cfg), **over)
 
     records = {"zero": stage(run, "zero", fingerprint(str(base), zero), rl(zero, base), log)}
     records["stage1"] = stage(run, "stage1-cold-start", fingerprint(str(base), cfg.cold_start, data),
-                              lambda d: cold_start_stage(cfg, base, d, log), log)
+                              lambda d, resume: cold_start_stage(cfg, base, d, resume, log), log)
     s1 = Path(records["stage1"]["model"])
     records["stage2"] = stage(run, "stage2-reasoning-rl", fingerprint(records["stage1"], cfg.reasoning_rl),
                               rl(cfg.reasoning_rl, s1), log)
@@ -241,9 +243,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             rl(cfg.reasoning_rl, s1, rewards=no_language), log)
     s2 = Path(records["stage2"]["model"])
     records["stage3"] = stage(run, "stage3-rejection", fingerprint(str(base), records["stage2"], sample, cfg.rejection),
-                              lambda d: rejection_stage(cfg, sample, base, s2, d, log), log)
+                              lambda d, resume: rejection_stage(cfg, sample, base, s2, d, resume, log), log)
     records["rm"] = stage(run, "rm", fingerprint(str(base), cfg.rm),
-                          lambda d: rm_stage(cfg.rm, base, d, log, **shared(cfg)), log)
+                          lambda d, resume: rm_stage(cfg.rm, base, d, log, resume, **shared(cfg)), log)
     s3, rm_dir = Path(records["stage3"]["model"]), Path(records["rm"]["model"])
     stage4 = replace(stage4, reward_model=str(rm_dir))
     records["stage4"] = stage(run, "stage4-all-rl", fingerprint(records["stage3"], records["rm"], stage4),

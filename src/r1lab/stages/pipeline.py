@@ -231,8 +231,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     def rl(c: ZeroConfig, b: Path, **over):  # the body of an RL stage from `b`
         return lambda d, resume: rl_stage(c, b, d, log, resume, **shared(cfg), **over)
 
-    records = {"zero": stage(run, "zero", fingerprint(str(base), zero), rl(zero, base), log)}
-    records["stage1"] = stage(run, "stage1-cold-start", fingerprint(str(base), cfg.cold_start, data),
+    records = {"zero": stage(run, "zero", fingerprint(str(base), zero, cfg.seed), rl(zero, base), log)}
+    records["stage1"] = stage(run, "stage1-cold-start", fingerprint(str(base), cfg.cold_start, data, cfg.seed),
                               lambda d, resume: cold_start_stage(cfg, base, d, resume, log), log)
     s1 = Path(records["stage1"]["model"])
     records["stage2"] = stage(run, "stage2-reasoning-rl", fingerprint(records["stage1"], cfg.reasoning_rl),
@@ -244,7 +244,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     s2 = Path(records["stage2"]["model"])
     records["stage3"] = stage(run, "stage3-rejection", fingerprint(str(base), records["stage2"], sample, cfg.rejection),
                               lambda d, resume: rejection_stage(cfg, sample, base, s2, d, resume, log), log)
-    records["rm"] = stage(run, "rm", fingerprint(str(base), cfg.rm),
+    records["rm"] = stage(run, "rm", fingerprint(str(base), cfg.rm, cfg.seed),
                           lambda d, resume: rm_stage(cfg.rm, base, d, log, resume, **shared(cfg)), log)
     s3, rm_dir = Path(records["stage3"]["model"]), Path(records["rm"]["model"])
     stage4 = replace(stage4, reward_model=str(rm_dir))

@@ -4,10 +4,13 @@ from math import comb
 
 import pytest
 
+from r1lab.engine.params import SamplingParams
+from r1lab.engine.sampler import Generation
 from r1lab.eval.metrics import (
     Sample,
     benchmark_metrics,
     breakdown,
+    evaluate,
     generation_stats,
     majority_vote,
     pass_at_k,
@@ -15,6 +18,7 @@ from r1lab.eval.metrics import (
     score,
 )
 from r1lab.grading.shape import style_of
+from r1lab.tasks.base import Problem
 
 
 @pytest.mark.parametrize(
@@ -151,3 +155,21 @@ def test_language_mixing_counts_zh_ja_ko_chains_of_thought():
     assert out["language_mixing"] == 2 / 5
     assert out["language_mixing_by_lang"] == {"zh": 0.5, "ja": 0.0, "ko": 0.5}
     assert language_mixing(["x"], ["en"])["language_mixing"] is None
+
+
+class _Replies:
+    """One prompt, three replies: the second and third hit the token limit."""
+
+    texts = ["so the answer is 4.", "so the sum is 4. Let me redo it: 5 + 6 = 11, so 11", "... = 3"]
+
+    def generate(self, prompts, n, params):
+        return Generation([[1]], [[2], [3], [4]], self.texts, [False, True, True], n=n)
+
+
+def test_prose_is_read_only_in_replies_that_ended():
+    """A reply the token limit cut off stated no last word: with prose, its last number would
+    outvote the answer it gave (cons@k)."""
+    problem = Problem("2+2", "2+2", "4", "arithmetic")
+    res = evaluate(_Replies(), [problem], ["p"], 3, SamplingParams(), prose=True)
+    assert res.extracted == [["4", None, None]]
+    assert res.metrics["cons@3"] == 1.0

@@ -81,11 +81,12 @@ class EvalResult:
 def evaluate(sampler: Sampler, problems: list[Problem], prompts: list[str], k: int, params: SamplingParams,
              prose: bool = False) -> EvalResult:
     """Sample k completions for each problem and grade them with the problem's task; `prose`: read
-    answers stated in prose too (extract.py), as `r1lab eval` does; off, as the RL accuracy reward."""
+    answers stated in prose too (extract.py), as `r1lab eval` does (not in a truncated completion,
+    which stated no last word); off, as the RL accuracy reward."""
     gen = sampler.generate(prompts, k, params)
     P = len(problems)
     rows = lambda xs: [xs[i * k : (i + 1) * k] for i in range(P)]  # noqa: E731 (P*k) -> (P, k)
-    extracted = [extract_answer(t, prose=prose) for t in gen.texts]
+    extracted = [extract_answer(t, prose=prose and not cut) for t, cut in zip(gen.texts, gen.truncated, strict=True)]
     correct = [get_task(problems[i // k].task).grade(a, problems[i // k]) for i, a in enumerate(extracted)]
     res = EvalResult(problems, k, rows(gen.texts), rows(extracted), rows(correct),
                      rows([len(c) for c in gen.completion_ids]), rows(gen.truncated), gen.seconds)

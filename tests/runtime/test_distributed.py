@@ -27,6 +27,7 @@ from r1lab.runtime.config import save_config
 from r1lab.runtime.distributed import shard
 from r1lab.stages.sft import SFTConfig, run_sft
 from r1lab.stages.zero import run_zero
+from tests.runtime.test_preempt import SLOW_CLI  # the CLI pausing after each step's record
 from tests.tiny_models import tiny_policy, tiny_zero_config
 
 TESTS = Path(__file__).parent
@@ -205,21 +206,6 @@ def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache, on
     print(f"grpo 2 ranks (killed, resumed) vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
     assert wdiff < 1e-5
     assert (two / "report.md").exists() and (two / "summary.json").exists()  # rank 0 finished the run
-
-
-# The CLI, rank 0 pausing after each step's record (state untouched) so that a signal lands mid-run.
-SLOW_CLI = """
-import sys, time
-import r1lab.runtime.runlog as runlog
-from r1lab.cli import main
-
-log_step = runlog.RunLog.log
-def log(self, record):
-    log_step(self, record)
-    time.sleep(0.3)
-runlog.RunLog.log = log
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_grpo_on_2_ranks_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_path, cache, one):

@@ -15,19 +15,22 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import r1lab
 from r1lab.data.preferences import preference_pairs
+from r1lab.data.prompting import chat_template_for, chat_template_to_save
 from r1lab.errors import UserError
 from r1lab.model.architecture import build_model
 from r1lab.model.base import PretrainConfig, base_dir, pretrain
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime.checkpoint import save_model
 from r1lab.runtime.config import load_config, save_config
 from r1lab.stages.rm import RMConfig, run_rm
 from r1lab.stages.sft import SFTConfig, run_sft
 from r1lab.stages.zero import run_zero
 from r1lab.tasks import apply_template
-from tests.tiny_models import TINY_DEEPSEEK, tiny_zero_config
+from tests.tiny_models import TINY_DEEPSEEK, tiny_policy, tiny_zero_config
 
 # The subprocess pauses (without touching any state) once the given step's metrics line is flushed
 # (every trainer logs through runtime.runlog.RunLog), e.g. after checkpoint-2 and before checkpoint-4,
@@ -238,3 +241,29 @@ def test_pretrain_killed_mid_run_continues_when_run_again(tmp_path):
     assert info == ref_info
     card = (out / "README.md").read_text()  # the base's model card
     assert "# r1lab pretrain" in card and f"{info['final_loss']:.4f}" in card and "after 8 steps" in card
+
+
+def test_every_model_directory_carries_a_chat_template_that_transformers_chats_with(tmp_path):
+    """A tokenizer without a chat template, or with r1lab's of another format, is saved with the one
+    of its training format (here r1zero), the tokenizer in memory unchanged; a chat model's own
+    template is kept. transformers' own chat
+    path (AutoTokenizer, AutoModelForCausalLM, apply_chat_template, generate) then works on the
+    checkpoint and prompts it with the tokens r1lab trains on."""
+    model, tok = tiny_policy()
+    r1zero = tok.chat_template
+    for before in (None, chat_template_for("plain", tok)):  # a checkpoint from before chat templates, or a user's
+        tok.chat_template = before                          # base model; r1lab's tokenizer after plain SFT
+        save_model(model, tok, tmp_path / "m", chat_template=chat_template_to_save("r1zero", tok))
+        assert tok.chat_template == before and (tmp_path / "m" / "chat_template.jinja").read_text() == r1zero
+    tok.chat_template = "{{ messages[-1]['content'] }}"
+    save_model(model, tok, tmp_path / "own", chat_template=chat_template_to_save("r1zero", tok))
+    assert AutoTokenizer.from_pretrained(tmp_path / "own").chat_template == tok.chat_template
+
+    hf_tok, hf_model = AutoTokenizer.from_pretrained(tmp_path / "m"), AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    question = "Compute: 12+7"
+    inputs = hf_tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    assert inputs["input_ids"][0].tolist() == hf_tok(apply_template(question))["input_ids"]
+    out = hf_model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                            pad_token_id=hf_tok.pad_token_id)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4

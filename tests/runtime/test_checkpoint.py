@@ -7,6 +7,7 @@ pretrained again."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -267,3 +268,36 @@ def test_every_model_directory_carries_a_chat_template_that_transformers_chats_w
     out = hf_model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False,
                             pad_token_id=hf_tok.pad_token_id)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4
+
+
+def test_transformers_serve_and_the_openai_client_chat_with_a_checkpoint(tmp_path):
+    """`transformers serve` (its OpenAI-compatible API) renders a conversation with an r1lab
+    checkpoint's chat template: the prompt it counts is the R1-Zero prompt's tokens."""
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("fastapi")
+    model, tok = tiny_policy()
+    model_dir = save_model(model, tok, tmp_path / "m")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+                               str(model_dir), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu",
+                               "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=30)
+        deadline = time.time() + 90
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                reply = client.chat.completions.create(model=str(model_dir), max_tokens=4, temperature=0.0,
+                                                       messages=[{"role": "user", "content": "Compute: 12+7"}])
+                break
+            except openai.APIConnectionError:
+                assert time.time() < deadline, "transformers serve never answered"
+                time.sleep(0.5)
+        assert reply.usage.prompt_tokens == len(tok(apply_template("Compute: 12+7"))["input_ids"])
+        assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens >= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stderr.close()

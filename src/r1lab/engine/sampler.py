@@ -36,8 +36,8 @@ and the same draws (`r1lab chat`): its tokens are those of `generate(prompt, 1, 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch

@@ -25,9 +25,9 @@ as `r1lab eval` stops it. Defaults: T = 0.6, top-p 0.95, the paper's evaluation 
 Streaming: `HFSampler.stream`, r1lab's own decoders token by token (the static KV cache for r1lab's
 DeepSeek-V3, Llama and Qwen2; the model's forward otherwise), so a reply is exactly the completion
 `r1lab eval` would sample with the same seed, and no thread is needed (HF's `TextIteratorStreamer`
-runs `generate` in another thread, which a Ctrl-C cannot stop). Each reply re-reads the whole
-conversation (no cache is kept between turns); a conversation longer than the model's context is
-not cut.
+runs `generate` in another thread, which a Ctrl-C in the main thread does not stop by itself).
+Each reply re-reads the whole conversation (no cache is kept between turns); a conversation
+longer than the model's context is not cut.
 """
 
 from __future__ import annotations

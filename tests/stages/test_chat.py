@@ -90,6 +90,25 @@ def test_a_model_without_chat_template_gets_r1lab_s_and_a_thought_without_answer
     assert ">>> | 9+9=1\n(no answer: the reply ended inside its thinking)\n" in out
 
 
+R1_STYLE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}<｜User｜>{{ m['content'] }}"
+            "{% else %}<｜Assistant｜>{{ m['content'].split('</think>')[-1] }}<｜end▁of▁sentence｜>{% endif %}{% endfor %}"
+            "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}")  # R1's, cut down: it opens the thinking
+
+
+def test_a_model_whose_template_opens_the_thinking(monkeypatch, tmp_path):
+    """An R1 distill's template ends with `<think>`: the reply is thinking until `</think>`, and
+    a chat template that is not r1lab's gets no `</answer>` stop."""
+    model, tok = tiny_policy()
+    tok.chat_template = R1_STYLE
+    save_model(model, tok, tmp_path / "r1")
+    out, asked = chat(tmp_path / "r1", monkeypatch, ["What is 2+2?", "And 3+3?"],
+                      replies=["Let me see: 2+2=4.\n</think>\n\nIt is 4.", "6\n</think>\n\n6."])
+    assert ">>> | Let me see: 2+2=4.\nIt is 4.\n>>> | 6\n6.\n" in out
+    assert asked[1][0] == ("<|bos|><｜User｜>What is 2+2?<｜Assistant｜>\n\nIt is 4.<｜end▁of▁sentence｜>"
+                           "<｜User｜>And 3+3?<｜Assistant｜><think>\n")
+    assert asked[0][1].stop_token_ids == ()
+
+
 def test_a_terminal_gets_the_thinking_dimmed(model_dir, monkeypatch):
     out, _ = chat(model_dir, monkeypatch, ["Compute: 12+34"], tty=True)
     assert f">>> {DIM}12+34=46\n{RESET}46\n" in out

@@ -4,6 +4,7 @@ with the same seed, and a truncated or incomplete checkpoint is named and skippe
 one. `r1lab zero`, `sft` and `rm` resume with --resume; pretraining resumes when the same config is
 pretrained again."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -275,7 +276,9 @@ def test_transformers_serve_and_the_openai_client_chat_with_a_checkpoint(tmp_pat
     checkpoint's chat template: the prompt it counts is the R1-Zero prompt's tokens."""
     openai = pytest.importorskip("openai")
     pytest.importorskip("fastapi")
-    model, tok = tiny_policy()
+    _, tok = tiny_policy()  # the R1-Zero prompt is ~380 of its tokens: a model that takes 1024
+    model = build_model(dataclasses.replace(TINY_DEEPSEEK, max_positions=1024), len(tok), tok.pad_token_id,
+                        tok.bos_token_id, tok.eos_token_id)
     model_dir = save_model(model, tok, tmp_path / "m")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -74,7 +74,9 @@ def config_only_model(tmp_path):
 
     path = tmp_path / "model"
     Qwen2Config(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(path)
-    train_tokenizer(["abc abd"] * 5, vocab_size=280).save_pretrained(path)
+    tok = train_tokenizer(["abc abd"] * 5, vocab_size=280)
+    tok.chat_template = None  # a tokenizer without one (r1lab's own carries the R1-Zero template)
+    tok.save_pretrained(path)
     return path
 
 

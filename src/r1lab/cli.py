@@ -12,6 +12,7 @@
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a math or code benchmark
     r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
     r1lab push     RUN_DIR REPO_ID [--private] [--dry-run]     a run's final model and its card to the hub
+    r1lab chat     MODEL_DIR [--temperature 0.6] [--top-p 0.95]  talk to a model: its thinking, then its answer
 
 key=value overrides may come anywhere among a command's flags (`r1lab zero --resume grpo.lr=1e-5`).
 A user mistake (missing file, malformed data, unknown key, impossible value, a full disk, a run
@@ -115,6 +116,7 @@ def _run(argv: list[str]) -> int:
     p_push.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
     _add_eval_parser(sub)
     _add_grade_parser(sub)
+    _add_chat_parser(sub)
     ns, extra = parser.parse_known_args(argv)
     if extra:  # key=value after a flag: argparse leaves it over; anything else is a real mistake
         stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(ns, "args")]
@@ -131,6 +133,11 @@ def _run(argv: list[str]) -> int:
         from r1lab.stages.push import PushConfig, run_push
 
         run_push(PushConfig(ns.run_dir, ns.repo_id, ns.private, ns.dry_run))
+        return 0
+    if ns.command == "chat":
+        from r1lab.stages.chat import run_chat
+
+        run_chat(_chat_config(ns))
         return 0
     if ns.command == "grade":
         from r1lab.stages.grade import GradeConfig, grade_file
@@ -198,6 +205,29 @@ def _eval_config(ns):
     data = DataSpec(ns.data, ns.preset, ns.question_field, ns.answer_field, ns.split, ns.limit)
     return EvalRunConfig(ns.model, data, ns.k, SamplingConfig(ns.temperature, ns.top_p, ns.max_new_tokens), ns.template,
                          ns.seed, ns.batch_rows, ns.out, ns.device, ns.dtype)
+
+
+def _add_chat_parser(sub) -> None:
+    p = sub.add_parser("chat", help="talk to a model in the terminal: its thinking streamed (dimmed), then its answer",
+                       description="Commands in the chat: /reset, /think on|off, /temperature X, /top_p X, /quit. "
+                                   "Ctrl-C stops a reply; Ctrl-C or Ctrl-D at the prompt leaves.")
+    p.add_argument("model", help="a Hugging Face causal LM directory (an r1lab checkpoint, an R1 distill, ...)")
+    p.add_argument("--temperature", type=float, help="(default 0.6, as R1 is evaluated)")
+    p.add_argument("--top-p", type=float, help="(default 0.95)")
+    p.add_argument("--max-new-tokens", type=int, help="per reply, thinking included (default 1024)")
+    p.add_argument("--seed", type=int, default=0, help="reply i samples with seed + i (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s: CUDA if present)")
+    p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default %(default)s)")
+
+
+def _chat_config(ns):
+    from r1lab.stages.chat import ChatConfig
+
+    cfg = ChatConfig(ns.model, seed=ns.seed, device=ns.device, dtype=ns.dtype)  # its sampling defaults, unless given
+    for name in ("temperature", "top_p", "max_new_tokens"):
+        if getattr(ns, name) is not None:
+            setattr(cfg.sampling, name, getattr(ns, name))
+    return cfg
 
 
 def _add_grade_parser(sub) -> None:

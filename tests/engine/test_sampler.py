@@ -170,6 +170,22 @@ def test_sampling_is_seeded_and_respects_top_p_and_min_new_tokens(tok):
     assert all(len(c) >= 5 and set(c[:4]) <= {10, 11} for c in four.completion_ids)
 
 
+@pytest.mark.parametrize("name", ["deepseek", "qwen"])
+@pytest.mark.parametrize("temperature, top_p", [(0.6, 0.95), (1.0, 1.0)])  # the nucleus in torch; no nucleus: in C
+def test_stream_yields_the_tokens_of_generate(name, temperature, top_p, tok):
+    model = MODELS[name](tok)
+    s, s_slow = HFSampler(model, tok), HFSampler(model, tok, static_cache=False)
+    for prompt, seed in zip(PROMPTS, range(4)):
+        params = SamplingParams(temperature, top_p, max_new_tokens=9, seed=seed, stop_token_ids=(5, 6, 7))
+        expected = s.generate([prompt], 1, params).completion_ids[0]
+        assert list(s.stream(prompt, params)) == expected == list(s_slow.stream(prompt, params))
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+    stream = s.stream(PROMPTS[1], greedy)
+    first = [next(stream) for _ in range(3)]
+    stream.close()  # a Ctrl-C: decoding stops there, and the sampler is as it was
+    assert first == s.generate([PROMPTS[1]], 1, greedy).completion_ids[0][:3] and not model.training
+
+
 def test_max_rows_splits_batches_without_changing_greedy_output(tok):
     model = qwen(tok)
     params = SamplingParams(temperature=0.0, max_new_tokens=6)

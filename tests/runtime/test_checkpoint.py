@@ -4,9 +4,11 @@ with the same seed, and a truncated or incomplete checkpoint is named and skippe
 one. `r1lab zero`, `sft` and `rm` resume with --resume; pretraining resumes when the same config is
 pretrained again."""
 
+import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,19 +17,22 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import r1lab
 from r1lab.data.preferences import preference_pairs
+from r1lab.data.prompting import chat_template_for, chat_template_to_save
 from r1lab.errors import UserError
 from r1lab.model.architecture import build_model
 from r1lab.model.base import PretrainConfig, base_dir, pretrain
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime.checkpoint import save_model
 from r1lab.runtime.config import load_config, save_config
 from r1lab.stages.rm import RMConfig, run_rm
 from r1lab.stages.sft import SFTConfig, run_sft
 from r1lab.stages.zero import run_zero
 from r1lab.tasks import apply_template
-from tests.tiny_models import TINY_DEEPSEEK, tiny_zero_config
+from tests.tiny_models import TINY_DEEPSEEK, tiny_policy, tiny_zero_config
 
 # The subprocess pauses (without touching any state) once the given step's metrics line is flushed
 # (every trainer logs through runtime.runlog.RunLog), e.g. after checkpoint-2 and before checkpoint-4,
@@ -238,3 +243,64 @@ def test_pretrain_killed_mid_run_continues_when_run_again(tmp_path):
     assert info == ref_info
     card = (out / "README.md").read_text()  # the base's model card
     assert "# r1lab pretrain" in card and f"{info['final_loss']:.4f}" in card and "after 8 steps" in card
+
+
+def test_every_model_directory_carries_a_chat_template_that_transformers_chats_with(tmp_path):
+    """A tokenizer without a chat template, or with r1lab's of another format, is saved with the one
+    of its training format (here r1zero), the tokenizer in memory unchanged; a chat model's own
+    template is kept. transformers' own chat
+    path (AutoTokenizer, AutoModelForCausalLM, apply_chat_template, generate) then works on the
+    checkpoint and prompts it with the tokens r1lab trains on."""
+    model, tok = tiny_policy()
+    r1zero = tok.chat_template
+    for before in (None, chat_template_for("plain", tok)):  # a checkpoint from before chat templates, or a user's
+        tok.chat_template = before                          # base model; r1lab's tokenizer after plain SFT
+        save_model(model, tok, tmp_path / "m", chat_template=chat_template_to_save("r1zero", tok))
+        assert tok.chat_template == before and (tmp_path / "m" / "chat_template.jinja").read_text() == r1zero
+    tok.chat_template = "{{ messages[-1]['content'] }}"
+    save_model(model, tok, tmp_path / "own", chat_template=chat_template_to_save("r1zero", tok))
+    assert AutoTokenizer.from_pretrained(tmp_path / "own").chat_template == tok.chat_template
+
+    hf_tok, hf_model = AutoTokenizer.from_pretrained(tmp_path / "m"), AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    question = "Compute: 12+7"
+    inputs = hf_tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    assert inputs["input_ids"][0].tolist() == hf_tok(apply_template(question))["input_ids"]
+    out = hf_model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                            pad_token_id=hf_tok.pad_token_id)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4
+
+
+def test_transformers_serve_and_the_openai_client_chat_with_a_checkpoint(tmp_path):
+    """`transformers serve` (its OpenAI-compatible API) renders a conversation with an r1lab
+    checkpoint's chat template: the prompt it counts is the R1-Zero prompt's tokens."""
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("fastapi")
+    _, tok = tiny_policy()  # the R1-Zero prompt is ~380 of its tokens: a model that takes 1024
+    model = build_model(dataclasses.replace(TINY_DEEPSEEK, max_positions=1024), len(tok), tok.pad_token_id,
+                        tok.bos_token_id, tok.eos_token_id)
+    model_dir = save_model(model, tok, tmp_path / "m")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+                               str(model_dir), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu",
+                               "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=30)
+        deadline = time.time() + 90
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                reply = client.chat.completions.create(model=str(model_dir), max_tokens=4, temperature=0.0,
+                                                       messages=[{"role": "user", "content": "Compute: 12+7"}])
+                break
+            except openai.APIConnectionError:
+                assert time.time() < deadline, "transformers serve never answered"
+                time.sleep(0.5)
+        assert reply.usage.prompt_tokens == len(tok(apply_template("Compute: 12+7"))["input_ids"])
+        assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens >= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stderr.close()

@@ -224,6 +224,8 @@ def test_metrics_match_closed_form_on_scripted_completions(models, tmp_path):
 
 def test_prompts_per_template():
     tok = tiny_tokenizer()
+    assert resolve_template("auto", tok, "m's") == "r1zero"  # its chat template is r1lab's R1-Zero one
+    tok.chat_template = None
     assert resolve_template("auto", tok, "m's") == "r1zero"
     with pytest.raises(UserError, match="no chat template"):
         resolve_template("chat", tok, "m's")

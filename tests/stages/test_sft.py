@@ -8,9 +8,10 @@ import torch
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from r1lab.cli import main
-from r1lab.data.prompting import render_prompt
+from r1lab.data.prompting import own_template, render_prompt
 from r1lab.model.architecture import build_model
 from r1lab.model.tokenizer import train_tokenizer
+from r1lab.runtime.loading import load_tokenizer
 from r1lab.stages.sft import (
     IGNORE,
     Example,
@@ -147,6 +148,7 @@ def test_sft_learns_its_data_and_saves_a_loadable_model(tok, tmp_path):
     assert not list((tmp_path / "run").glob(".tmp-*"))
     model = AutoModelForCausalLM.from_pretrained(out)
     assert json.loads((out / "sft.json").read_text())["examples"] == 4
+    assert own_template(load_tokenizer(out)) == "plain"  # its chat template renders what it was trained on
     card = (out / "README.md").read_text()  # the model card: command, data, loss, recipe, citation
     assert "# r1lab sft" in card and "4 examples" in card and f"{history[-1]['loss']:.4f}" in card and "epochs: 25" in card
     # the saved model is the trained one: its loss on the data is the last step's, not the base's

@@ -5,12 +5,14 @@ import json
 import pytest
 import torch
 
+from r1lab.data.prompting import own_template
 from r1lab.engine.params import SamplingConfig, SamplingParams
 from r1lab.engine.sampler import HFSampler
 from r1lab.errors import UserError
 from r1lab.rl.grpo import group_advantages
 from r1lab.rl.step import GRPOConfig
 from r1lab.rl.update import update_policy
+from r1lab.runtime.loading import load_tokenizer
 from r1lab.stages.zero import run_zero
 from tests.tiny_models import tiny_policy, tiny_zero_config
 
@@ -43,6 +45,7 @@ def test_run_zero_end_to_end_then_resume(tmp_path):
                  "checkpoint-2/trainer_state.pt", "latest"):
         assert (run / name).exists(), name
     assert list((run / "tensorboard").iterdir())
+    assert own_template(load_tokenizer(run / "checkpoint-2")) == "r1zero"  # servable: its chat template is R1-Zero's
     saved = json.loads((run / "summary.json").read_text())
     for key in ("pass@1", "cons@2", "pass@k", "mean_length", "format_rate", "self_check_rate",
                 "self_check_rate_reasoning", "attempts_mean", "first_candidate_accuracy", "reflection_rate"):

@@ -28,11 +28,15 @@ The decode step has two implementations (docs/perf.md has the measurements behin
   fallback for every other causal LM (and `HFSampler(..., static_cache=False)`).
 Greedy decoding through either gives the tokens of `model.generate`, and the static path's
 logits match a full forward (tests/engine/test_sampler.py).
+
+`HFSampler.stream(prompt, params)` yields one completion token by token through the same decoders
+and the same draws (`r1lab chat`): its tokens are those of `generate(prompt, 1, params)`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -174,6 +178,30 @@ class HFSampler:
         self.model.train(was_training)
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         return Generation(prompt_ids, completions, texts, truncated, n, time.time() - t0)
+
+    @torch.inference_mode()
+    def stream(self, prompt: str, params: SamplingParams) -> Iterator[int]:
+        """One completion of `prompt`, yielded token by token (its stop token last, if one came).
+        Closing the iterator early (a user's Ctrl-C) stops the decoding there."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ids = self.tokenizer(prompt, add_special_tokens=self.add_special_tokens)["input_ids"]
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            decoder_class = StaticCacheDecoder if self.static_cache else DynamicCacheDecoder
+            decoder, logits = decoder_class.prefill(self.model, [ids], 1, pad, params.max_new_tokens)
+            stops = {*self.stop_ids, *params.stop_token_ids}
+            gen = torch.Generator().manual_seed(params.seed)
+            for step in range(params.max_new_tokens):
+                if step < params.min_new_tokens:
+                    logits[:, sorted(stops)] = float("-inf")
+                token = int(draw(logits, params, gen, getattr(decoder, "ops", None))[0])
+                yield token
+                if token in stops or step == params.max_new_tokens - 1:
+                    return
+                logits = decoder.step(torch.tensor([token], device=logits.device))
+        finally:
+            self.model.train(was_training)
 
     def _generate_batch(self, prompt_ids: list[list[int]], n: int, params: SamplingParams, gen):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -8,7 +8,9 @@ Two choices matter for a tiny reasoner:
   copy from a fixed distance back;
 - the R1-Zero tags `<think>`, `</think>`, `<answer>`, `</answer>` are single, non-special added
   tokens: they survive `decode(skip_special_tokens=True)` and cost one sampling step each.
-The result is saved as a Hugging Face tokenizer (`AutoTokenizer.from_pretrained` loads it).
+The result is saved as a Hugging Face tokenizer (`AutoTokenizer.from_pretrained` loads it), with
+the R1-Zero template as its chat template (tasks.prompts.r1zero_chat_template), the prompt format
+r1lab's models are trained on: `transformers chat`, `transformers serve` and vLLM can talk to them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
+
+from r1lab.tasks.prompts import r1zero_chat_template
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -44,5 +48,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedT
     bos_id = tok.token_to_id(BOS)
     tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, bos_id)])
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, padding_side="left"
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, padding_side="left",
+        chat_template=r1zero_chat_template(with_bos=True),  # the post-processor adds BOS to a plain prompt
     )

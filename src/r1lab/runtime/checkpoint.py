@@ -5,6 +5,11 @@ from_pretrained` loads it; a LoRA model's merged weights, with its adapters in a
 tokenizer and, optionally, a JSON note of what it is (`info`), a trainer state and extra text files,
 all through a temporary directory that is fsynced and renamed (files.write_dir_atomically): the
 directory is never seen half-written, and an older one of the same name stays whole until then.
+A model directory carries its tokenizer's chat template (chat_template.jinja, where transformers
+keeps it), or the `chat_template` the caller passes instead: the prompt format the model was
+trained on (data/prompting.chat_template_to_save; r1lab's own tokenizer carries the R1-Zero one),
+so that `transformers chat`/`serve`, vLLM and `r1lab chat` render its prompts as training did.
+The tokenizer in memory is left as it is.
 
 A checkpoint is `run/checkpoint-<step>`: such a directory with `trainer_state.pt`, which holds the
 step, the optimizer state, the global RNG states and whatever else the loop needs to continue
@@ -32,6 +37,7 @@ Three more ways a machine ends a run, each leaving it resumable:
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from pathlib import Path
@@ -64,11 +70,15 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_model(model, tok, out: Path, info: dict | None = None, info_name: str = "info.json",
-               state: dict | None = None, state_dict: dict | None = None, files: dict[str, str] | None = None) -> Path:
+               state: dict | None = None, state_dict: dict | None = None, files: dict[str, str] | None = None,
+               chat_template: str | None = None) -> Path:
     """Write the model directory `out` atomically (see the module docstring). `info`: a JSON note
     saved as `info_name`; `state`: the trainer state (trainer_state.pt, with the RNG states added);
     `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones);
-    `files`: more text files, by name."""
+    `files`: more text files, by name; `chat_template`: saved instead of the tokenizer's own."""
+    if chat_template is not None and chat_template != getattr(tok, "chat_template", None):
+        tok = copy.copy(tok)  # the caller's tokenizer is left as it is: its prompts stay as they were
+        tok.chat_template = chat_template
 
     def fill(tmp: Path) -> None:
         save_weights(model, tmp, state_dict)  # a LoRA model: the merged weights, and the adapters in adapter/
@@ -86,10 +96,12 @@ def save_model(model, tok, out: Path, info: dict | None = None, info_name: str =
 
 
 def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
-                    info_name: str = "info.json", state_dict: dict | None = None) -> Path:
+                    info_name: str = "info.json", state_dict: dict | None = None,
+                    chat_template: str | None = None) -> Path:
     """Write run/checkpoint-<step> (`save_model` with `state` and the step in trainer_state.pt) and
     point run/latest at it."""
-    out = save_model(model, tok, run / f"checkpoint-{step}", info, info_name, {**state, "step": step}, state_dict)
+    out = save_model(model, tok, run / f"checkpoint-{step}", info, info_name, {**state, "step": step}, state_dict,
+                     chat_template=chat_template)
     write_atomically(run / "latest", out.name)
     return out
 

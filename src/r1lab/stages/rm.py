@@ -36,6 +36,7 @@ from typing import ClassVar, Literal
 import torch
 
 from r1lab.data.preferences import PreferencePair, preference_pairs
+from r1lab.data.prompting import chat_template_to_save
 from r1lab.errors import UserError
 from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.rl.reward_model import bt_loss, pair_accuracy, scores
@@ -140,7 +141,8 @@ def train_rm(model, tok, pairs: list[PreferencePair], cfg: RMConfig, log=print, 
                 metrics.log(steps[-1])
             stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
             if main and run and (step % cfg.save_every == 0 or step == total or stop):  # written once
-                save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps})
+                save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "steps": steps},
+                                chat_template=chat_template_to_save("r1zero", tok))
             if run and stop:
                 preempt.stop(run / f"checkpoint-{step}", run, metrics)
         r = epoch_records(steps)[-1]
@@ -200,7 +202,8 @@ def run_rm(cfg: RMConfig, resume: bool = False, log=print) -> Path:
                       f"{len(kept)} training pairs, {len(held_out)} held out",
                       f"Held-out pair accuracy {before:.3f} before training, {info['held_out_accuracy']:.3f} after "
                       f"(training pairs: {info['train_accuracy']:.3f}).")
-    save_model(model, tok, run / "model", info, "rm.json", files={CARD_NAME: card})  # last: run/model marks the run finished
+    save_model(model, tok, run / "model", info, "rm.json", files={CARD_NAME: card},
+               chat_template=chat_template_to_save("r1zero", tok))  # last: run/model marks the run finished
     log(f"rm: held-out pair accuracy {before:.3f} -> {info['held_out_accuracy']:.3f} "
         f"(train {info['train_accuracy']:.3f}), wrote {run / 'model'}")
     return run / "model"

@@ -54,7 +54,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from r1lab.data.prompting import adds_special_tokens, render_prompt, resolve_template
+from r1lab.data.prompting import adds_special_tokens, chat_template_to_save, render_prompt, resolve_template
 from r1lab.errors import UserError
 from r1lab.model.architecture import RouterLoadTracker
 from r1lab.model.base import PretrainConfig, pretrain
@@ -260,6 +260,7 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
     main = distributed.is_main()
     metrics = RunLog(run, history, total, "sft", cfg.report_to, config=config_to_dict(cfg)) if run and main else None  # rank 0 writes
     tracker = RouterLoadTracker(model)  # a no-op for models without DeepSeek-V3 routers
+    chat_template = chat_template_to_save(info["template"], tok) if info else None  # the format trained on
     rng = random.Random(cfg.seed)
     rank, world = distributed.rank(), distributed.world_size()
     fsdp = world > 1 and cfg.parallel == "fsdp2"  # run_sft has sharded the model
@@ -317,7 +318,8 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
                     save_checkpoint(run, step, model, tok, {"optimizer": None if fsdp else opt.state_dict(),
                                                             "history": history},
-                                    {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights)
+                                    {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights,
+                                    chat_template=chat_template)
             if run and stop:
                 preempt.stop(run / f"checkpoint-{step}", run, metrics)
     tracker.remove()

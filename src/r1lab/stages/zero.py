@@ -48,7 +48,7 @@ from typing import ClassVar, Literal
 import torch
 
 from r1lab.data.problems import TEST_SEED, TRAIN_SEED, DataConfig, build_task
-from r1lab.data.prompting import answer_stop_ids
+from r1lab.data.prompting import answer_stop_ids, chat_template_to_save
 from r1lab.engine.params import SamplingConfig, sampling
 from r1lab.engine.sampler import HFSampler
 from r1lab.engine.vllm import RolloutConfig, check_backend, make_sampler
@@ -365,7 +365,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
             if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time or stop):
                 save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
-                                                            "history": logger.history})
+                                                            "history": logger.history},
+                                chat_template=chat_template_to_save("r1zero", tok))
             if stop:
                 preempt.stop(run / f"checkpoint-{step + 1}", run, logger)
             if out_of_time:

@@ -14,6 +14,7 @@ preamble without moving the numbers.
 
 from __future__ import annotations
 
+import json
 import random
 
 from r1lab.errors import UserError
@@ -66,6 +67,35 @@ SIGNS_PHRASINGS = {
 def apply_template(prompt: str) -> str:
     """The R1-Zero template with the user's question in it."""
     return R1_ZERO_TEMPLATE.format(prompt=prompt)
+
+
+def r1zero_chat_template(with_bos: bool) -> str:
+    """The R1-Zero template as a Jinja chat template, for `tokenizer.apply_chat_template` (and so for
+    `transformers chat`/`serve` and vLLM): one user message and the generation prompt render
+    `apply_template(question)`, after the BOS token when `with_bos` (a tokenizer that adds BOS to a
+    plain prompt must find it in a chat-rendered one, which is tokenised without special tokens).
+
+    The generation prompt ends with "Assistant:", as in training, so the model's output starts with
+    its thinking (`<think>`), as R1's own template arranges with its `<think>` prefill; an R1
+    reasoning parser (everything before `</think>`) splits it off. The paper's template is single
+    turn; this one renders a conversation as its text reads, "A conversation between User and
+    Assistant": each user turn " User: {content}.", each earlier assistant turn " Assistant:" and
+    its answer, its thinking dropped (the text after its last `</think>`, trimmed) as R1's template
+    drops it. A first system message replaces the preamble (the R1-Zero instructions); other roles
+    are not rendered."""
+    before, after = R1_ZERO_TEMPLATE.split("{prompt}")
+    turn = " User: "
+    assert before.endswith(turn) and after == ". Assistant:", "the R1-Zero template changed: update its chat template"
+    preamble = json.dumps(before[: -len(turn)])
+    return (("{{- bos_token -}}" if with_bos else "")
+            + "{%- if messages and messages[0]['role'] == 'system' -%}{{- messages[0]['content'] -}}"
+            + "{%- else -%}{{- " + preamble + " -}}{%- endif -%}"
+            + "{%- for message in messages -%}"
+            + "{%- if message['role'] == 'user' -%}{{- ' User: ' + message['content'] + '.' -}}"
+            + "{%- elif message['role'] == 'assistant' -%}"
+            + "{{- ' Assistant:' + (message['content'].split('</think>')[-1] | trim) -}}"
+            + "{%- endif -%}{%- endfor -%}"
+            + "{%- if add_generation_prompt -%}{{- ' Assistant:' -}}{%- endif -%}")
 
 
 def check_langs(langs: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -49,3 +49,16 @@ def test_text_stream_gives_each_character_once():
     pieces = [stream.add(i) for i in ids]
     assert "".join(pieces) == text and all("\ufffd" not in p for p in pieces)
     assert "" in pieces  # a multi-byte character spans several byte-level tokens
+
+
+def test_text_stream_adds_up_to_the_whole_decode():
+    """Window by window, the text equals one decode of every token, whatever the tokens."""
+    import random
+
+    tok = train_tokenizer(["caf\u00e9 na\u00efve \u4e2d\u6587 12+34=46 <think> ok </think>"] * 20, vocab_size=320)
+    rng = random.Random(0)
+    for _ in range(20):
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randrange(1, 40))]
+        stream = TextStream(tok)
+        pieces = [stream.add(i) for i in ids] + [stream.finish()]
+        assert "".join(pieces) == stream.text == tok.decode(ids, skip_special_tokens=True)

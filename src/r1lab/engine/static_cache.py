@@ -46,17 +46,21 @@ class StaticCacheDecoder:
         return 2 * inner.rotary_emb.inv_freq.numel() == inner.layers[0].self_attn.head_dim and all(
             getattr(layer.self_attn, "sliding_window", None) is None for layer in inner.layers)
 
-    def __init__(self, model, prompt_caches, prompt_bias: torch.Tensor, n: int, next_pos: torch.Tensor,
-                 max_new_tokens: int):
+    def __init__(self, model, prompt_caches, prompt_bias: torch.Tensor, group: torch.Tensor, next_pos: torch.Tensor,
+                 max_new_tokens: int, fused: bool = True):
         self.model, inner = model, model.model
         self.all_prompt_caches = prompt_caches  # per layer: (K, V) (P, H_kv, W, d) or (C,) (P, W, r + d_R)
         self.all_prompt_bias = prompt_bias  # (P, W) 0, or -inf at a prompt's left padding
         B, room = len(next_pos), min(max_new_tokens, self.FIRST_ROOM)
-        self.group = torch.arange(B, device=next_pos.device) // n  # (B,) the prompt of each live row
+        self.group = group  # (B,) the prompt of each live row, non-decreasing
         self.next_pos = next_pos  # (B,) position id of the next token
         self.length, self.capacity, self.limit = 0, room, max_new_tokens  # columns written; allocated; ever needed
+        # rows that joined a running batch (`join`): the first generated column of each row, and
+        # (B, capacity) -inf over the columns before it; None while every row started at column 0
+        self.born: torch.Tensor | None = None
+        self.own_bias: torch.Tensor | None = None
         latent = type(model).__name__ in self.LATENT
-        self.kernel = None if latent else dense_kernel(model, prompt_caches[0][0])
+        self.kernel = None if latent or not fused else dense_kernel(model, prompt_caches[0][0])
         self.ops = None if self.kernel is None else kernels.FusedOps(self.kernel.lib)  # C norms, SwiGLU, sampling
         self.layers = [LatentLayer(layer, model.config) if latent else DenseLayer(layer, model.config, self.ops)
                        for layer in inner.layers]
@@ -88,16 +92,20 @@ class StaticCacheDecoder:
                           for layer, prompt, cache in zip(self.layers, self.prompt_caches, self.caches)]
 
     @classmethod
-    def prefill(cls, model, prompt_ids, n: int, pad: int, max_new_tokens: int):
+    def prefill(cls, model, prompt_ids, n: int | list[int], pad: int, max_new_tokens: int, fused: bool = True):
+        """Decoder and first logits (B, V) for `n` samples of each prompt (a list: per prompt).
+        fused=False: the torch path even where the C kernel applies (a batch that rows `join`)."""
         cache, logits, mask, positions = prefill_prompts(model, prompt_ids, pad)
+        counts = torch.tensor(n if isinstance(n, list) else [n] * len(prompt_ids), device=logits.device)
         if type(model).__name__ in cls.LATENT:  # keys: c_KV (P, 1, W, r), values: k_rope (P, 1, W, d_R)
             prompt_caches = [(torch.cat([keys[:, 0], values[:, 0]], dim=-1),) for keys, values in layer_tensors(cache)]
         else:  # keys, values: (P, H_kv, W, d)
             prompt_caches = layer_tensors(cache)
         bias = torch.zeros(mask.shape, dtype=logits.dtype, device=mask.device).masked_fill_(mask == 0, float("-inf"))
-        next_pos = positions[:, -1].repeat_interleave(n, 0) + 1
-        decoder = cls(model, prompt_caches, bias, n, next_pos, max_new_tokens)
-        return decoder, logits.repeat_interleave(n, dim=0)
+        next_pos = positions[:, -1].repeat_interleave(counts) + 1
+        group = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+        decoder = cls(model, prompt_caches, bias, group, next_pos, max_new_tokens, fused)
+        return decoder, logits.repeat_interleave(counts, dim=0)
 
     def regroup(self) -> None:
         """The grid of live rows, and the caches of the prompts that still have live rows."""
@@ -112,9 +120,60 @@ class StaticCacheDecoder:
             self.slot = self.slot[rows]
             return
         self.caches = [tuple(select_rows(b, rows, self.length) for b in c) for c in self.caches]
+        if self.born is not None:
+            self.born, self.own_bias = self.born[rows], self.own_bias[rows]
         self.regroup()
 
+    def join(self, other: StaticCacheDecoder) -> None:
+        """Continuous batching: `other`'s rows, just prefilled (`prefill(..., fused=False)`), decode
+        from the next step on after this decoder's rows. Their generated tokens go to the columns
+        from `length` on, the columns before masked out of their attention (`born`, `own_bias`);
+        prompts no live row reads are dropped first, so a long-running batch holds only live ones."""
+        assert self.kernel is None and other.kernel is None and other.length == 0, "join: torch path, fresh rows"
+        self.drop_finished_prompts()
+        width = max(self.all_prompt_bias.shape[1], other.all_prompt_bias.shape[1])
+        self.all_prompt_caches = [tuple(torch.cat([pad_left(a, -2, width), pad_left(b, -2, width)]) for a, b in zip(mine, new))
+                                  for mine, new in zip(self.all_prompt_caches, other.all_prompt_caches)]
+        self.all_prompt_bias = torch.cat([pad_left(b, -1, width, float("-inf"))
+                                          for b in (self.all_prompt_bias, other.all_prompt_bias)])
+        B, added = len(self.group), len(other.group)
+        self.group = torch.cat([self.group, other.group + int(self.group.max()) + 1])
+        self.next_pos = torch.cat([self.next_pos, other.next_pos])
+        self.caches = [tuple(torch.cat([b, b.new_zeros(added, *b.shape[1:])]) for b in c) for c in self.caches]
+        old = self.born if self.born is not None else self.group.new_zeros(B)
+        self.born = torch.cat([old, old.new_full((added,), self.length)])
+        self.limit = max(self.limit, self.length + other.limit)
+        if len(other.cos) > len(self.cos):  # RoPE for the positions the new rows reach
+            self.cos, self.sin = other.cos, other.sin
+        self.mask_unborn()
+        self.regroup()
+
+    def drop_finished_prompts(self) -> None:
+        """Keep only the prompts that live rows read, and cut left padding that none of them needs."""
+        alive = torch.unique(self.group)
+        if len(alive) < len(self.all_prompt_bias):
+            self.group = torch.searchsorted(alive, self.group)
+            self.all_prompt_caches = [tuple(t[alive] for t in c) for c in self.all_prompt_caches]
+            self.all_prompt_bias = self.all_prompt_bias[alive]
+        cut = int((self.all_prompt_bias == float("-inf")).all(0).long().cumprod(0).sum())  # padding columns all share
+        if cut:
+            self.all_prompt_caches = [tuple(t[..., cut:, :] for t in c) for c in self.all_prompt_caches]
+            self.all_prompt_bias = self.all_prompt_bias[:, cut:]
+
+    def mask_unborn(self) -> None:
+        columns = torch.arange(self.capacity, device=self.born.device)
+        self.own_bias = torch.zeros(len(self.born), self.capacity, dtype=self.caches[0][0].dtype, device=self.born.device)
+        self.own_bias.masked_fill_(columns < self.born[:, None], float("-inf"))
+
     def grow(self) -> None:
+        if self.born is not None and int(self.born.min()) > 0:  # first drop the columns no live row reads
+            cut = int(self.born.min())
+            self.caches = [tuple(widen(b[..., cut:self.length, :], -2, self.capacity - self.length + cut) for b in c)
+                           for c in self.caches]
+            self.length, self.born = self.length - cut, self.born - cut
+            self.mask_unborn()
+            if 4 * cut >= self.capacity:  # enough room made
+                return
         extra = max(1, min(self.limit, 2 * self.capacity) - self.capacity)
         if self.kernel is None:
             self.caches = [tuple(widen(b, -2, extra) for b in c) for c in self.caches]
@@ -122,6 +181,8 @@ class StaticCacheDecoder:
             extra = round8(extra)
             self.caches = [(widen(K, -3, extra // 8), widen(V, -2, extra)) for K, V in self.caches]
         self.capacity += extra
+        if self.born is not None:
+            self.mask_unborn()
         if self.kernel is not None:
             self.bind()
 
@@ -185,6 +246,16 @@ def widen(buffer: torch.Tensor, dim: int, extra: int) -> torch.Tensor:
     shape = list(buffer.shape)
     shape[dim] = extra
     return torch.cat([buffer, buffer.new_zeros(shape)], dim=dim)
+
+
+def pad_left(buffer: torch.Tensor, dim: int, width: int, value: float = 0.0) -> torch.Tensor:
+    """`buffer` padded on the left along `dim` to `width` columns with `value`."""
+    extra = width - buffer.shape[dim]
+    if extra == 0:
+        return buffer
+    shape = list(buffer.shape)
+    shape[dim] = extra
+    return torch.cat([buffer.new_full(shape, value), buffer], dim=dim)
 
 
 def dense_kernel(model, keys: torch.Tensor):
@@ -264,6 +335,8 @@ class DenseLayer:
         prompt_scores = grid.gather(prompt_scores.view(P, Hkv, m, G, W).transpose(1, 2).reshape(P * m, Hkv, G, W))
         # ... and over the row's own generated tokens, one softmax over both
         own_scores = torch.matmul(q, K[:, :, : t + 1].transpose(-1, -2))  # (B, H_kv, G, t + 1)
+        if dec.own_bias is not None:  # rows that joined later than column 0 (StaticCacheDecoder.join)
+            own_scores = own_scores + dec.own_bias[:, None, None, : t + 1]
         weights = torch.softmax(torch.cat([prompt_scores, own_scores], dim=-1), dim=-1)
         out = torch.matmul(weights[..., W:], V[:, :, : t + 1])  # (B, H_kv, G, d)
         w_grid = grid.scatter(weights[..., :W]).reshape(P, m, Hkv, G, W).transpose(1, 2).reshape(P, Hkv, m * G, W)
@@ -321,7 +394,9 @@ class LatentLayer:
         prompt_scores = grid.gather(prompt_scores.view(P * m, H, W))  # (B, H, W)
         # ... and over the row's own generated tokens, one softmax over both
         own = C[:, : t + 1]  # (B, t + 1, r + d_R)
-        weights = torch.softmax(torch.cat([prompt_scores, torch.bmm(query, own.transpose(1, 2))], dim=-1), dim=-1)
+        own_scores = torch.bmm(query, own.transpose(1, 2)) if dec.own_bias is None else \
+            torch.baddbmm(dec.own_bias[:, None, : t + 1], query, own.transpose(1, 2))  # (B, H, t + 1)
+        weights = torch.softmax(torch.cat([prompt_scores, own_scores], dim=-1), dim=-1)
         latent = torch.bmm(weights[..., W:], own[..., :r])  # (B, H, r)
         from_prompt = torch.bmm(grid.scatter(weights[..., :W]).reshape(P, m * H, W), Cp[..., :r]).view(P * m, H, r)
         latent = latent + grid.gather(from_prompt)

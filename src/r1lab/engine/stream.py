@@ -39,17 +39,32 @@ def drop_thinking(completion: str, thinking: bool = False) -> str:
 class TextStream:
     """Token ids in, new text out: the text decoded so far (special tokens skipped), less what was
     already given out. A token that ends mid-character (byte-level BPE) gives nothing until the
-    character is complete."""
+    character is complete. Each token decodes a short window, not the whole completion (the way
+    TGI and vLLM detokenize): the window from the last token already read back, whose own text is
+    subtracted, so a tokenizer that spells a word's start differently mid-text still adds up."""
 
     def __init__(self, tokenizer):
         self.tokenizer, self.ids, self.text = tokenizer, [], ""
+        self.prefix, self.read = 0, 0  # the window's start; the tokens read into `text`
 
     def add(self, token: int) -> str:
         self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        """At the end of the completion: the text held back for an incomplete character (shown as
+        U+FFFD, as a decoder shows it), if any."""
+        return self._advance(final=True)
+
+    def _advance(self, final: bool) -> str:
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+        text = decode(self.ids[self.prefix:], skip_special_tokens=True)
+        if len(text) <= len(before) or (text.endswith("\ufffd") and not final):  # an incomplete UTF-8 sequence
             return ""
-        new, self.text = text[len(self.text):], text
+        new = text[len(before):]
+        self.prefix, self.read = self.read, len(self.ids)
+        self.text += new
         return new
 
 

@@ -1,7 +1,7 @@
 """Regenerate docs/results.md: every result table the README and docs quote, measured on the code as
 it is, with its commands, the commit, the date, the machine and its load.
 
-    python bench/results.py zero|pipeline|distill|eval|bench     (make results-<section>; make results: all)
+    python bench/results.py zero|pipeline|distill|eval|bench|serve   (make results-<section>; make results: all)
 
 Each section runs its commands from scratch (its run directories under runs/results/ are removed
 first; the cached base model is reused, since its cache key is its whole config), then replaces its
@@ -26,7 +26,9 @@ would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
             --task code` of every HumanEval and MBPP reference solution in ../shared/data (run
             `make results-zero` first);
   bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
-            bench/verifier.py and bench/lora_memory.py, each one's own report verbatim.
+            bench/verifier.py and bench/lora_memory.py, each one's own report verbatim;
+  serve     bench/serve.py: `r1lab serve` against `transformers serve` on the zero section's final
+            checkpoint, 1, 4 and 16 streaming clients (run `make results-zero` first).
 """
 
 from __future__ import annotations
@@ -393,7 +395,26 @@ def bench() -> str:
     return "\n\n".join(parts)
 
 
-SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "eval": evaluation, "bench": bench}
+def serve() -> str:
+    """bench/serve.py on the zero section's final checkpoint: r1lab serve against transformers serve."""
+    fresh("serve")
+    summary = RUNS / "zero" / "run" / "summary.json"
+    if not summary.exists():
+        sys.exit("results: runs/results/zero/run is missing; run `make results-zero` first")
+    checkpoint = (RUNS / "zero" / "run" / f"checkpoint-{json.loads(summary.read_text())['steps']}").relative_to(ROOT)
+    command = f"python bench/serve.py --model {checkpoint} --peer-mode both"
+    t0, load = time.time(), load1()
+    out = sh([str(BIN / "python"), *command.split()[1:]], RUNS / "serve" / "serve.log")
+    return "\n\n".join([
+        "## Serving: `r1lab serve` against `transformers serve` (`python bench/serve.py`)",
+        "The R1-Zero run's final checkpoint behind each server in turn, on loopback, driven by the same streaming "
+        "chat load (each client sends its requests one after another; temperature 0, so both servers generate "
+        "the same tokens). transformers serve runs both with and without its continuous batching; the speedup "
+        "is over the faster of the two at the top load.",
+        "```text\n" + out.strip() + "\n```", provenance([command], time.time() - t0, load)])
+
+
+SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "eval": evaluation, "bench": bench, "serve": serve}
 
 
 def main() -> None:

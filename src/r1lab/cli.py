@@ -13,6 +13,7 @@
     r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
     r1lab push     RUN_DIR REPO_ID [--private] [--dry-run]     a run's final model and its card to the hub
     r1lab chat     MODEL_DIR [--temperature 0.6] [--top-p 0.95]  talk to a model: its thinking, then its answer
+    r1lab serve    MODEL_DIR [--port 8000] [--api-key KEY]    an OpenAI-compatible API and chat page that stream the thinking
 
 key=value overrides may come anywhere among a command's flags (`r1lab zero --resume grpo.lr=1e-5`).
 A user mistake (missing file, malformed data, unknown key, impossible value, a full disk, a run
@@ -117,6 +118,7 @@ def _run(argv: list[str]) -> int:
     _add_eval_parser(sub)
     _add_grade_parser(sub)
     _add_chat_parser(sub)
+    _add_serve_parser(sub)
     ns, extra = parser.parse_known_args(argv)
     if extra:  # key=value after a flag: argparse leaves it over; anything else is a real mistake
         stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(ns, "args")]
@@ -133,6 +135,15 @@ def _run(argv: list[str]) -> int:
         from r1lab.stages.push import PushConfig, run_push
 
         run_push(PushConfig(ns.run_dir, ns.repo_id, ns.private, ns.dry_run))
+        return 0
+    if ns.command == "serve":
+        from r1lab.stages.serve import ServeConfig, run_serve
+
+        cfg = ServeConfig(ns.model, ns.host, ns.port, ns.api_key or "", ns.name or "", ns.max_rows,
+                          device=ns.device, dtype=ns.dtype)
+        if ns.threads is not None:
+            cfg.threads = ns.threads
+        run_serve(cfg)
         return 0
     if ns.command == "chat":
         from r1lab.stages.chat import run_chat
@@ -216,6 +227,22 @@ def _add_chat_parser(sub) -> None:
     p.add_argument("--top-p", type=float, help="(default 0.95)")
     p.add_argument("--max-new-tokens", type=int, help="per reply, thinking included (default 1024)")
     p.add_argument("--seed", type=int, default=0, help="reply i samples with seed + i (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s: CUDA if present)")
+    p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default %(default)s)")
+
+
+def _add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="an OpenAI-compatible API (and a chat page) that streams the model's thinking",
+                       description="Routes: / (chat page), /v1/models, /v1/chat/completions (reasoning_content "
+                                   "and content), /v1/completions. SIGTERM or Ctrl-C: requests under way finish, "
+                                   "then it exits.")
+    p.add_argument("model", help="a Hugging Face causal LM directory (an r1lab checkpoint, an R1 distill, ...)")
+    p.add_argument("--host", default="127.0.0.1", help="(default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default %(default)s; 0: any free port)")
+    p.add_argument("--api-key", help="demand 'Authorization: Bearer KEY' on every API route (or set R1LAB_API_KEY)")
+    p.add_argument("--name", help="the model's id in the API (default: the directory's name)")
+    p.add_argument("--max-rows", type=int, default=256, help="sequences decoded together (default %(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads for decoding (default: the cores less one, at least 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s: CUDA if present)")
     p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default %(default)s)")
 

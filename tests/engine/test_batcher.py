@@ -176,3 +176,19 @@ def test_nucleus_draws_what_sample_tokens_draws_row_by_row():
             sampler.uniforms = orig
     assert got.tolist() == expected
     assert len(set(got[1::4].tolist())) > 3  # sampled rows are not all the argmax
+
+
+def test_a_request_too_big_for_the_rows_left_waits_its_turn(tok, monkeypatch):
+    sizes, step = [], StaticCacheDecoder.step
+    monkeypatch.setattr(StaticCacheDecoder, "step", lambda self, tokens: sizes.append(len(tokens)) or step(self, tokens))
+    model = MODELS["deepseek"](tok)
+    ids = [tok(p)["input_ids"] for p in PROMPTS]
+    batcher = Batcher(model, tok, max_rows=4, add_special_tokens=True, admit_every=1).start()
+    first = Client(batcher, ids[0], n=3, max_new=10)
+    second = Client(batcher, ids[1], n=3, max_new=10)  # 3 + 3 rows > 4: after the first
+    third = Client(batcher, ids[2], n=1, max_new=10)  # in order: not before the second
+    for c, p in zip((first.wait(), second.wait(), third.wait()), PROMPTS):
+        expected = greedy_reference(model, tok, p, 10, [tok.eos_token_id])
+        assert c.texts == [tok.decode(expected, skip_special_tokens=True)] * c.request.n
+    batcher.close()
+    assert max(sizes) <= 4 and 3 in sizes  # never more rows than max_rows

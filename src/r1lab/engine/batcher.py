@@ -6,14 +6,15 @@
     batcher.close()
 
 Each loop of the thread: requests that arrived since the last admission (every ADMIT_EVERY steps
-while rows are decoding, at once when none are) are prefilled together (one forward over their
-prompts: a forward's fixed cost, ~9 ms for one R1-Zero prompt of r1lab's model on this CPU, is paid
-once for several; a request waits at most 3 steps, ~10 ms, for it) and join the batch (`StaticCacheDecoder.join`: their rows decode from
-the next step on, their attention masked to their own columns); every live row draws its next token
-with its own request's temperature, top-p and seeded generator; rows that stop (a stop token, a stop
-string, `max_new_tokens`, or a request cancelled because its client went away) leave the batch
-(`keep`); one decode step runs for the rows left. So a request never waits for another to finish,
-and the step's cost is shared by every row in it: throughput grows with the number of clients.
+while rows are decoding, at once when none are) are prefilled together, one forward over their
+prompts (its fixed cost, ~9 ms for one R1-Zero prompt of r1lab's model on this CPU, is paid once
+for several; a request waits at most 3 steps, ~11 ms, for it), and join the batch
+(`StaticCacheDecoder.join`: their rows decode from the next step on, their attention masked to
+their own columns); every live row draws its next token with its own request's temperature, top-p
+and seeded generator; rows that stop (a stop token, a stop string, `max_new_tokens`, or a request
+cancelled because its client went away) leave the batch (`keep`); one decode step runs for the
+rows left. So a request never waits for another to finish, and the step's cost is shared by every
+row in it: throughput grows with the number of clients.
 
 A request's draws come from its own generator (seeded by `params.seed`), in row order, so a seeded
 request alone in the batch is reproducible, and one sharing the batch draws the same numbers
@@ -116,6 +117,7 @@ class Batcher:
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.joins = StaticCacheDecoder.supports(model)  # else: batching by cohort (module docstring)
         self.waiting: queue.Queue[Request | None] = queue.Queue()
+        self.deferred: Request | None = None  # taken from `waiting` but too many rows for the room left
         self.thread = threading.Thread(target=self.loop, name="r1lab-batcher", daemon=True)
         self.closed = False
         self.steps = 0  # decode steps taken (for tests and logs)
@@ -148,19 +150,22 @@ class Batcher:
         self.thread.join()
 
     def take(self, room: int, block: bool) -> list[Request]:
-        """Waiting requests that fit in `room` rows (blocking for the first when the batch is empty)."""
+        """Waiting requests that fit in `room` rows, in order (blocking for the first when the batch is empty)."""
         taken: list[Request] = []
         while True:
-            try:
-                r = self.waiting.get(block=block and not taken)
-            except queue.Empty:
-                return taken
+            if self.deferred is not None:
+                r, self.deferred = self.deferred, None
+            else:
+                try:
+                    r = self.waiting.get(block=block and not taken)
+                except queue.Empty:
+                    return taken
             if r is None:  # close()
                 return taken
             if r.cancelled:
                 continue
-            if r.n > room:  # it waits for rows to leave
-                self.waiting.queue.appendleft(r)
+            if r.n > room:  # it goes first once rows have left
+                self.deferred = r
                 return taken
             taken.append(r)
             room -= r.n

@@ -243,7 +243,7 @@ def build_app(service: Service):
                 break
             except TimeoutError:
                 if not service.batcher.alive():
-                    raise ApiError(500, "the decoding thread stopped", kind="server_error") from None
+                    raise ApiError(500, "the decoder stopped (its process ended)", kind="server_error") from None
                 if http is not None and await http.is_disconnected():
                     raise ApiError(499, "the client closed the request")
         while not events.empty():

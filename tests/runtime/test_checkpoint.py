@@ -273,7 +273,8 @@ def test_every_model_directory_carries_a_chat_template_that_transformers_chats_w
 
 def test_transformers_serve_and_the_openai_client_chat_with_a_checkpoint(tmp_path):
     """`transformers serve` (its OpenAI-compatible API) renders a conversation with an r1lab
-    checkpoint's chat template: the prompt it counts is the R1-Zero prompt's tokens."""
+    checkpoint's chat template: the prompt it counts is the R1-Zero prompt's tokens; and
+    `transformers chat`, its terminal client, gets a reply from it."""
     openai = pytest.importorskip("openai")
     pytest.importorskip("fastapi")
     _, tok = tiny_policy()  # the R1-Zero prompt is ~380 of its tokens: a model that takes 1024
@@ -300,6 +301,12 @@ def test_transformers_serve_and_the_openai_client_chat_with_a_checkpoint(tmp_pat
                 time.sleep(0.5)
         assert reply.usage.prompt_tokens == len(tok(apply_template("Compute: 12+7"))["input_ids"])
         assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens >= 1
+        # `transformers chat`, the terminal client of `transformers serve`, on the same checkpoint
+        chat = subprocess.run([sys.executable, "-c", "from transformers.cli.transformers import main; main()", "chat",
+                               str(model_dir), f"http://127.0.0.1:{port}", "max_new_tokens=4", "do_sample=False"],
+                              input="Compute: 12+7\nN\n!exit\n", capture_output=True, text=True, timeout=120)
+        assert chat.returncode == 0, chat.stderr[-2000:]  # (N: no, do not continue past the 4 tokens)
+        assert "Generation stopped after reaching the token limit" in chat.stdout, chat.stdout[-2000:]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -143,7 +143,7 @@ def grpo_config(steps: int):
     from r1lab.rl.step import GRPOConfig
 
     g = GRPOConfig(steps=steps, prompts_per_step=8, group_size=16, lr=5e-5, beta=0.0, mu=1,
-                   aggregation="sequence_mean", scale_rewards=True, drop_zero_spread=False, micro_batch=64,
+                   aggregation="sequence_mean", advantage="grpo", drop_zero_spread=False, micro_batch=64,
                    grad_clip=1.0, sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=200))
     g.validate()
     return g
@@ -260,7 +260,7 @@ def trl_config(g, n_steps: int, seed: int, output_dir: str, checkpointing: bool)
         learning_rate=g.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=g.weight_decay,
         adam_beta1=0.9, adam_beta2=0.99, optim="adamw_torch", max_grad_norm=g.grad_clip,
         beta=g.beta, num_iterations=g.mu, epsilon=g.eps_low, epsilon_high=g.eps_high, loss_type="grpo",
-        scale_rewards="group" if g.scale_rewards else "none", reward_weights=list(REWARD_WEIGHTS.values()),
+        scale_rewards={"grpo": "group", "dr_grpo": "none"}[g.advantage], reward_weights=list(REWARD_WEIGHTS.values()),
         router_aux_loss_coef=0.0,
     )
 

@@ -124,3 +124,69 @@ def test_micro_batches_sum_to_full_batch_loss():
         parts = sum(grpo_loss(logp[s], old[s], ref[s], adv[s], w[s], 0.04, 0.2, 0.28)[0]
                     for s in (slice(0, 1), slice(1, 3), slice(3, 4)))
         assert full.item() == pytest.approx(parts.item(), abs=1e-6)
+
+
+def test_advantage_estimators_by_hand():
+    from r1lab.rl.grpo import ADVANTAGES
+
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
+    centred = torch.tensor([[0.5, -0.5, -0.5, 0.5], [2.25, -0.75, -0.75, -0.75]])
+    assert torch.allclose(ADVANTAGES["grpo"](r), group_advantages(r))
+    assert torch.allclose(ADVANTAGES["dr_grpo"](r), centred)
+    # RLOO: r_i minus the mean of the other three: 1 - (0 + 0 + 1)/3 = 2/3; 3 - 0 = 3; 0 - (3 + 0 + 0)/3 = -1
+    assert torch.allclose(ADVANTAGES["rloo"](r), torch.tensor([[2 / 3, -2 / 3, -2 / 3, 2 / 3], [3.0, -1.0, -1.0, -1.0]]))
+    # REINFORCE++-baseline: centred per group (batch mean 0), then / the batch's population std
+    std = math.sqrt((4 * 0.25 + 2.25**2 + 3 * 0.75**2) / 8)  # sqrt(7.75 / 8)
+    assert torch.allclose(ADVANTAGES["reinforce_pp"](r), centred / (std + 1e-4), atol=1e-6)
+    # ... with the batch's moments from elsewhere (other ranks' shares): used as given
+    assert torch.allclose(ADVANTAGES["reinforce_pp"](r, lambda x: (0.5, 2.0)), (centred - 0.5) / (2.0 + 1e-4))
+
+
+def test_gspo_clips_one_length_normalised_ratio_per_sequence():
+    from r1lab.rl.grpo import gspo_surrogate
+
+    # sequence 0: s = exp((ln 2 + 0 + 0) / 3) = 1.26 > 1 + 0.2 with A = 1: clipped, as a whole;
+    # sequence 1 (2 tokens of 3 in its mask): s = exp((ln(0.5 / 0.45) + 0) / 2) = 1.054, inside the region
+    logp = torch.log(torch.tensor([[0.5, 0.4, 0.9], [0.5, 0.5, 0.1]])).requires_grad_()
+    old = torch.log(torch.tensor([[0.25, 0.4, 0.9], [0.45, 0.5, 0.7]]))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    loss, clipped = gspo_surrogate(logp, old, torch.tensor([1.0, 1.0]), 0.2, 0.2, mask)
+    s1 = math.exp(math.log(0.5 / 0.45) / 2)
+    assert torch.allclose(loss[0], torch.full((3,), -1.2)) and clipped[0].all()
+    assert torch.allclose(loss[1, :2], torch.tensor([-s1, -s1]), atol=1e-6) and not clipped[1].any()
+    # the gradient of the sequence-mean of the token losses is GSPO's: -A s_i / |o_i| on each of its
+    # tokens, none off the mask, and none for a clipped sequence
+    ((loss * mask).sum(1) / mask.sum(1)).sum().backward()
+    assert torch.allclose(logp.grad[1], torch.tensor([-s1 / 2, -s1 / 2, 0.0]), atol=1e-6)
+    assert torch.equal(logp.grad[0], torch.zeros(3))
+
+
+@pytest.mark.parametrize("ratio, eps_high, weight, clipped", [(1.5, 0.2, 1.2, True), (1.1, 0.2, 1.1, False),
+                                                              (0.5, 0.2, 0.8, True)])
+def test_cispo_weights_the_token_loss_by_the_clipped_detached_ratio(ratio, eps_high, weight, clipped):
+    from r1lab.rl.grpo import cispo_surrogate
+
+    logp = torch.log(torch.tensor([[0.3 * ratio]])).requires_grad_()
+    old = torch.log(torch.tensor([[0.3]]))
+    loss, was_clipped = cispo_surrogate(logp, old, torch.tensor([2.0]), 0.2, eps_high, torch.ones(1, 1))
+    assert loss.item() == pytest.approx(-weight * 2.0 * math.log(0.3 * ratio), rel=1e-5)
+    assert bool(was_clipped) == clipped
+    loss.sum().backward()
+    assert logp.grad.item() == pytest.approx(-weight * 2.0, rel=1e-5)  # never zeroed by the clip
+
+
+def test_estimators_and_losses_are_chosen_by_name_and_checked():
+    from r1lab.errors import UserError
+    from r1lab.rl.step import GRPOConfig, batch_moments
+    from r1lab.runtime.config import load_config
+    from r1lab.stages.zero import ZeroConfig
+
+    for key, bad in (("advantage", "ppo"), ("loss", "grpo")):
+        with pytest.raises(UserError, match=f"{key}: expected one of"):
+            GRPOConfig(**{key: bad}).validate()
+    with pytest.raises(UserError, match="grpo.scale_rewards: renamed to grpo.advantage"):
+        load_config(ZeroConfig, None, ["grpo.scale_rewards=false"])
+    cfg = load_config(ZeroConfig, None, ["grpo.advantage=rloo", "grpo.loss=gspo"])
+    assert (cfg.grpo.advantage, cfg.grpo.loss) == ("rloo", "gspo")
+    x = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    assert batch_moments(x) == pytest.approx((float(x.mean()), float(x.std(unbiased=False))))  # one process

@@ -55,11 +55,12 @@ def rollout() -> Generation:
     [("sequence_mean", 0.0, 1, 0), ("sequence_mean", 0.0, 1, 20), ("token_mean", 0.1, 1, 20),
      ("constant", 0.0, 2, 0), ("sequence_mean", 0.05, 2, 20)],
 )
-def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_tokens):
+@pytest.mark.parametrize("loss", ["ppo_clip", "gspo", "cispo"])
+def test_fast_update_matches_the_plain_one(kind, aggregation, beta, mu, micro_tokens, loss):
     gen = rollout()
     adv = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 0.1, 0.0, 0.9, -1.3])  # two zero advantages
     rows = [0, 1, 2, 6, 7, 8]  # group 1 dropped, as a zero-spread group would be
-    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens, grad_clip=1e9,
+    g = GRPOConfig(lr=0.5, aggregation=aggregation, beta=beta, mu=mu, micro_batch=4, micro_tokens=micro_tokens, grad_clip=1e9, loss=loss,
                    sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16))
     fast = tiny_model(kind).train()
     plain = copy.deepcopy(fast)

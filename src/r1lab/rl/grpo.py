@@ -7,10 +7,15 @@
 
 Variants, each from the paper that introduced it and chosen by name, never by an if-ladder:
 - `eps_high` > `eps_low`: DAPO's clip-higher (arXiv 2503.14476);
-- aggregation `sequence_mean` (the GRPO paper: 1/|o_i| Σ_t, then mean over samples),
-  `token_mean` (DAPO: mean over every token of the batch) or `constant` (Dr. GRPO,
+- aggregation (AGGREGATIONS) `sequence_mean` (the GRPO paper: 1/|o_i| Σ_t, then mean over
+  samples), `token_mean` (DAPO: mean over every token of the batch) or `constant` (Dr. GRPO,
   arXiv 2503.20783: divide by samples × max completion length, no length bias);
-- `scale_rewards=False`: Dr. GRPO's advantage without the std division.
+- advantage estimator (ADVANTAGES): `grpo` (the z-score above), `dr_grpo` (centred, no std
+  division), `rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++-baseline: centred per
+  group, normalised over the batch);
+- policy loss (LOSSES): `ppo_clip` (the per-token ratio above), `gspo` (the sequence-level,
+  length-normalised ratio, clipped per sequence), `cispo` (clipped, detached ratios weighting a
+  REINFORCE token loss).
 Off-policy rollouts (a vLLM sampler, engine/vllm.py) add truncated importance sampling:
 each token's loss is multiplied by min(π_old / π_sampler, C) (`truncated_is_weights`), since the
 engine that sampled the tokens computes their probabilities slightly differently from the trainer
@@ -31,6 +36,45 @@ def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-
     if not scale:
         return centred
     return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)
+
+
+# Advantage estimators, by name: (P, G) rewards of the whole rollout batch -> (P, G) advantages,
+# one per sample, shared by all of its tokens. `moments(x)` gives the batch's mean and population
+# std of x (across ranks under torchrun: step.batch_moments), for the one estimator that needs them.
+Moments = Callable[[torch.Tensor], tuple[float, float]]
+
+
+def local_moments(x: torch.Tensor) -> tuple[float, float]:
+    return float(x.mean()), float(x.std(unbiased=False))
+
+
+def _grpo(rewards: torch.Tensor, moments: Moments = local_moments) -> torch.Tensor:
+    """GRPO (DeepSeekMath arXiv 2402.03300): (r_i - mean) / std over the group."""
+    return group_advantages(rewards)
+
+
+def _dr_grpo(rewards: torch.Tensor, moments: Moments = local_moments) -> torch.Tensor:
+    """Dr. GRPO (arXiv 2503.20783): r_i - mean over the group, no std division (no difficulty bias)."""
+    return group_advantages(rewards, scale=False)
+
+
+def _rloo(rewards: torch.Tensor, moments: Moments = local_moments) -> torch.Tensor:
+    """RLOO (Ahmadian et al. arXiv 2402.14740): r_i minus the mean of the group's other G-1 rewards,
+    = G/(G-1) (r_i - mean)."""
+    G = rewards.shape[1]
+    return group_advantages(rewards, scale=False) * (G / (G - 1))
+
+
+def _reinforce_pp(rewards: torch.Tensor, moments: Moments = local_moments, eps: float = 1e-4) -> torch.Tensor:
+    """REINFORCE++-baseline (Hu et al. arXiv 2501.03262): r_i - mean over the group, then normalised
+    over the whole batch, (A - mean_batch A) / std_batch A (population std)."""
+    centred = group_advantages(rewards, scale=False)  # (P, G)
+    mean, std = moments(centred)
+    return (centred - mean) / (std + eps)
+
+
+ADVANTAGES: dict[str, Callable[..., torch.Tensor]] = {
+    "grpo": _grpo, "dr_grpo": _dr_grpo, "rloo": _rloo, "reinforce_pp": _reinforce_pp}
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,6 +102,48 @@ def clipped_surrogate(
     unclipped = ratio * a
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * a
     return -torch.minimum(unclipped, clipped), clipped < unclipped
+
+
+def gspo_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GSPO (Zheng et al. arXiv 2507.18071): PPO-clip on the sequence-level, length-normalised ratio
+    s_i = exp(mean_t log(π_θ / π_old)), clipped per sequence; written per token as GSPO-token,
+    s_it = sg(s_i) π_θ(o_it) / sg(π_θ(o_it)), whose value is s_i at every token and whose gradient,
+    averaged over the sequence's tokens (aggregation sequence_mean, as in the paper), is GSPO's.
+
+    logp, old_logp, mask: (B, T); adv: (B,). Returns ((B, T) loss, (B, T) bool clipped)."""
+    mask = mask.float()
+    log_s = ((logp - old_logp) * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (B,) log s_i
+    s = torch.exp(logp - logp.detach() + log_s.detach()[:, None])  # (B, T) = s_i, gradient of π_θ(o_it)
+    a = adv[:, None]  # (B, 1)
+    unclipped = s * a
+    clipped = s.clamp(1 - eps_low, 1 + eps_high) * a
+    return -torch.minimum(unclipped, clipped), (clipped < unclipped).expand_as(logp)
+
+
+def cispo_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585): REINFORCE's token loss weighted by the clipped, detached
+    importance ratio, -sg(clip(ρ_it, 1-ε_low, 1+ε_high)) A_i log π_θ(o_it): no token's gradient is
+    dropped by the clip, only its weight bounded (the paper: token_mean, ε_low effectively off).
+
+    logp, old_logp, mask: (B, T); adv: (B,). Returns ((B, T) loss, (B, T) bool clipped)."""
+    ratio = torch.exp(logp.detach() - old_logp)  # (B, T)
+    weight = ratio.clamp(1 - eps_low, 1 + eps_high)  # (B, T), detached
+    return -weight * adv[:, None] * logp, weight != ratio
+
+
+def ppo_clip_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO-clip per token (GRPO, DeepSeekMath arXiv 2402.03300): `clipped_surrogate`."""
+    return clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
+
+
+LOSSES: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+    "ppo_clip": ppo_clip_surrogate, "gspo": gspo_surrogate, "cispo": cispo_surrogate}
 
 
 def truncated_is_weights(old_logp: torch.Tensor, sampler_logp: torch.Tensor, cap: float) -> torch.Tensor:
@@ -113,13 +199,15 @@ def grpo_loss(
     eps_low: float,
     eps_high: float,
     is_weights: torch.Tensor | None = None,
+    loss: str = "ppo_clip",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRPO loss of a (micro-)batch and detached statistics.
 
     logp/old_logp/ref_logp: (B, T) per-token log-probs under π_θ, π_old, π_ref; adv: (B,);
     weights: (B, T) from `token_weights` (computed over the full rollout batch); is_weights:
-    (B, T) `truncated_is_weights` multiplying the policy-gradient term (None: on-policy rollouts)."""
-    per_token, clipped = clipped_surrogate(logp, old_logp, adv, eps_low, eps_high)
+    (B, T) `truncated_is_weights` multiplying the policy-gradient term (None: on-policy rollouts);
+    loss: the policy loss's name in LOSSES."""
+    per_token, clipped = LOSSES[loss](logp, old_logp, adv, eps_low, eps_high, weights > 0)
     if is_weights is not None:
         per_token = per_token * is_weights
     kl = k3_kl(logp, ref_logp) if ref_logp is not None and beta > 0 else torch.zeros_like(logp)

@@ -5,7 +5,8 @@
 No shortcut: the kept rows in one batch padded to the longest prompt and the longest completion,
 each prompt run once per sample, full logits and a full log-softmax, an explicit π_old forward
 even when μ = 1, the KL term whenever there is a reference, and each aggregation written out as
-in its paper (DeepSeekMath's per-sequence mean, DAPO's token mean, Dr. GRPO's constant). It is
+in its paper (DeepSeekMath's per-sequence mean, DAPO's token mean, Dr. GRPO's constant), and each
+policy loss (GRPO's per-token clip, GSPO's one ratio per sequence, CISPO's detached weights). It is
 slow and uses memory freely; it exists to be read next to R1.md and to be compared with
 `update.update_policy` (tests/rl/test_update.py: same loss, same gradients, same weights). It
 clips the gradient norm and steps `opt` like the fast update, but has no guard against a
@@ -42,9 +43,16 @@ def plain_update(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: list
     total = 0.0
     for _ in range(g.mu):
         lp = logps(model)
-        ratio = torch.exp(lp - old)
-        objective = torch.minimum(ratio * A, ratio.clamp(1 - g.eps_low, 1 + g.eps_high) * A)
-        per_token = -objective
+        if g.loss == "gspo":  # GSPO: one ratio per sequence, exp of the mean token log-ratio, clipped
+            s = torch.exp(((lp - old) * on).sum(1, keepdim=True) / on.sum(1, keepdim=True))  # (B, 1)
+            per_seq = -torch.minimum(s * A, s.clamp(1 - g.eps_low, 1 + g.eps_high) * A)  # (B, 1)
+            per_token = per_seq.expand_as(lp)  # its sequence-mean is the sequence's objective
+        elif g.loss == "cispo":  # CISPO: -sg(clip(ratio)) A log π_θ, per token
+            weight = torch.exp(lp.detach() - old).clamp(1 - g.eps_low, 1 + g.eps_high)
+            per_token = -weight * A * lp
+        else:  # PPO-clip, per token (GRPO)
+            ratio = torch.exp(lp - old)
+            per_token = -torch.minimum(ratio * A, ratio.clamp(1 - g.eps_low, 1 + g.eps_high) * A)
         if ref_lp is not None:  # k3: π_ref/π_θ − log(π_ref/π_θ) − 1
             per_token = per_token + g.beta * (torch.exp(ref_lp - lp) - (ref_lp - lp) - 1)
         if g.aggregation == "sequence_mean":  # GRPO: 1/|o_i| Σ_t, then the mean over samples

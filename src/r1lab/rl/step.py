@@ -4,7 +4,7 @@
 
 One call is one step of DeepSeek-R1 §2.2.1: sample G completions for each of P prompts through
 the shared `Sampler`, score them with the reward functions, normalise rewards within each group
-(`grpo.group_advantages`), drop the groups whose rewards are all equal (they carry no gradient;
+(`grpo.ADVANTAGES`, by name), drop the groups whose rewards are all equal (they carry no gradient;
 DAPO's dynamic-sampling filter, without re-sampling) and take μ clipped policy-gradient steps
 (update.py). It returns one metrics record (`step_record`; every key is listed with its meaning
 in `RECORD_KEYS`) and the rollout. The R1-Zero stage and the pipeline's RL stages call it in their
@@ -25,7 +25,7 @@ from r1lab.engine.sampler import Generation, Sampler
 from r1lab.errors import UserError
 from r1lab.grading.language import language_mixing
 from r1lab.grading.shape import REFLECTION_RE, style_of
-from r1lab.rl.grpo import AGGREGATIONS, group_advantages
+from r1lab.rl.grpo import ADVANTAGES, AGGREGATIONS, LOSSES
 from r1lab.rl.rewards import combine_rewards, score
 from r1lab.rl.update import update_policy
 from r1lab.runtime import distributed
@@ -50,7 +50,8 @@ class GRPOConfig:
     eps_high: float = 0.2  # clip range above 1; > eps_low: DAPO clip-higher (DAPO: 0.28; TRL: epsilon_high)
     mu: int = 1  # policy updates per rollout batch (TRL: num_iterations); 1 needs no separate old-log-prob pass
     aggregation: str = "sequence_mean"  # loss over tokens: sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO); TRL: loss_type
-    scale_rewards: bool = True  # divide advantages by the group's std (GRPO); False: Dr. GRPO, no std division
+    advantage: str = "grpo"  # estimator (grpo.ADVANTAGES): grpo (group z-score) | dr_grpo (centred, no std) | rloo (leave-one-out) | reinforce_pp (REINFORCE++-baseline: batch-normalised)
+    loss: str = "ppo_clip"  # policy loss (grpo.LOSSES): ppo_clip (GRPO's per-token ratio) | gspo (sequence-level ratio) | cispo (clipped detached weights on a REINFORCE loss)
     drop_zero_spread: bool = True  # leave out groups whose rewards are all equal (their advantages are 0 anyway)
     micro_batch: int = 64  # at most this many rows per forward/backward (memory only, never results)
     micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
@@ -59,7 +60,8 @@ class GRPOConfig:
     # log-probs (rollout.backend=vllm): each token's loss × min(π_old / π_sampler, C); 0: off
     tis_cap: float = 2.0
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "sampling.temperature", "top_p": "sampling.top_p",
-                                         "max_new_tokens": "sampling.max_new_tokens"}
+                                         "max_new_tokens": "sampling.max_new_tokens",
+                                         "scale_rewards": "advantage (true: grpo, false: dr_grpo)"}
     # TRL's GRPOConfig names → these keys (docs/trl.md has the table, with where values differ)
     TRL_NAMES: ClassVar[dict[str, str]] = {
         "num_generations": "group_size", "num_iterations": "mu", "loss_type": "aggregation", "learning_rate": "lr",
@@ -72,8 +74,9 @@ class GRPOConfig:
             raise UserError(f"group_size: GRPO needs at least 2 samples per prompt, got {self.group_size}")
         if not self.lr > 0:
             raise UserError(f"lr: expected a positive learning rate, got {self.lr}")
-        if self.aggregation not in AGGREGATIONS:
-            raise UserError(f"aggregation: expected one of {sorted(AGGREGATIONS)}, got '{self.aggregation}'")
+        for name, known in (("aggregation", AGGREGATIONS), ("advantage", ADVANTAGES), ("loss", LOSSES)):
+            if getattr(self, name) not in known:
+                raise UserError(f"{name}: expected one of {sorted(known)}, got '{getattr(self, name)}'")
         for name in ("steps", "prompts_per_step", "mu", "micro_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -101,6 +104,14 @@ def group_seeds(seed: int, step: int, groups: range) -> tuple[int, ...]:
     return tuple((seed * 7919 + step) * 1_000_003 + i for i in groups)
 
 
+def batch_moments(x: torch.Tensor) -> tuple[float, float]:
+    """Mean and population std of `x` over the whole rollout batch, every rank's share included
+    (so that an estimator normalising over the batch gives the same advantages under N ranks)."""
+    n, total, squares = distributed.sum_across([float(x.numel()), float(x.sum()), float((x * x).sum())])
+    mean = total / n
+    return mean, max(squares / n - mean * mean, 0.0) ** 0.5
+
+
 def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompts: list[str], reward_fns: dict,
               reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int | tuple[int, ...],
               step: int, log=print) -> tuple[dict, Generation]:
@@ -119,7 +130,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
                    gen.completion_ids, step, g.steps)
     rewards = torch.tensor(combine_rewards(per_fn, reward_weights), device=model_device(model)).view(
         len(problems), g.group_size)  # (P, G)
-    adv = group_advantages(rewards, scale=g.scale_rewards)  # (P, G)
+    adv = ADVANTAGES[g.advantage](rewards, batch_moments)  # (P, G)
     spread = (rewards.max(1).values > rewards.min(1).values).tolist()  # (P,); False for a group holding a NaN
     # a NaN/inf reward (a broken reward function) would otherwise vanish into the zero-spread
     # drop unseen, or, without the drop, poison the whole step's update (then skipped by the guard)

@@ -130,7 +130,7 @@ def microbatch_loss(lp: torch.Tensor, tmask: torch.Tensor, old: torch.Tensor, re
     sampler_lp (b, Lc): the rollout engine's own log-probs, when it is not the trainer (then each
     token's term is multiplied by a truncated importance weight, grpo.truncated_is_weights)."""
     isw = None if sampler_lp is None else truncated_is_weights(old, sampler_lp, g.tis_cap) * tmask  # (b, Lc)
-    loss, stats = grpo_loss(lp, old, ref, adv, weights, g.beta, g.eps_low, g.eps_high, isw)
+    loss, stats = grpo_loss(lp, old, ref, adv, weights, g.beta, g.eps_low, g.eps_high, isw, g.loss)
     if isw is not None:
         stats["is_weight_sum"] = float(isw.sum())
     return loss, stats

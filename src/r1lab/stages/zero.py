@@ -142,7 +142,7 @@ class ZeroConfig:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
     TRL_NAMES: ClassVar[dict[str, str]] = {  # TRL's GRPOConfig names → these keys (docs/trl.md)
         **{k: f"grpo.{v}" for k, v in GRPOConfig.TRL_NAMES.items()},
-        **{k: f"grpo.{k}" for k in ("beta", "scale_rewards", "warmup_steps", "weight_decay")},
+        **{k: f"grpo.{k}" for k in ("beta", "warmup_steps", "weight_decay")}, "scale_rewards": "grpo.advantage",
         "temperature": "grpo.sampling.temperature", "top_p": "grpo.sampling.top_p", "reward_weights": "rewards",
         "output_dir": "run_dir", "save_steps": "save_every", "bf16": "dtype", "use_vllm": "rollout.backend",
         "vllm_gpu_memory_utilization": "rollout.gpu_memory_utilization", "vllm_max_model_length": "rollout.max_model_len",

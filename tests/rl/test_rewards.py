@@ -258,3 +258,10 @@ def test_code_reward_is_the_share_of_tests_passed_run_in_the_sandbox():
     assert REWARDS["code"]([], []) == []
     with pytest.raises(ValueError):
         REWARDS["code"](completions[:2], problems[:1])
+
+
+def test_overlong_penalty_by_hand():
+    from r1lab.rl.rewards import overlong_penalty
+
+    # max 100 tokens, buffer 20: free up to 80, then -1/20 per token, -1 at 100
+    assert overlong_penalty([10, 80, 81, 90, 100], 100, 20) == [0.0, 0.0, -0.05, -0.5, -1.0]

@@ -48,3 +48,25 @@ def test_the_record_has_exactly_the_listed_keys_and_describes_the_rollout():
     assert record["reasoning_rate"] == 2 / 6  # think blocks of >= 20 characters
     assert record["reflection_rate"] == 2 / 6  # "wait" twice
     assert record["zero_spread_frac"] == 0.0 and record["groups_nonfinite_reward"] == 0
+
+
+def test_overlong_reward_and_filter():
+    """DAPO's length control: the soft punishment enters the reward as `overlong`; overlong filtering
+    leaves the truncated sample (the fifth, 5 tokens) out of the loss, which then differs."""
+    problems = [Problem("1+1", "1+1", "2", "arithmetic"), Problem("2+2", "2+2", "4", "arithmetic")]
+    rewards = {"accuracy": lambda texts, ps: [1.0, 0.0, 0.0, 1.0, 1.0, 0.0]}
+    out = {}
+    for flt in (False, True):
+        torch.manual_seed(0)
+        model = build_model(TINY_DEEPSEEK, VOCAB, PAD, 1, 2)
+        g = GRPOConfig(prompts_per_step=2, group_size=3, lr=1e-3, sampling=SamplingConfig(1.0, 1.0, 6),
+                       overlong_buffer=4, overlong_weight=0.5, overlong_filter=flt)
+        g.validate()
+        opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+        out[flt], _ = grpo_step(model, None, opt, FixedSampler(), problems, ["a", "b"], rewards,
+                                {"accuracy": 1.0}, g, PAD, (), seed=0, step=0)
+    penalty = [-0.5, 0.0, -1.0, -0.25, -0.75, 0.0]  # lengths 4 2 6 3 5 1: free up to 2 tokens, then -1/4 per token
+    assert out[False]["reward/overlong"] == pytest.approx(sum(penalty) / 6)
+    assert out[False]["reward"] == pytest.approx((3 + 0.5 * sum(penalty)) / 6, rel=1e-6)
+    assert (out[False]["overlong_filtered"], out[True]["overlong_filtered"]) == (0, 1)
+    assert out[True]["loss"] != pytest.approx(out[False]["loss"])

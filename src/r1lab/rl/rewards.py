@@ -259,6 +259,14 @@ def language_consistency(completions: list[str], problems: list[Problem]) -> lis
     return [language_share(chain_of_thought(c), p.lang) for c, p in zip(completions, problems)]
 
 
+def overlong_penalty(lengths: list[int], max_len: int, buffer: int) -> list[float]:
+    """DAPO's soft overlong punishment (arXiv 2503.14476, eq. 13), by completion length in tokens: 0
+    up to max_len - buffer, then falling linearly to -1 at max_len, where sampling cuts a completion
+    off. Not a text reward: GRPOConfig.overlong_buffer adds it to every step's rewards as `overlong`."""
+    start = max_len - buffer
+    return [0.0 if n <= start else max(-1.0, (start - n) / buffer) for n in lengths]
+
+
 def combine_rewards(per_fn: dict[str, list[float | None]], weights: dict[str, float]) -> list[float]:
     """The scalar reward per completion: sum over reward functions of weight * reward, leaving out
     None ("not applicable", as TRL does; a completion no function applies to gets 0).

@@ -26,7 +26,7 @@ from r1lab.errors import UserError
 from r1lab.grading.language import language_mixing
 from r1lab.grading.shape import REFLECTION_RE, style_of
 from r1lab.rl.grpo import ADVANTAGES, AGGREGATIONS, LOSSES
-from r1lab.rl.rewards import combine_rewards, score
+from r1lab.rl.rewards import combine_rewards, overlong_penalty, score
 from r1lab.rl.update import update_policy
 from r1lab.runtime import distributed
 from r1lab.runtime.config import at_least
@@ -53,6 +53,12 @@ class GRPOConfig:
     advantage: str = "grpo"  # estimator (grpo.ADVANTAGES): grpo (group z-score) | dr_grpo (centred, no std) | rloo (leave-one-out) | reinforce_pp (REINFORCE++-baseline: batch-normalised)
     loss: str = "ppo_clip"  # policy loss (grpo.LOSSES): ppo_clip (GRPO's per-token ratio) | gspo (sequence-level ratio) | cispo (clipped detached weights on a REINFORCE loss)
     drop_zero_spread: bool = True  # leave out groups whose rewards are all equal (their advantages are 0 anyway)
+    # DAPO's length control: the soft overlong punishment, a reward `overlong` of 0 down to -1 over the
+    # last overlong_buffer tokens before sampling.max_new_tokens (0: off; DAPO: 4096 of 20480), at
+    # overlong_weight; and overlong filtering, truncated completions left out of the loss
+    overlong_buffer: int = 0
+    overlong_weight: float = 1.0
+    overlong_filter: bool = False
     micro_batch: int = 64  # at most this many rows per forward/backward (memory only, never results)
     micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
     sampling: SamplingConfig = sampling(temperature=1.0, top_p=1.0, max_new_tokens=200)  # how rollouts are sampled (R1-Zero: temperature 1)
@@ -94,6 +100,10 @@ class GRPOConfig:
         if not self.sampling.temperature > 0:
             raise UserError(f"sampling.temperature: expected > 0 (a group needs different samples), "
                             f"got {self.sampling.temperature}")
+        if not 0 <= self.overlong_buffer <= self.sampling.max_new_tokens:
+            raise UserError(f"overlong_buffer: expected 0..sampling.max_new_tokens ({self.sampling.max_new_tokens}), "
+                            f"got {self.overlong_buffer}")
+        at_least(self, 0, "overlong_weight")
         if self.tis_cap < 0:
             raise UserError(f"tis_cap: expected >= 0 (0: no importance-sampling correction), got {self.tis_cap}")
 
@@ -128,6 +138,10 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     grouped = [p for p in problems for _ in range(g.group_size)]
     per_fn = score(reward_fns, gen.texts, grouped, [p for p in prompts for _ in range(g.group_size)],
                    gen.completion_ids, step, g.steps)
+    if g.overlong_buffer:  # DAPO's soft overlong punishment, by length in tokens
+        per_fn["overlong"] = overlong_penalty([len(c) for c in gen.completion_ids], g.sampling.max_new_tokens,
+                                              g.overlong_buffer)
+        reward_weights = {**reward_weights, "overlong": g.overlong_weight}
     rewards = torch.tensor(combine_rewards(per_fn, reward_weights), device=model_device(model)).view(
         len(problems), g.group_size)  # (P, G)
     adv = ADVANTAGES[g.advantage](rewards, batch_moments)  # (P, G)
@@ -141,7 +155,8 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     t_score = time.time()
 
     # --- policy update ---
-    rows = [i for i in range(len(gen.texts)) if spread[i // g.group_size] or not g.drop_zero_spread]
+    rows = [i for i in range(len(gen.texts)) if (spread[i // g.group_size] or not g.drop_zero_spread)
+            and not (g.overlong_filter and gen.truncated[i])]  # DAPO's overlong filtering
     stats = update_policy(model, ref, opt, gen, adv.flatten(), rows, g, pad, step, log)
     t_update = time.time()
 
@@ -154,6 +169,7 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     times = {"time_generate": t_gen - t0, "time_score": t_score - t_gen,
              "time_update": t_update - t_score - stats["time_logprobs"], "time_step": t_update - t0,
              "gen_tokens_per_s": sum(every["lengths"]) / max(gen.seconds, 1e-9)}  # all ranks' tokens: decoded at once
+    stats["overlong_filtered"] = sum(every["truncated"]) if g.overlong_filter else 0
     return step_record(step, every, list(per_fn), g.group_size, stats, times), gen
 
 
@@ -178,6 +194,7 @@ RECORD_KEYS = {
     "len_mean": "mean completion length in tokens", "len_max": "longest completion in tokens",
     "truncation_rate": "share of samples cut off at sampling.max_new_tokens",
     "zero_spread_frac": "share of groups whose rewards are all equal (dropped from the update by default)",
+    "overlong_filtered": "truncated samples left out of the loss (grpo.overlong_filter; 0 without it)",
     "groups_nonfinite_reward": "groups holding a NaN or infinite reward",
     "loss": "the GRPO loss (mean over the μ updates)", "clip_frac": "share of tokens whose ratio was clipped",
     "kl": "mean k3 KL to the reference over the updated tokens (0 with β = 0)",

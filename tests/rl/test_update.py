@@ -124,3 +124,41 @@ def test_all_zero_advantages_step_like_a_zero_gradient(optimizer):
         torch.testing.assert_close(p, plain.state_dict()[name], rtol=1e-5, atol=1e-7, msg=name)
         moved = max(moved, float((p - before[name]).abs().max()))
     assert (moved > 1e-4) == (optimizer == "adamw")  # SGD stands still on a zero gradient; Adam does not
+
+
+@pytest.mark.parametrize("kind, path", [("deepseek", "static"), ("deepseek", "dynamic"), ("qwen2", "static"),
+                                        ("qwen2", "kernels"), ("qwen2", "dynamic")])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_rollout_vs_trainer_drift_is_at_rounding_level(kind, path, temperature, monkeypatch, capsys):
+    """The decoders' own log-probs of the tokens they drew against the trainer's, in a real GRPO
+    step: r1lab's static cache in torch ops and with the C kernels, and the model's own forward over
+    a transformers cache (the fallback); float32 on the CPU: rounding, at most 1e-4 on average."""
+    from r1lab.engine.sampler import HFSampler
+    from r1lab.model.tokenizer import train_tokenizer
+    from r1lab.rl.step import grpo_step
+    from r1lab.tasks.base import Problem
+    from tests.tiny_models import length_reward
+
+    monkeypatch.setenv("R1LAB_KERNELS", "1" if path == "kernels" else "0")
+    tok = train_tokenizer(["abcab cab ba xyz, 12+34=46"] * 20, vocab_size=VOCAB + 40)
+    torch.manual_seed(0)
+    if kind == "deepseek":
+        model = build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+                                             max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    sampler = HFSampler(model, tok, static_cache=path != "dynamic")
+    assert sampler.static_cache == (path != "dynamic")
+    g = GRPOConfig(prompts_per_step=3, group_size=4, lr=1e-3, sampling=SamplingConfig(temperature, 1.0, 24))
+    problems = [Problem(f"p{i}", q, "0", "arithmetic") for i, q in enumerate(["abc", "12+34", "x y z cab"])]
+    opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+    record, gen = grpo_step(model.train(), None, opt, sampler, problems, [p.prompt for p in problems],
+                            {"length": length_reward}, {"length": 1.0}, g, tok.pad_token_id, (), seed=0, step=0)
+    assert gen.draw_logprobs is not None and [len(x) for x in gen.draw_logprobs] == [len(c) for c in gen.completion_ids]
+    with capsys.disabled():
+        print(f"\ndrift {kind}/{path} T={temperature}: mean {record['drift_logp_mean']:.2e}, "
+              f"max {record['drift_logp_max']:.2e}, k3 {record['drift_kl']:.2e}")
+    assert 0 <= record["drift_logp_mean"] <= 1e-4 and record["drift_logp_max"] < 1e-3
+    assert abs(record["drift_kl"]) < 1e-6

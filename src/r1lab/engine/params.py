@@ -25,6 +25,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()  # besides the tokenizer's EOS
     seed: int | tuple[int, ...] = 0  # a tuple: one seed per prompt (sampler.PromptDraws)
     min_new_tokens: int = 0  # stop tokens cannot be sampled before this many new tokens (as in HF)
+    logprobs: bool = False  # also return each drawn token's log-prob under the distribution it was drawn from
 
 
 @dataclass

@@ -59,6 +59,10 @@ class Generation:
     # the sampling engine's own log-prob of each sampled token (P*n lists), when it is not the
     # trainer's model (rollout_vllm.VLLMSampler): GRPO corrects for the mismatch (grpo.truncated_is_weights)
     sampler_logprobs: list[list[float]] | None = None
+    # HFSampler with params.logprobs: each drawn token's log-prob under the distribution the decoder
+    # drew it from (temperature applied, before top-p; P*n lists): GRPO's drift metric compares it
+    # with the trainer's (rl/update.py)
+    draw_logprobs: list[list[float]] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -168,16 +172,19 @@ class HFSampler:
         prompt_ids = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
         completions: list[list[int]] = []
         truncated: list[bool] = []
+        logprobs: list[list[float]] = []
         per_batch = max(1, self.max_rows // n)
         starts = range(0, len(prompt_ids), per_batch)
         for i in progress(starts, desc="generate", unit="batch", leave=False) if len(starts) > 1 else starts:
             draws = PromptDraws(tuple(params.seed[i : i + per_batch]), n) if per_prompt else gen
-            c, t = self._generate_batch(prompt_ids[i : i + per_batch], n, params, draws)
+            c, t, lp = self._generate_batch(prompt_ids[i : i + per_batch], n, params, draws)
             completions += c
             truncated += t
+            logprobs += lp
         self.model.train(was_training)
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
-        return Generation(prompt_ids, completions, texts, truncated, n, time.time() - t0)
+        return Generation(prompt_ids, completions, texts, truncated, n, time.time() - t0,
+                          draw_logprobs=logprobs if params.logprobs else None)
 
     @torch.inference_mode()
     def stream(self, prompt: str, params: SamplingParams) -> Iterator[int]:
@@ -213,6 +220,7 @@ class HFSampler:
         length = torch.full((B,), steps, device=device)  # (B,) tokens kept per sample
         stopped = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
         rows = torch.arange(B, device=device)  # sample index of each live row
+        lps = torch.zeros(B, steps, device=device) if params.logprobs else None  # (B, steps) draws' log-probs
         for step in range(steps):
             if step < params.min_new_tokens:
                 logits[:, stops] = float("-inf")
@@ -220,6 +228,9 @@ class HFSampler:
                 gen.live = rows
             nxt = draw(logits, params, gen, getattr(decoder, "ops", None))  # (live,)
             out[rows, step] = nxt
+            if lps is not None:  # under the distribution drawn from: temperature applied, before top-p
+                t = params.temperature or 1.0  # greedy: the model's own distribution
+                lps[rows, step] = torch.log_softmax(logits.float() / t, -1).gather(-1, nxt[:, None])[:, 0]
             finished = torch.isin(nxt, stops)  # (live,)
             if finished.any():
                 length[rows[finished]] = step + 1
@@ -233,4 +244,5 @@ class HFSampler:
                 break
             logits = decoder.step(nxt)
         tokens = [row[:k] for row, k in zip(out.tolist(), length.tolist())]
-        return tokens, (~stopped).tolist()
+        logprobs = [] if lps is None else [row[:k] for row, k in zip(lps.tolist(), length.tolist())]
+        return tokens, (~stopped).tolist(), logprobs

@@ -36,6 +36,8 @@ PLOTS = {
     "aha.png": "The aha moment: share of completions that check a candidate (evaluate it, compare it with the "
     "target), candidates tried per completion, accuracy and mean length, at each step (tasks that can tell a check).",
     "pass_at_k.png": "Unbiased pass@k on the held-out problems, base model against final policy.",
+    "drift.png": "Rollout-vs-trainer drift: how far the sampler's own log-probs of the tokens it drew are from the "
+    "trainer's, mean and max absolute difference per step (log scale; float32 rounding is ~1e-7).",
 }
 CHECK_ROWS = {  # summary keys of the self-verification table (tasks/attempts.py)
     "self_check_rate": "self-check rate (a candidate evaluated and compared with the target)",
@@ -64,6 +66,7 @@ def write_report(run: Path, summary: dict, history: list[dict], problems: list,
     plot_reflection(history, run / "reflection.png")
     plot_aha(history, run / "aha.png")
     plot_pass_at_k(base, final, run / "pass_at_k.png")
+    plot_drift(history, run / "drift.png")
     checking = base.get("self_check_rate") is not None or final.get("self_check_rate") is not None
     sections = [
         "# R1-Zero run report",
@@ -190,6 +193,17 @@ def plot_reflection(history: list[dict], path: Path) -> None:
             ax.plot(steps, values, lw=2, label=label)
     ax.set_ylim(-0.03, 1.03)
     _save(fig, ax, path, "no steps logged")
+
+
+def plot_drift(history: list[dict], path: Path) -> None:
+    fig, ax = _figure("Rollout-vs-trainer drift during GRPO", "step", "|log-prob difference|")
+    for key, label, lw in (("drift_logp_mean", "mean", 2), ("drift_logp_max", "max", 1)):
+        steps, values = series(history, key)
+        if steps and max(values) > 0:
+            ax.plot(steps, [max(v, 1e-12) for v in values], lw=lw, label=label)
+    if ax.lines:
+        ax.set_yscale("log")
+    _save(fig, ax, path, "no drift logged (the rollout carried no log-probs)")
 
 
 def plot_aha(history: list[dict], path: Path) -> None:

@@ -131,7 +131,9 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     passes its own share of the step's prompts; the update and the record cover the whole batch."""
     t0 = time.time()
     # --- rollout: G samples for each of P prompts ---
-    gen = sampler.generate(prompts, g.group_size, g.sampling.params(stop_ids, seed))
+    params = g.sampling.params(stop_ids, seed)
+    params.logprobs = True  # the drawn tokens' log-probs: the drift metric (update.py)
+    gen = sampler.generate(prompts, g.group_size, params)
     t_gen = time.time()
 
     # --- rewards and advantages ---
@@ -202,6 +204,9 @@ RECORD_KEYS = {
     "grad_norm": "gradient norm before clipping (the last of the μ updates)",
     "skipped_steps": "optimizer steps skipped for a non-finite loss or gradient (runtime/guard.py)",
     "is_weight_mean": "mean truncated importance weight (only with an off-policy engine, vLLM)",
+    "drift_logp_mean": "rollout-vs-trainer drift: mean |trainer log-prob - the decoder's own log-prob| of the drawn "
+                       "tokens, at the rollout temperature, over the updated tokens (update.Drift; None without them)",
+    "drift_logp_max": "the largest such difference", "drift_kl": "k3 estimate of KL(sampler || trainer) per token",
     "time_logprobs": "seconds for the π_ref / π_old log-prob passes (β > 0, μ > 1)",
     "time_generate": "seconds of rollout", "time_score": "seconds of reward functions",
     "time_update": "seconds of the update, log-prob passes excluded", "time_step": "seconds of the whole step",

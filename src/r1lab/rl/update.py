@@ -174,6 +174,7 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0, "skipped_steps": 0,
              "time_logprobs": 0.0}
     tis = gen.sampler_logprobs is not None and g.tis_cap > 0  # an off-policy engine (vLLM): TIS
+    drift = Drift(gen, g.sampling.temperature)
     if tis:  # the same on every rank, so every rank sums it below
         stats["is_weight_mean"] = 0.0
     device = model_device(model)
@@ -193,7 +194,7 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
     old_lp = rollout_logprobs(model, gen, batches, pad) if g.mu > 1 else None  # π_old: only μ > 1
     stats["time_logprobs"] = time.time() - t0
     set_lr(opt, g, step)
-    for _ in range(g.mu):
+    for it in range(g.mu):
         prompts = prompt_pass(model, gen, pad) if batches else None
         update_loss = 0.0
         for j, chunk in enumerate(batches):
@@ -205,6 +206,8 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
                                       weights[[index_of[i] for i in chunk], : lp.shape[1]], g, sampler_lp)
             loss.backward()
             s["entropy"] = mean_entropy(logits, tmask)  # after the backward: the graph's memory is free
+            if it == 0:  # the rollout's policy: the first update's forward
+                drift.add(logits, lp, tmask, chunk)
             update_loss += float(loss.detach())
             share = float(tmask.sum()) / n_tokens / g.mu
             stats["loss"] += float(loss.detach()) / g.mu
@@ -218,4 +221,47 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
         stats["skipped_steps"] += skipped
     keys = ("loss", "clip_frac", "kl", "entropy") + (("is_weight_mean",) if tis else ())  # each normalised
     stats.update(zip(keys, distributed.sum_across([stats[k] for k in keys])))  # by the global batch: sums over ranks
+    stats.update(drift.stats())
     return stats
+
+
+class Drift:
+    """Rollout-vs-trainer drift: each drawn token's log-prob as the decoder computed it
+    (Generation.draw_logprobs: under the distribution it drew from, temperature applied, before
+    top-p) against the trainer's log-prob of the same token at the same temperature, from the
+    update's own forward (no extra pass; so over the tokens the update runs: kept groups, non-zero
+    advantages when β = 0). An off-policy engine's raw log-probs (vLLM's sampler_logprobs,
+    untempered) are compared at temperature 1. Mean and max absolute difference, and the k3
+    estimate of KL(π_sampler || π_trainer) per token; None when the rollout carries no log-probs."""
+
+    def __init__(self, gen: Generation, temperature: float):
+        self.gen, self.t = gen, temperature
+        self.drawn = gen.draw_logprobs
+        if self.drawn is None and gen.sampler_logprobs is not None:
+            self.drawn, self.t = gen.sampler_logprobs, 1.0
+        self.abs_sum = self.kl_sum = self.tokens = self.max = 0.0
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, lp: torch.Tensor, tmask: torch.Tensor, chunk: list[int]) -> None:
+        """logits (b, Lc, V) and lp (b, Lc) of the update's forward over the completions `chunk`."""
+        if self.drawn is None:
+            return
+        width = lp.shape[1]
+        drawn = torch.tensor([self.drawn[i] + [0.0] * (width - len(self.drawn[i])) for i in chunk], device=lp.device)
+        if self.t != 1.0:
+            targets = torch.tensor([self.gen.completion_ids[i] + [0] * (width - len(self.gen.completion_ids[i]))
+                                    for i in chunk], device=lp.device)
+            lp = token_logprobs(logits.detach() / self.t, targets)  # (b, Lc) at the rollout's temperature
+        on = tmask.bool()
+        diff = (lp.detach() - drawn)[on]  # trainer - sampler, per token
+        self.abs_sum += float(diff.abs().sum())
+        self.kl_sum += float((torch.exp(diff) - diff - 1).sum())  # k3: samples from the sampler
+        self.tokens += float(on.sum())
+        self.max = max(self.max, float(diff.abs().max()) if diff.numel() else 0.0)
+
+    def stats(self) -> dict:
+        if self.drawn is None:
+            return {"drift_logp_mean": None, "drift_logp_max": None, "drift_kl": None}
+        abs_sum, kl_sum, tokens = distributed.sum_across([self.abs_sum, self.kl_sum, self.tokens])
+        return {"drift_logp_mean": abs_sum / max(tokens, 1), "drift_logp_max": distributed.max_across(self.max),
+                "drift_kl": kl_sum / max(tokens, 1)}

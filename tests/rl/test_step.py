@@ -70,3 +70,49 @@ def test_overlong_reward_and_filter():
     assert out[False]["reward"] == pytest.approx((3 + 0.5 * sum(penalty)) / 6, rel=1e-6)
     assert (out[False]["overlong_filtered"], out[True]["overlong_filtered"]) == (0, 1)
     assert out[True]["loss"] != pytest.approx(out[False]["loss"])
+
+
+def test_dynamic_sampling_refills_the_batch_within_its_bound_and_reproduces():
+    """Most prompts give every sample the same reward (no spread); with grpo.resample_rounds their
+    groups are replaced by fresh prompts' groups until the batch is full, never past the bound, and
+    a second run with the same seeds is the same step."""
+    from r1lab.engine.sampler import HFSampler
+    from r1lab.model.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["abcab cab ba xyz, 12+34=46"] * 20, vocab_size=VOCAB + 40)
+    pool = [Problem(f"q{i}", q, "0", "arithmetic") for i, q in enumerate(["abc", "ba", "xyz", "12+34", "cab", "a b"] * 4)]
+    live = {"q3", "q9", "q15", "q21", "q10"}  # the only prompts whose samples get different rewards
+
+    def reward(texts, problems):
+        return [len(t) / 10 if p.key in live else 0.5 for t, p in zip(texts, problems)]
+
+    def run(rounds):
+        torch.manual_seed(0)
+        model = build_model(TINY_DEEPSEEK, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+        g = GRPOConfig(prompts_per_step=4, group_size=3, lr=1e-3, sampling=SamplingConfig(1.0, 1.0, 12),
+                       resample_rounds=rounds)
+        opt = torch.optim.AdamW(model.parameters(), lr=g.lr)
+        asked = []
+
+        def refill(r):
+            asked.append(r)
+            fresh = pool[4 * r: 4 * r + 4]
+            return fresh, [p.prompt for p in fresh], tuple(100 * r + i for i in range(4))
+
+        first = pool[:4]  # q0..q3: one with spread
+        record, gen = grpo_step(model, None, opt, HFSampler(model, tok), first, [p.prompt for p in first],
+                                {"length": reward}, {"length": 1.0}, g, tok.pad_token_id, (), seed=(0, 1, 2, 3), step=0,
+                                refill=refill)
+        return record, gen, asked
+
+    plain, _, asked = run(0)
+    assert asked == [] and plain["groups_kept"] == 1 and plain["generations"] == 12
+    full, gen, asked = run(5)
+    # spread in q3 (round 0), q9, q10 (round 2), q15 (round 3): four groups after three extra rounds
+    assert asked == [1, 2, 3] and full["resample_rounds"] == 3 and full["groups_kept"] == 4
+    assert full["generations"] == 4 * 12 and full["zero_spread_frac"] == 12 / 16
+    assert len(gen.prompt_ids) == 4 and len(gen.texts) == 12
+    bounded, _, asked = run(1)  # one extra round only: q3 and nothing in q4..q7
+    assert asked == [1] and bounded["groups_kept"] == 1 and bounded["resample_rounds"] == 1
+    again, gen2, _ = run(5)
+    assert gen2.texts == gen.texts and again["loss"] == full["loss"]

@@ -117,3 +117,19 @@ def test_max_seconds_stops_rl_early_with_a_checkpoint(tmp_path):
     assert summary["train_seconds"] > 0
     with pytest.raises(UserError, match="max_seconds"):
         tiny_zero_config(tmp_path, max_seconds=-1).validate()
+
+
+def test_run_zero_resamples_flat_groups_and_logs_drift(tmp_path):
+    """The tiny base never solves a problem: every group is flat, so with grpo.resample_rounds=1 each
+    step samples one more round of fresh prompts (twice the generations). With a reward that has
+    spread, every step updates and its record has the drift."""
+    cfg = tiny_zero_config(tmp_path, **{"grpo.resample_rounds": 1})
+    run_zero(cfg, log=lambda *a: None)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    per_round = cfg.grpo.prompts_per_step * cfg.grpo.group_size
+    assert [(r["resample_rounds"], r["generations"], r["groups_kept"]) for r in records] == [(1, 2 * per_round, 0)] * 2
+    cfg = tiny_zero_config(tmp_path / "b", rewards="{tests.tiny_models.length_reward: 1.0}")
+    run_zero(cfg, log=lambda *a: None)
+    records = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["drift_logp_mean"] < 1e-4 and r["resample_rounds"] == 0 for r in records) and len(records) == 2
+    assert (tmp_path / "b" / "run" / "drift.png").exists()

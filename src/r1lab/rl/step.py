@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import astuple, dataclass
-from typing import ClassVar
+from dataclasses import astuple, dataclass, replace
+from typing import Callable, ClassVar
 
 import torch
 
@@ -59,6 +59,9 @@ class GRPOConfig:
     overlong_buffer: int = 0
     overlong_weight: float = 1.0
     overlong_filter: bool = False
+    # DAPO's dynamic sampling with re-sampling: groups with zero reward spread are replaced by fresh
+    # prompts' groups, at most this many extra rounds of prompts_per_step prompts each (0: drop only)
+    resample_rounds: int = 0
     micro_batch: int = 64  # at most this many rows per forward/backward (memory only, never results)
     micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
     sampling: SamplingConfig = sampling(temperature=1.0, top_p=1.0, max_new_tokens=200)  # how rollouts are sampled (R1-Zero: temperature 1)
@@ -104,6 +107,7 @@ class GRPOConfig:
             raise UserError(f"overlong_buffer: expected 0..sampling.max_new_tokens ({self.sampling.max_new_tokens}), "
                             f"got {self.overlong_buffer}")
         at_least(self, 0, "overlong_weight")
+        at_least(self, 0, "resample_rounds")
         if self.tis_cap < 0:
             raise UserError(f"tis_cap: expected >= 0 (0: no importance-sampling correction), got {self.tis_cap}")
 
@@ -122,38 +126,49 @@ def batch_moments(x: torch.Tensor) -> tuple[float, float]:
     return mean, max(squares / n - mean * mean, 0.0) ** 0.5
 
 
+Refill = Callable[[int], tuple[list[Problem], list[str], tuple[int, ...]]]
+
+
 def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompts: list[str], reward_fns: dict,
               reward_weights: dict, g: GRPOConfig, pad: int, stop_ids: tuple[int, ...], seed: int | tuple[int, ...],
-              step: int, log=print) -> tuple[dict, Generation]:
+              step: int, log=print, refill: Refill | None = None) -> tuple[dict, Generation]:
     """One GRPO step on `problems` (P of them, rendered as `prompts`); returns (record, rollout).
 
     `seed`: the rollout's sampling seed, or one per prompt (`group_seeds`). Under N ranks each
-    passes its own share of the step's prompts; the update and the record cover the whole batch."""
+    passes its own share of the step's prompts; the update and the record cover the whole batch.
+    `refill(round)`: fresh (problems, prompts, seeds) for DAPO's dynamic sampling with re-sampling
+    (g.resample_rounds > 0): groups with zero reward spread are replaced by fresh prompts' groups,
+    round after round, until P groups have spread or the rounds run out."""
     t0 = time.time()
-    # --- rollout: G samples for each of P prompts ---
+    # --- rollout: G samples for each of P prompts, then rewards; fresh groups for the flat ones ---
     params = g.sampling.params(stop_ids, seed)
     params.logprobs = True  # the drawn tokens' log-probs: the drift metric (update.py)
-    gen = sampler.generate(prompts, g.group_size, params)
-    t_gen = time.time()
-
-    # --- rewards and advantages ---
-    grouped = [p for p in problems for _ in range(g.group_size)]
-    per_fn = score(reward_fns, gen.texts, grouped, [p for p in prompts for _ in range(g.group_size)],
-                   gen.completion_ids, step, g.steps)
-    if g.overlong_buffer:  # DAPO's soft overlong punishment, by length in tokens
-        per_fn["overlong"] = overlong_penalty([len(c) for c in gen.completion_ids], g.sampling.max_new_tokens,
-                                              g.overlong_buffer)
+    if g.overlong_buffer:  # DAPO's soft overlong punishment: a reward by length in tokens
         reward_weights = {**reward_weights, "overlong": g.overlong_weight}
-    rewards = torch.tensor(combine_rewards(per_fn, reward_weights), device=model_device(model)).view(
-        len(problems), g.group_size)  # (P, G)
+    rounds = [scored_rollout(sampler, problems, prompts, params, reward_fns, reward_weights, g, step)]
+    kept = [(0, k) for k in range(len(problems)) if rounds[0].spread[k]]
+    while refill is not None and len(kept) < len(problems) and len(rounds) <= g.resample_rounds:
+        more, more_prompts, seeds = refill(len(rounds))
+        params = replace(params, seed=seeds)
+        rounds.append(scored_rollout(sampler, more, more_prompts, params, reward_fns, reward_weights, g, step))
+        kept += [(len(rounds) - 1, k) for k in range(len(more)) if rounds[-1].spread[k]]
+    if len(rounds) > 1:  # the first P groups with spread, then (if too few) the first round's flat ones
+        flat = [(0, k) for k in range(len(problems)) if not rounds[0].spread[k]]
+        batch = merge_groups(rounds, (kept + flat)[: len(problems)])
+    else:
+        batch = rounds[0]
+    gen, per_fn, problems = batch.gen, batch.per_fn, batch.problems
+    grouped = [p for p in problems for _ in range(g.group_size)]
+    rewards = torch.tensor(batch.rewards, device=model_device(model)).view(len(problems), g.group_size)  # (P, G)
     adv = ADVANTAGES[g.advantage](rewards, batch_moments)  # (P, G)
-    spread = (rewards.max(1).values > rewards.min(1).values).tolist()  # (P,); False for a group holding a NaN
+    spread = batch.spread  # (P,); False for a group holding a NaN
     # a NaN/inf reward (a broken reward function) would otherwise vanish into the zero-spread
     # drop unseen, or, without the drop, poison the whole step's update (then skipped by the guard)
     nonfinite = int((~torch.isfinite(rewards).all(1)).sum())
     if nonfinite:
         log(f"grpo step {step + 1}: {nonfinite} of {len(problems)} groups have a non-finite reward"
             + (" (dropped)" if g.drop_zero_spread else ""))
+    t_gen = t0 + sum(r.seconds_generate for r in rounds)
     t_score = time.time()
 
     # --- policy update ---
@@ -166,13 +181,69 @@ def grpo_step(model, ref, opt, sampler: Sampler, problems: list[Problem], prompt
     attempts = [a and astuple(a) for a in attempts_of(gen.texts, grouped)]
     every = distributed.concat_across({"attempts": attempts,
         "texts": gen.texts, "lengths": [len(c) for c in gen.completion_ids], "truncated": gen.truncated,
-        "langs": [p.lang for p in grouped], "rewards": rewards.flatten().tolist(), "spread": spread,
+        "langs": [p.lang for p in grouped], "rewards": rewards.flatten().tolist(),
+        "spread": [s for r in rounds for s in r.spread],  # every group sampled, re-sampled ones included
         **{f"reward/{k}": list(v) for k, v in per_fn.items()}})
     times = {"time_generate": t_gen - t0, "time_score": t_score - t_gen,
              "time_update": t_update - t_score - stats["time_logprobs"], "time_step": t_update - t0,
              "gen_tokens_per_s": sum(every["lengths"]) / max(gen.seconds, 1e-9)}  # all ranks' tokens: decoded at once
     stats["overlong_filtered"] = sum(every["truncated"]) if g.overlong_filter else 0
+    stats["generations"], stats["groups_kept"], stats["resample_rounds"] = resampling_stats(rounds, spread)
     return step_record(step, every, list(per_fn), g.group_size, stats, times), gen
+
+
+@dataclass
+class Scored:
+    """One rollout round: its Generation, each reward function's values, the combined rewards, and
+    per group whether its rewards differ."""
+    gen: Generation
+    problems: list[Problem]
+    per_fn: dict[str, list]
+    rewards: list[float]
+    spread: list[bool]
+    seconds_generate: float
+
+
+def scored_rollout(sampler: Sampler, problems: list[Problem], prompts: list[str], params, reward_fns: dict,
+                   reward_weights: dict, g: GRPOConfig, step: int) -> Scored:
+    t0 = time.time()
+    gen = sampler.generate(prompts, g.group_size, params)
+    seconds = time.time() - t0
+    grouped = [p for p in problems for _ in range(g.group_size)]
+    per_fn = score(reward_fns, gen.texts, grouped, [p for p in prompts for _ in range(g.group_size)],
+                   gen.completion_ids, step, g.steps)
+    if g.overlong_buffer:
+        per_fn["overlong"] = overlong_penalty([len(c) for c in gen.completion_ids], g.sampling.max_new_tokens,
+                                              g.overlong_buffer)
+    rewards = combine_rewards(per_fn, reward_weights)
+    G = g.group_size
+    spread = [bool(max(rewards[k:k + G]) > min(rewards[k:k + G])) and all(map(math.isfinite, rewards[k:k + G]))
+              for k in range(0, len(rewards), G)]
+    return Scored(gen, problems, per_fn, rewards, spread, seconds)
+
+
+def merge_groups(rounds: list[Scored], picks: list[tuple[int, int]]) -> Scored:
+    """The groups `picks` ((round, group) pairs) of several rounds, as one batch in that order."""
+    G = rounds[0].gen.n
+    samples = [(r, k * G + j) for r, k in picks for j in range(G)]
+    def column(get):  # noqa: E306
+        return [get(rounds[r])[i] for r, i in samples]
+    gens = [r.gen for r in rounds]
+    lp = (lambda r: r.gen.draw_logprobs) if all(x.draw_logprobs is not None for x in gens) else None
+    slp = (lambda r: r.gen.sampler_logprobs) if all(x.sampler_logprobs is not None for x in gens) else None
+    gen = Generation([rounds[r].gen.prompt_ids[k] for r, k in picks], column(lambda r: r.gen.completion_ids),
+                     column(lambda r: r.gen.texts), column(lambda r: r.gen.truncated), G,
+                     sum(x.seconds for x in gens), column(slp) if slp else None, column(lp) if lp else None)
+    return Scored(gen, [rounds[r].problems[k] for r, k in picks],
+                  {name: column(lambda r, name=name: r.per_fn[name]) for name in rounds[0].per_fn},
+                  column(lambda r: r.rewards), [rounds[r].spread[k] for r, k in picks],
+                  sum(r.seconds_generate for r in rounds))
+
+
+def resampling_stats(rounds: list[Scored], spread: list[bool]) -> tuple[int, int, int]:
+    """(samples generated, groups with spread in the batch, re-sampling rounds), over every rank."""
+    generated, kept = distributed.sum_across([float(sum(len(r.gen.texts) for r in rounds)), float(sum(spread))])
+    return int(generated), int(kept), int(distributed.max_across(float(len(rounds) - 1)))
 
 
 RECORD_KEYS = {
@@ -195,8 +266,12 @@ RECORD_KEYS = {
     "language_mixing": "share of samples for zh/ja/ko prompts whose chain of thought mixes languages",
     "len_mean": "mean completion length in tokens", "len_max": "longest completion in tokens",
     "truncation_rate": "share of samples cut off at sampling.max_new_tokens",
-    "zero_spread_frac": "share of groups whose rewards are all equal (dropped from the update by default)",
+    "zero_spread_frac": "share of the groups sampled (re-sampled ones included) whose rewards are all equal "
+                        "(dropped from the update by default)",
     "overlong_filtered": "truncated samples left out of the loss (grpo.overlong_filter; 0 without it)",
+    "generations": "samples generated this step, re-sampling rounds included",
+    "groups_kept": "groups with reward spread in the step's batch (the ones that carry a gradient)",
+    "resample_rounds": "extra rounds of fresh prompts sampled to replace zero-spread groups (grpo.resample_rounds)",
     "groups_nonfinite_reward": "groups holding a NaN or infinite reward",
     "loss": "the GRPO loss (mean over the μ updates)", "clip_frac": "share of tokens whose ratio was clipped",
     "kl": "mean k3 KL to the reference over the updated tokens (0 with β = 0)",

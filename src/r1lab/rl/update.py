@@ -181,7 +181,7 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
     lengths = torch.tensor([len(gen.completion_ids[i]) for i in rows], dtype=torch.long, device=device)
     n_rows, n_tokens = distributed.sum_across([len(rows), float(lengths.sum())])
     if not n_rows:
-        return stats
+        return {**stats, **Drift(gen, g.sampling.temperature, skip=True).stats()}
     columns = torch.arange(int(lengths.max()) if rows else 0, device=device)
     tmask_all = columns[None, :] < lengths[:, None]  # (B, Lc) in `rows` order
     weights = token_weights(tmask_all, g.aggregation, g.sampling.max_new_tokens, int(n_rows), n_tokens)  # (B, Lc)
@@ -234,10 +234,10 @@ class Drift:
     untempered) are compared at temperature 1. Mean and max absolute difference, and the k3
     estimate of KL(π_sampler || π_trainer) per token; None when the rollout carries no log-probs."""
 
-    def __init__(self, gen: Generation, temperature: float):
+    def __init__(self, gen: Generation, temperature: float, skip: bool = False):
         self.gen, self.t = gen, temperature
-        self.drawn = gen.draw_logprobs
-        if self.drawn is None and gen.sampler_logprobs is not None:
+        self.drawn = None if skip else gen.draw_logprobs  # skip: no update ran, nothing to compare
+        if self.drawn is None and gen.sampler_logprobs is not None and not skip:
             self.drawn, self.t = gen.sampler_logprobs, 1.0
         self.abs_sum = self.kl_sum = self.tokens = self.max = 0.0
 

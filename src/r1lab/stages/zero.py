@@ -355,9 +355,18 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
             batch += [rng.choice(general) for _ in range(n_general)]  # stage 4: general prompts, scored by the reward model
             own = distributed.shard(len(batch), rank, world)  # whole groups: this rank's prompts of the batch
             mine = [batch[i] for i in own]
+
+            def refill(r: int, rng=rng, size=len(batch), own=own, step=step):
+                """Round r of fresh prompts for dynamic sampling (grpo.resample_rounds), this rank's share:
+                the step's generator drawn on, so a function of (seed, step, r) on every rank."""
+                fresh = rng.sample(train, min(size, len(train)))
+                fresh = [fresh[i % len(fresh)] for i in own]
+                return fresh, [apply_template(p.prompt) for p in fresh], group_seeds(
+                    cfg.seed, step, range(own.start + r * size, own.stop + r * size))
+
             record, _ = grpo_step(model, ref, opt, sampler, mine, [apply_template(p.prompt) for p in mine],
                                   reward_fns, cfg.rewards, g, tok.pad_token_id, stop_ids, seed=group_seeds(cfg.seed, step, own),
-                                  step=step, log=log)
+                                  step=step, log=log, refill=refill)
             sampler.load_weights(model)  # the next rollout samples the updated policy (vLLM holds its own copy)
             if logger:
                 logger.log(record)

@@ -53,15 +53,11 @@ class GRPOConfig:
     advantage: str = "grpo"  # estimator (grpo.ADVANTAGES): grpo (group z-score) | dr_grpo (centred, no std) | rloo (leave-one-out) | reinforce_pp (REINFORCE++-baseline: batch-normalised)
     loss: str = "ppo_clip"  # policy loss (grpo.LOSSES): ppo_clip (GRPO's per-token ratio) | gspo (sequence-level ratio) | cispo (clipped detached weights on a REINFORCE loss)
     drop_zero_spread: bool = True  # leave out groups whose rewards are all equal (their advantages are 0 anyway)
-    # DAPO's length control: the soft overlong punishment, a reward `overlong` of 0 down to -1 over the
-    # last overlong_buffer tokens before sampling.max_new_tokens (0: off; DAPO: 4096 of 20480), at
-    # overlong_weight; and overlong filtering, truncated completions left out of the loss
-    overlong_buffer: int = 0
-    overlong_weight: float = 1.0
-    overlong_filter: bool = False
-    # DAPO's dynamic sampling with re-sampling: groups with zero reward spread are replaced by fresh
-    # prompts' groups, at most this many extra rounds of prompts_per_step prompts each (0: drop only)
-    resample_rounds: int = 0
+    # DAPO's length control (arXiv 2503.14476): the soft overlong punishment, a reward `overlong`
+    overlong_buffer: int = 0  # tokens before sampling.max_new_tokens over which `overlong` falls from 0 to -1 (0: off; DAPO: 4096 of 20480)
+    overlong_weight: float = 1.0  # the `overlong` reward's weight in the sum of rewards
+    overlong_filter: bool = False  # DAPO's overlong filtering: truncated completions are left out of the loss
+    resample_rounds: int = 0  # DAPO's dynamic sampling: zero-spread groups replaced by fresh prompts' groups, at most this many extra rounds (0: drop only)
     micro_batch: int = 64  # at most this many rows per forward/backward (memory only, never results)
     micro_tokens: int = 2048  # and at most this many padded completion tokens (0: no limit)
     sampling: SamplingConfig = sampling(temperature=1.0, top_p=1.0, max_new_tokens=200)  # how rollouts are sampled (R1-Zero: temperature 1)

@@ -212,9 +212,8 @@ def scored_rollout(sampler: Sampler, problems: list[Problem], prompts: list[str]
         per_fn["overlong"] = overlong_penalty([len(c) for c in gen.completion_ids], g.sampling.max_new_tokens,
                                               g.overlong_buffer)
     rewards = combine_rewards(per_fn, reward_weights)
-    G = g.group_size
-    spread = [bool(max(rewards[k:k + G]) > min(rewards[k:k + G])) and all(map(math.isfinite, rewards[k:k + G]))
-              for k in range(0, len(rewards), G)]
+    grid = torch.tensor(rewards).view(len(problems), g.group_size)  # (P, G) float32, as the update sees them
+    spread = (grid.max(1).values > grid.min(1).values).tolist()  # (P,); False for a group holding a NaN
     return Scored(gen, problems, per_fn, rewards, spread, seconds)
 
 

@@ -8,7 +8,8 @@
     r1lab pipeline [recipe.yaml] [key=value ...]              the four R1 stages next to R1-Zero, report.md
     r1lab distill  [recipe.yaml] [--teacher DIR] [--student SPEC] [--data FILE] [--compare-rl] [key=value ...]
                                                               a small dense student from a teacher's traces
-    r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill} [SECTION]  every config key: type, default, meaning
+    r1lab ablate   [recipe.yaml] ['variants=[grpo,dapo]'] [key=value ...]  RL algorithms side by side, seeds x variants
+    r1lab config   {zero,pretrain,sft,sample,rm,pipeline,distill,ablate} [SECTION]  every config key: type, default, meaning
     r1lab eval     MODEL_DIR --data SPEC [--k 4 ...]          pass@1 / pass@k / cons@k on a math or code benchmark
     r1lab grade    INPUT.jsonl [--task code] [--out FILE]      grade predictions against gold answers (or tests)
     r1lab push     RUN_DIR REPO_ID [--private] [--dry-run]     a run's final model and its card to the hub
@@ -45,12 +46,12 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def _commands() -> dict:
     """Each training command: (its config class, its run function), from its stage module."""
-    from r1lab.stages import distill, pipeline, pretrain, rm, sample, sft, zero
+    from r1lab.stages import ablate, distill, pipeline, pretrain, rm, sample, sft, zero
 
     return {"zero": (zero.ZeroConfig, zero.run_zero), "pretrain": (pretrain.PretrainConfig, pretrain.run_pretrain),
             "sft": (sft.SFTConfig, sft.run_sft), "sample": (sample.SampleConfig, sample.run_sample),
             "rm": (rm.RMConfig, rm.run_rm), "pipeline": (pipeline.PipelineConfig, pipeline.run_pipeline),
-            "distill": (distill.DistillConfig, distill.run_distill)}
+            "distill": (distill.DistillConfig, distill.run_distill), "ablate": (ablate.AblateConfig, ablate.run_ablate)}
 
 
 RESUMABLE = ("zero", "sft", "rm")  # the commands that take --resume
@@ -97,6 +98,9 @@ def _run(argv: list[str]) -> int:
     p_rm.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
     p_pipe = sub.add_parser("pipeline", help="R1-Zero and the four DeepSeek-R1 stages end to end, with report.md")
     p_pipe.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
+    p_abl = sub.add_parser("ablate", help="GRPO, Dr. GRPO, DAPO, GSPO, CISPO, RLOO, REINFORCE++ side by side, "
+                                          "several seeds each, with report.md")
+    p_abl.add_argument("args", nargs="*", help="[recipe.yaml] ['variants=[grpo,dr_grpo]'] ['seeds=[0,1]'] [key=value ...]")
     p_dst = sub.add_parser("distill", help="distil a teacher into a small dense student by SFT on its traces")
     p_dst.add_argument("args", nargs="*", help="[recipe.yaml] [key=value ...]")
     p_dst.add_argument("--teacher", metavar="DIR", help="the teacher (default: train the R1-Zero default first)")
@@ -107,7 +111,7 @@ def _run(argv: list[str]) -> int:
                        help="also train the student by RL alone for the same wall-clock time, and compare")
     sub.add_parser = add_parser
     p_cfg = sub.add_parser("config", help="list every config key with its type, default and meaning")
-    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill"])
+    p_cfg.add_argument("stage", choices=["zero", "pretrain", "sft", "sample", "rm", "pipeline", "distill", "ablate"])
     p_cfg.add_argument("section", nargs="?", default="",
                        help="only the keys under this dotted prefix (grpo, eval.sampling) or whose name holds it")
     p_push = sub.add_parser("push", help="upload a run's final model, with its model card, to the Hugging Face hub")

@@ -161,4 +161,4 @@ def test_rollout_vs_trainer_drift_is_at_rounding_level(kind, path, temperature, 
         print(f"\ndrift {kind}/{path} T={temperature}: mean {record['drift_logp_mean']:.2e}, "
               f"max {record['drift_logp_max']:.2e}, k3 {record['drift_kl']:.2e}")
     assert 0 <= record["drift_logp_mean"] <= 1e-4 and record["drift_logp_max"] < 1e-3
-    assert abs(record["drift_kl"]) < 1e-6
+    assert 0 <= record["drift_kl"] < 1e-10  # k3 >= 0, and ~d^2 / 2 for a difference d of ~1e-7

@@ -112,6 +112,7 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         f"cons@{k}": scores["cons@k"],
         "format_rate": sum(map(has_r1_format, flat)) / len(flat),
         "mean_length": sum(x for row in res.lengths for x in row) / len(flat),
+        **lengths_by_correctness([x for row in res.lengths for x in row], corr),
         "truncation_rate": sum(x for row in res.truncated for x in row) / len(flat),
         "reflection_rate": sum(bool(REFLECTION_RE.search(t)) for t in flat) / len(flat),
         **attempts,  # self-verification (tasks/attempts.py): None for tasks that cannot tell a check
@@ -124,6 +125,16 @@ def summarize(res: EvalResult, tokens_per_s: float) -> dict:
         "seconds": res.seconds,
         "tokens_per_s": tokens_per_s,
     }
+
+
+def lengths_by_correctness(lengths: list[int], correct: list[bool]) -> dict:
+    """Mean length of the correct and of the incorrect completions (None when there are none), and how
+    many of each: Dr. GRPO's length bias shows in the incorrect ones (arXiv 2503.20783 §3)."""
+    right = [n for n, c in zip(lengths, correct, strict=True) if c]
+    wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
+    return {"mean_length_correct": sum(right) / len(right) if right else None,
+            "mean_length_incorrect": sum(wrong) / len(wrong) if wrong else None,
+            "n_correct": len(right), "n_incorrect": len(wrong)}
 
 
 def score(extracted: list[list[str | None]], correct: list[list[bool]]) -> dict:

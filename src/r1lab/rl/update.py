@@ -253,9 +253,9 @@ class Drift:
                                     for i in chunk], device=lp.device)
             lp = token_logprobs(logits.detach() / self.t, targets)  # (b, Lc) at the rollout's temperature
         on = tmask.bool()
-        diff = (lp.detach() - drawn)[on]  # trainer - sampler, per token
+        diff = (lp.detach() - drawn)[on].double()  # trainer - sampler, per token (float64: k3 of ~1e-7 is ~1e-14)
         self.abs_sum += float(diff.abs().sum())
-        self.kl_sum += float((torch.exp(diff) - diff - 1).sum())  # k3: samples from the sampler
+        self.kl_sum += float((torch.expm1(diff) - diff).sum())  # k3: samples from the sampler; >= 0
         self.tokens += float(on.sum())
         self.max = max(self.max, float(diff.abs().max()) if diff.numel() else 0.0)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from dataclasses import astuple, dataclass, replace
 from typing import Callable, ClassVar
 
@@ -212,8 +213,9 @@ def scored_rollout(sampler: Sampler, problems: list[Problem], prompts: list[str]
         per_fn["overlong"] = overlong_penalty([len(c) for c in gen.completion_ids], g.sampling.max_new_tokens,
                                               g.overlong_buffer)
     rewards = combine_rewards(per_fn, reward_weights)
-    grid = torch.tensor(rewards).view(len(problems), g.group_size)  # (P, G) float32, as the update sees them
-    spread = (grid.max(1).values > grid.min(1).values).tolist()  # (P,); False for a group holding a NaN
+    as_float32 = array("f", rewards)  # the values the update's float32 tensor holds
+    groups = [as_float32[k:k + g.group_size] for k in range(0, len(rewards), g.group_size)]
+    spread = [max(x) > min(x) and not any(map(math.isnan, x)) for x in groups]  # (P,); a NaN: no spread
     return Scored(gen, problems, per_fn, rewards, spread, seconds)
 
 

@@ -154,9 +154,6 @@ class Reply:
             self.parts[e.index][kind] += out[kind]
         return out
 
-    def add(self, e: Event) -> None:
-        self.pieces(e)
-
     def usage(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.tokens,
                 "total_tokens": self.prompt_tokens + self.tokens}

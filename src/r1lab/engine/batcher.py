@@ -123,7 +123,6 @@ class Batcher:
         self.steps = 0  # decode steps taken (for tests and logs)
         self.admitted = 0  # the step at which waiting requests were last let in
         self.admit_every = admit_every
-        self.error: BaseException | None = None
 
     def start(self) -> Batcher:
         self.thread.start()
@@ -171,12 +170,10 @@ class Batcher:
             room -= r.n
 
     def loop(self) -> None:
-        try:
-            with torch.inference_mode():
-                self.decode()
-        except BaseException as e:  # the server reports it; the requests under way end
-            self.error = e
-            raise
+        """The thread's body. If decoding fails the thread ends: `alive()` turns False, and the
+        server answers the requests under way with a 500."""
+        with torch.inference_mode():
+            self.decode()
 
     def decode(self) -> None:
         decoder, logits, rows = None, None, []

@@ -230,7 +230,7 @@ def build_app(service: Service):
         try:
             while not reply.done():
                 for ev in await next_events(events, http):
-                    reply.add(ev)
+                    reply.pieces(ev)
         finally:
             service.end(request, reply)
         return reply.whole()

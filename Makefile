@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test browser install clean results results-zero results-pipeline results-distill results-eval results-bench results-serve
+.PHONY: demo test browser install clean results results-zero results-pipeline results-distill results-eval results-bench results-serve results-ablate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ browser:
 # code as it is, holding the CPU lock so that nothing else skews its timings. All four: about an hour.
 RESULTS := flock /tmp/r1lab-cpu.lock $(BIN)/python bench/results.py
 
-results: results-zero results-pipeline results-distill results-eval results-bench results-serve
+results: results-zero results-pipeline results-distill results-eval results-bench results-serve results-ablate
 
 results-zero: $(STAMP)
 	$(RESULTS) zero
@@ -64,6 +64,9 @@ results-bench: $(STAMP)
 
 results-serve: $(STAMP)  # serves results-zero's final checkpoint
 	$(RESULTS) serve
+
+results-ablate: $(STAMP)  # 7 RL algorithms x 2 seeds: about an hour
+	$(RESULTS) ablate
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -1,7 +1,7 @@
 """Regenerate docs/results.md: every result table the README and docs quote, measured on the code as
 it is, with its commands, the commit, the date, the machine and its load.
 
-    python bench/results.py zero|pipeline|distill|eval|bench|serve   (make results-<section>; make results: all)
+    python bench/results.py zero|pipeline|distill|eval|bench|serve|ablate   (make results-<section>; make results: all)
 
 Each section runs its commands from scratch (its run directories under runs/results/ are removed
 first; the cached base model is reused, since its cache key is its whole config), then replaces its
@@ -28,7 +28,9 @@ would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
   bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
             bench/verifier.py and bench/lora_memory.py, each one's own report verbatim;
   serve     bench/serve.py: `r1lab serve` against `transformers serve` on the zero section's final
-            checkpoint, 1, 4 and 16 streaming clients (run `make results-zero` first).
+            checkpoint, 1, 4 and 16 streaming clients (run `make results-zero` first);
+  ablate    `r1lab ablate` with its defaults: 7 RL algorithms x 2 seeds on the R1-Zero recipe, its
+            report's table and Dr. GRPO's length finding checked on it.
 """
 
 from __future__ import annotations
@@ -414,7 +416,28 @@ def serve() -> str:
         "```text\n" + out.strip() + "\n```", provenance([command], time.time() - t0, load)])
 
 
-SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "eval": evaluation, "bench": bench, "serve": serve}
+def ablate() -> str:
+    """`r1lab ablate` with its defaults: its report's table, the variants' papers and the Dr. GRPO check."""
+    d = fresh("ablate")
+    command = f"r1lab ablate run_dir={d.relative_to(ROOT)}/run"
+    t0, load = time.time(), load1()
+    sh([str(BIN / "r1lab"), *command.split()[1:]], d / "ablate.log")
+    report = (d / "run" / "report.md").read_text()
+    body = report.split("\n", 1)[1].replace("![pass@1](pass1.png)", "").replace("![lengths](lengths.png)", "")
+    body = body.replace("## Dr. GRPO's finding", "### Dr. GRPO's finding")
+    cfg = json.loads(next((d / "run").glob("*-seed*/run/summary.json")).read_text())["config"]
+    return "\n\n".join([
+        "## RL algorithms side by side (`r1lab ablate`)",
+        f"Each variant is the R1-Zero recipe (task `{cfg['data']['task']}` {cfg['data']['task_args']}, "
+        f"{cfg['grpo']['steps']} GRPO steps at μ = {cfg['grpo']['mu']}, {cfg['grpo']['prompts_per_step']} prompts x "
+        f"{cfg['grpo']['group_size']} samples a step) from the same cached base, with the same prompts per seed; "
+        "20 steps is early enough that wrong answers stay common, so the length of incorrect answers is measured "
+        "over hundreds of them. The figures (pass1.png, lengths.png) are in the run directory.",
+        re.sub(r"\n{3,}", "\n\n", body.strip()), provenance([command], time.time() - t0, load)])
+
+
+SECTIONS = {"zero": zero, "pipeline": pipeline, "distill": distill, "eval": evaluation, "bench": bench, "serve": serve,
+            "ablate": ablate}
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from r1lab.engine.params import SamplingParams
+from r1lab.errors import UserError
 from r1lab.engine.sampler import HFSampler
 from r1lab.rl.grpo import token_weights
 from r1lab.rl.step import group_seeds
@@ -95,13 +96,13 @@ def test_a_groups_samples_do_not_depend_on_the_other_prompts_in_the_batch():
     assert group_seeds(0, 3, range(2)) != group_seeds(0, 4, range(2)) != group_seeds(1, 3, range(2))
 
 
-def test_grpo_refuses_fsdp2_with_the_reason():
-    from r1lab.errors import UserError
+def test_grpo_refuses_an_unknown_parallel_and_fsdp2_with_lora_with_the_reason():
     from r1lab.runtime.config import load_config
     from r1lab.stages.zero import ZeroConfig
 
-    with pytest.raises(UserError, match="fsdp2 is supported by `r1lab sft` only"):
-        load_config(ZeroConfig, None, ["parallel=fsdp2"])
+    assert load_config(ZeroConfig, None, ["parallel=fsdp2"]).parallel == "fsdp2"
+    with pytest.raises(UserError, match="parallel, lora.r: LoRA adapters are not sharded"):
+        load_config(ZeroConfig, None, ["parallel=fsdp2", "lora.r=4"])
     with pytest.raises(UserError, match="parallel: expected one of ddp, fsdp2"):
         load_config(ZeroConfig, None, ["parallel=zero3"])
 
@@ -165,7 +166,7 @@ def assert_close_records(a: list[dict], b: list[dict], atol: float) -> float:
     return worst
 
 
-GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.pass_k": 0, "grpo.prompts_per_step": 3,
+GRPO_OVER = {"grpo.steps": 4, "save_every": 2, "eval.pass_k": 0, "grpo.prompts_per_step": 3, "grpo.mu": 2,
              "grpo.lr": 1e-3, "rewards": "{accuracy: 1.0, format: 0.1, tests.tiny_models.length_reward: 1.0}"}
 
 
@@ -179,10 +180,14 @@ def one(tmp_path_factory, cache):
     return one
 
 
-def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache, one):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
+def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache, one, parallel):
     """A 2-rank launch, SIGKILLed after step 3 (checkpoint-2 written) and resumed under 2 ranks,
-    ends with the metrics of every step and the weights of one uninterrupted process."""
-    over = {**GRPO_OVER, "pretrain.cache_dir": cache}
+    ends with the metrics of every step and the weights of one uninterrupted process: with the
+    weights replicated (ddp) and sharded (fsdp2: sharded updates, rollouts from the gathered
+    weights, each rank's optimizer shard in the checkpoint). A sharded checkpoint does not resume
+    in one process, and says so in one line."""
+    over = {**GRPO_OVER, "pretrain.cache_dir": cache, "parallel": parallel}
     two = tmp_path / "two"
     (tmp_path / "driver.py").write_text(DRIVER)
     save_config(tiny_zero_config(tmp_path, run_dir=str(two), **over), tmp_path / "two.yaml")
@@ -199,11 +204,18 @@ def test_grpo_on_2_ranks_killed_and_resumed_equals_1_process(tmp_path, cache, on
     assert (two / "latest").read_text().strip() == "checkpoint-2" and not (two / "checkpoint-4").exists()
     # steps 1-3 ran on 2 ranks: each rank generated, scored and updated on its share of the groups
     assert_close_records(records(two), records(one)[:3], atol=1e-4)
+    if parallel == "fsdp2":
+        assert sorted(p.name for p in (two / "checkpoint-2" / "optimizer").iterdir()) == ["rank-0-of-2.pt", "rank-1-of-2.pt"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS.parents[1])])}
+        alone = subprocess.run([sys.executable, "-m", "r1lab", "zero", str(tmp_path / "two.yaml"), "--resume"],
+                               capture_output=True, text=True, env=env, timeout=LAUNCH_TIMEOUT)
+        assert alone.returncode == 2 and "optimizer state in 2 shards; resume it with parallel=fsdp2 under 2 ranks" \
+            in alone.stderr and "Traceback" not in alone.stderr, alone.stderr[-2000:]
 
     launch([str(tmp_path / "driver.py"), str(tmp_path / "two.yaml"), "resume"])
     diff = assert_close_records(records(two), records(one), atol=1e-4)
     wdiff = max_weight_diff(two / "checkpoint-4", one / "checkpoint-4")
-    print(f"grpo 2 ranks (killed, resumed) vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
+    print(f"grpo {parallel} 2 ranks (killed, resumed) vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
     assert wdiff < 1e-5
     assert (two / "report.md").exists() and (two / "summary.json").exists()  # rank 0 finished the run
 

@@ -45,6 +45,7 @@ import torch
 from r1lab.engine.hf import DynamicCacheDecoder
 from r1lab.engine.params import SamplingParams
 from r1lab.engine.static_cache import StaticCacheDecoder
+from r1lab.runtime import distributed
 from r1lab.runtime.runlog import progress
 
 
@@ -158,7 +159,11 @@ class HFSampler:
         self.static_cache = static_cache and StaticCacheDecoder.supports(model)
 
     def load_weights(self, model) -> None:
-        """Nothing to push: this sampler decodes with the trainer's own model, read afresh each call."""
+        """Nothing to push when this sampler decodes with the trainer's own model (read afresh each
+        call); a full copy of an FSDP2-sharded trainer gets its weights, gathered one tensor at a
+        time (collective: every rank calls it)."""
+        if model is not self.model:
+            distributed.copy_weights(model, self.model)
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:

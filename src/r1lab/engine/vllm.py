@@ -45,6 +45,7 @@ from pathlib import Path
 from r1lab.engine.params import SamplingParams
 from r1lab.engine.sampler import Generation, HFSampler, model_stop_ids
 from r1lab.errors import UserError
+from r1lab.runtime import distributed
 
 BACKENDS = ("hf", "vllm")
 
@@ -152,7 +153,8 @@ class VLLMSampler:
         """Push the trainer's weights into the engine (after each optimizer step); it stays awake
         for the next generation, which puts it back to sleep."""
         self._wake()
-        engine_model(self.llm).load_weights(weights=((name, t.detach()) for name, t in model.state_dict().items()))
+        # one tensor at a time; an FSDP2 model's shards gathered as they go (collective: every rank pushes)
+        engine_model(self.llm).load_weights(weights=((name, t.detach()) for name, t in distributed.full_tensors(model)))
         self.llm.reset_prefix_cache()  # cached prompt KV was computed by the old weights
 
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> Generation:

@@ -93,12 +93,13 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
     Each completion gets its prompt's cached keys and values (a differentiable index into
     `prompts.inputs`); the log-prob of its first token comes from the prompt pass's last
     position. Same numbers as one forward over prompt+completion per row (tests/rl/test_update.py).
-    Returns log-probs (B, Lc), logits (B, Lc, V) and the completion mask (B, Lc)."""
+    Returns log-probs (B, Lc), logits (B, Lc, V) and the completion mask (B, Lc). An empty `chunk`
+    (FSDP2's padding: `pad_batches`) runs one pad token after the first prompt."""
     device = prompts.mask.device
-    owner = torch.tensor([i // gen.n for i in chunk], device=device)  # (B,) the prompt of each completion
+    owner = torch.tensor([i // gen.n for i in chunk] or [0], device=device)  # (B,) the prompt of each completion
     head, *kv = prompts.inputs
     cache = cache_of(model, [(kv[2 * layer][owner], kv[2 * layer + 1][owner]) for layer in range(len(kv) // 2)])
-    completions = [gen.completion_ids[i] for i in chunk]
+    completions = [gen.completion_ids[i] for i in chunk] or [[pad]]
     Lc = max(map(len, completions))
     cids = torch.tensor([c + [pad] * (Lc - len(c)) for c in completions], device=device)  # (B, Lc) right-padded
     cmask = torch.tensor([[1] * len(c) + [0] * (Lc - len(c)) for c in completions], device=device)
@@ -108,6 +109,15 @@ def completion_logprobs(model, prompts: PromptPass, gen: Generation, chunk: list
         body = forward(model, cids, torch.cat([pmask, cmask], 1), positions, cache)  # (B, Lc, V)
     logits = torch.cat([head[owner], body[:, :-1]], dim=1)  # (B, Lc, V): position t predicts token t
     return token_logprobs(logits, cids), logits, cmask
+
+
+def pad_batches(model, batches: list[list[int]]) -> list[list[int]]:
+    """Under FSDP2 every rank must run as many forwards and backwards (each all-gathers a layer's
+    weights; each backward reduce-scatters its gradients): `batches` with empty micro-batches
+    appended up to the most any rank has. Unsharded: `batches` as they are."""
+    if not distributed.is_sharded(model):
+        return batches
+    return batches + [[] for _ in range(int(distributed.max_across(len(batches))) - len(batches))]
 
 
 def rollout_logprobs(model, gen: Generation, batches: list[list[int]], pad: int) -> list[torch.Tensor]:
@@ -149,7 +159,10 @@ def mean_entropy(logits: torch.Tensor, tmask: torch.Tensor) -> float:
 
 def optimizer_step(model, opt, g, loss: float, step: int, log=print) -> tuple[float, bool]:
     """Sum the gradients over ranks and take one guarded step (runtime/guard.py): (gradient norm, skipped)."""
-    distributed.sum_gradients(model.parameters())  # under N ranks: the whole batch's gradient
+    if distributed.is_sharded(model):  # FSDP2 has reduce-scattered them in the backward
+        distributed.drop_unused_grads(model.parameters())
+    else:
+        distributed.sum_gradients(model.parameters())  # under N ranks: the whole batch's gradient
     if all(p.grad is None for p in model.parameters()):  # every advantage is 0 and β = 0: the gradient
         for p in model.parameters():  # is exactly zero, but the optimizer still steps (Adam's momentum moves on)
             p.grad = torch.zeros_like(p) if p.requires_grad else None
@@ -188,7 +201,8 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
     index_of = {r: j for j, r in enumerate(rows)}
     adv_list = adv.tolist()  # one device-to-host copy, not one per row
     active = [i for i in rows if g.beta > 0 or adv_list[i] != 0]  # the rest contribute exactly nothing
-    batches = length_batches(gen, active, g.micro_batch, g.micro_tokens)
+    batches = pad_batches(model, length_batches(gen, active, g.micro_batch, g.micro_tokens))
+    scale = distributed.world_size() if distributed.is_sharded(model) else 1  # FSDP2 averages over ranks
     t0 = time.time()
     ref_lp = rollout_logprobs(ref, gen, batches, pad) if ref else None  # π_ref: only β > 0 needs it
     old_lp = rollout_logprobs(model, gen, batches, pad) if g.mu > 1 else None  # π_old: only μ > 1
@@ -199,12 +213,15 @@ def update_policy(model, ref, opt, gen: Generation, adv: torch.Tensor, rows: lis
         update_loss = 0.0
         for j, chunk in enumerate(batches):
             lp, logits, tmask = completion_logprobs(model, prompts, gen, chunk, pad)
+            if not chunk:  # FSDP2's padding: the forward and backward every rank runs, with no loss
+                (lp.sum() * 0).backward()
+                continue
             sampler_lp = torch.tensor([gen.sampler_logprobs[i] + [0.0] * (lp.shape[1] - len(gen.sampler_logprobs[i]))
                                        for i in chunk], device=device) if tis else None  # (b, Lc) as lp
             loss, s = microbatch_loss(lp, tmask, old_lp[j] if old_lp else lp.detach(),  # μ = 1: π_old = π_θ
                                       ref_lp[j] if ref_lp else None, adv[chunk],
                                       weights[[index_of[i] for i in chunk], : lp.shape[1]], g, sampler_lp)
-            loss.backward()
+            (loss * scale).backward()
             s["entropy"] = mean_entropy(logits, tmask)  # after the backward: the graph's memory is free
             if it == 0:  # the rollout's policy: the first update's forward
                 drift.add(logits, lp, tmask, chunk)

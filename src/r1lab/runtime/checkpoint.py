@@ -18,6 +18,12 @@ seed and the step, or saved with the checkpoint; the metrics records so far). `l
 replaced atomically) names the newest: a run killed at any moment leaves only complete
 checkpoints, and `latest` names the newest or the one before.
 
+A checkpoint of an FSDP2-sharded run (`save_sharded_checkpoint`, runtime/distributed.py) is the
+same model directory, its weights gathered to rank 0 to be written, with the optimizer state left
+sharded: optimizer/rank-R-of-N.pt holds rank R's part (Adam's moments of its shards of the
+parameters), written by that rank. It resumes under N ranks, each loading its own file; the
+weights come from the model directory.
+
 On resume, a checkpoint that fails to load (truncated, missing a file, corrupt: a copy gone wrong,
 a filesystem without atomic rename, bit rot) is named in one line and the one before it is tried.
 
@@ -40,11 +46,13 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 from pathlib import Path
 
 import torch
 
 from r1lab.errors import UserError
+from r1lab.runtime import distributed
 from r1lab.runtime.device import to_cpu
 from r1lab.runtime.files import write_atomically, write_dir_atomically
 from r1lab.runtime.loading import load_model
@@ -71,11 +79,12 @@ def set_rng_state(state: dict) -> None:
 
 def save_model(model, tok, out: Path, info: dict | None = None, info_name: str = "info.json",
                state: dict | None = None, state_dict: dict | None = None, files: dict[str, str] | None = None,
-               chat_template: str | None = None) -> Path:
+               chat_template: str | None = None, dirs: dict[str, Path] | None = None) -> Path:
     """Write the model directory `out` atomically (see the module docstring). `info`: a JSON note
     saved as `info_name`; `state`: the trainer state (trainer_state.pt, with the RNG states added);
     `state_dict`: the weights to write instead of the model's own (an FSDP2 model's gathered ones);
-    `files`: more text files, by name; `chat_template`: saved instead of the tokenizer's own."""
+    `files`: more text files, by name; `chat_template`: saved instead of the tokenizer's own;
+    `dirs`: directories already written (on the same filesystem) moved in, by name."""
     if chat_template is not None and chat_template != getattr(tok, "chat_template", None):
         tok = copy.copy(tok)  # the caller's tokenizer is left as it is: its prompts stay as they were
         tok.chat_template = chat_template
@@ -91,19 +100,58 @@ def save_model(model, tok, out: Path, info: dict | None = None, info_name: str =
             (tmp / info_name).write_text(json.dumps(info, indent=2))
         for name, text in (files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
+        for name, path in (dirs or {}).items():
+            path.rename(tmp / name)
 
     return write_dir_atomically(out, fill)
 
 
 def save_checkpoint(run: Path, step: int, model, tok, state: dict, info: dict | None = None,
                     info_name: str = "info.json", state_dict: dict | None = None,
-                    chat_template: str | None = None) -> Path:
+                    chat_template: str | None = None, dirs: dict[str, Path] | None = None) -> Path:
     """Write run/checkpoint-<step> (`save_model` with `state` and the step in trainer_state.pt) and
     point run/latest at it."""
     out = save_model(model, tok, run / f"checkpoint-{step}", info, info_name, {**state, "step": step}, state_dict,
-                     chat_template=chat_template)
+                     chat_template=chat_template, dirs=dirs)
     write_atomically(run / "latest", out.name)
     return out
+
+
+def save_sharded_checkpoint(run: Path, step: int, model, opt, tok, state: dict, info: dict | None = None,
+                            info_name: str = "info.json", chat_template: str | None = None) -> None:
+    """`save_checkpoint` for an FSDP2 model; collective (every rank calls it). The weights are
+    gathered to rank 0, which writes the model directory; the optimizer state is not gathered:
+    each rank writes its own part into a staging directory, which rank 0 moves into the
+    checkpoint before renaming it into place, so the checkpoint appears whole or not at all."""
+    rank, world = distributed.rank(), distributed.world_size()
+    weights = distributed.full_state_dict(model)  # rank 0: every tensor; the others: nothing
+    staging = run / f".optimizer-{step}"
+    if rank == 0:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing it
+        staging.mkdir()
+    distributed.barrier()
+    mine = opt.state_dict()
+    mine["state"] = {i: {k: distributed.local(v) for k, v in s.items()} for i, s in mine["state"].items()}
+    with open(staging / f"rank-{rank}-of-{world}.pt", "wb") as f:  # through Python's file: ENOSPC is an OSError
+        torch.save(to_cpu(mine), f)
+    distributed.barrier()
+    if rank == 0:
+        save_checkpoint(run, step, model, tok, {**state, "optimizer": None, "optimizer_shards": world}, info,
+                        info_name, weights, chat_template, dirs={"optimizer": staging})
+    distributed.barrier()  # no rank goes on before the checkpoint exists
+
+
+def load_optimizer_shard(ckpt: Path, opt) -> None:
+    """This rank's part of an FSDP2 run's optimizer state (`save_sharded_checkpoint`) into `opt`,
+    whose parameters are DTensor shards: each moment becomes a DTensor laid out as its parameter."""
+    rank, world = distributed.rank(), distributed.world_size()
+    opt.load_state_dict(torch.load(ckpt / "optimizer" / f"rank-{rank}-of-{world}.pt", weights_only=False,
+                                   map_location="cpu"))
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if v.dim() > 0:  # Adam's moments; `step` is a scalar on every rank
+                    opt.state[p][k] = distributed.shard_like(v, p)
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -140,18 +188,41 @@ def load_checkpoint(ckpt: Path, model) -> dict:
     base = model.get_base_model() if is_lora(model) else model
     # the same class: same keys, same layout; load_state_dict copies into the model's device and dtype
     saved = load_model(ckpt, "cpu", "float32", head=type(base))
-    load_weights(model, ckpt, saved)  # a LoRA model: its adapters only, from ckpt/adapter
+    if distributed.is_sharded(model):  # FSDP2: each rank takes its shards of the full weights
+        distributed.load_full_state_dict(model, saved.state_dict())
+    else:
+        load_weights(model, ckpt, saved)  # a LoRA model: its adapters only, from ckpt/adapter
     return state
+
+
+def check_ranks(ckpt: Path, state: dict, sharded: bool) -> None:
+    """A sharded checkpoint resumes as it was written: sharded, under as many ranks; a replicated
+    one (one process, DDP) does not resume sharded."""
+    shards, world = state.get("optimizer_shards"), distributed.world_size()
+    if shards and (not sharded or shards != world):
+        raise UserError(f"--resume: {ckpt} holds an FSDP2 run's optimizer state in {shards} shards; resume it "
+                        f"with parallel=fsdp2 under {shards} ranks (torchrun --nproc_per_node {shards}), or start a "
+                        f"new run from its weights (base={ckpt})")
+    if sharded and not shards:
+        raise UserError(f"--resume: {ckpt} was written by a run that was not sharded; resume it as it ran "
+                        f"(parallel=ddp, or one process), or start a new run from its weights (base={ckpt})")
 
 
 def resume(run: Path, model, opt, log=print) -> dict:
     """Load the newest usable checkpoint of `run` into `model` and `opt`, restore the RNG states,
     and return its trainer state; UserError when no checkpoint is usable."""
+    sharded = distributed.is_sharded(model)
     for ckpt in resume_candidates(run):
         try:
             state = load_checkpoint(ckpt, model)
-            opt.load_state_dict(state["optimizer"])
+            check_ranks(ckpt, state, sharded)
+            if sharded:
+                load_optimizer_shard(ckpt, opt)
+            else:
+                opt.load_state_dict(state["optimizer"])
             break
+        except UserError:
+            raise
         except Exception as e:  # noqa: BLE001 -- any load failure means "unusable checkpoint"
             why = (str(e).splitlines() or [""])[0][:200]
             log(f"resume: checkpoint {ckpt} is unusable ({type(e).__name__}: {why}); trying the previous one")

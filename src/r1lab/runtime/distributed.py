@@ -26,20 +26,26 @@ unchanged in one process. What the trainers do with it, and why the result equal
   GRPO backpropagates completions into a detached prompt cache and then the prompt pass once
   (rl.PromptPass), and the sampler reads the raw weights. One all-reduce per optimizer step is
   also what DDP's `no_sync` accumulation does.
-- `fsdp2` (SFT only): parameters, gradients and optimizer state sharded across ranks with
-  `torch.distributed.fsdp.fully_shard`, for a model that does not fit one device. Every rank
-  must then run the same number of forwards (each one all-gathers weights), so a rank with no
-  rows left runs an empty-loss forward on a pad token. Not for GRPO, whose sampler decodes
-  with the full weights outside the model's forward.
+- `fsdp2`: parameters, gradients and optimizer state sharded across ranks with
+  `torch.distributed.fsdp.fully_shard`, one decoder layer at a time, for a model whose training
+  state does not fit one device. Every rank must then run the same number of forwards and
+  backwards (each one all-gathers a layer's weights, each backward reduce-scatters its
+  gradients), so a rank with fewer rows runs empty-loss forwards on a pad token. GRPO's sampler
+  decodes outside the model's forward, so under FSDP2 it decodes with a full copy of the weights
+  on every rank, refreshed after each optimizer step by `copy_weights` (one tensor gathered at a
+  time; vLLM gets the same stream). Checkpoints: the gathered weights as a Hugging Face model
+  (rank 0), each rank's optimizer shard as its own file (runtime/checkpoint.py).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 
 from r1lab.errors import UserError
 
@@ -180,27 +186,83 @@ def main_first(fn: Callable[[], T]) -> T:
     return out if is_main() else fn()
 
 
-def check_parallel(parallel: str, fsdp_ok: bool = True) -> None:
+def check_parallel(parallel: str) -> None:
     if parallel not in PARALLEL:
         raise UserError(f"parallel: expected one of {', '.join(PARALLEL)}, got '{parallel}'")
-    if parallel == "fsdp2" and not fsdp_ok:
-        raise UserError("parallel: fsdp2 is supported by `r1lab sft` only (GRPO's sampler decodes with the "
-                        "full weights); use parallel=ddp")
 
 
 def shard_model(model: torch.nn.Module) -> None:
     """FSDP2: each decoder layer, then the rest (embeddings, norm, head), sharded across ranks.
     FSDP2 averages the gradients it reduce-scatters over ranks, where r1lab's losses are already
     normalised by the global batch: the trainer multiplies its loss by the world size (a divide
-    factor of 1 would say it directly, but it needs a reduce op that gloo lacks)."""
-    from torch.distributed.fsdp import fully_shard
-
+    factor of 1 would say it directly, but it needs a reduce op that gloo lacks). A parameter
+    some rank did not use (an expert no token of its rows was routed to) is reduce-scattered as
+    zeros, so that every rank sends the same tensors; `drop_unused_grads` then tells apart the
+    ones no rank used."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
         raise UserError(f"parallel=fsdp2: {type(model).__name__} has no model.layers to shard; use parallel=ddp")
     for layer in layers:
         fully_shard(layer)
     fully_shard(model)
+    model.set_reduce_scatter_unused_params(True)
+
+
+def is_sharded(model) -> bool:
+    """Whether `model` is an FSDP2 module (its parameters are DTensor shards)."""
+    return isinstance(model, FSDPModule)
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a DTensor; a plain tensor as it is."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def drop_unused_grads(params: Iterable[torch.nn.Parameter]) -> None:
+    """After an FSDP2 backward: set back to None the gradient of every parameter no rank used (all
+    zeros on every shard), as one process leaves it, so that AdamW leaves it alone there too (no
+    decay, no moment update). A used parameter whose gradient sums to exactly zero everywhere is
+    taken for unused as well; with float gradients that needs every contribution to be zero."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return
+    used = torch.tensor([bool(local(p.grad).any()) for p in params], dtype=torch.int32, device=comm_device())
+    dist.all_reduce(used)
+    for p, u in zip(params, used.tolist()):
+        if not u:
+            p.grad = None
+
+
+def shard_like(t: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """This rank's part `t` of a tensor laid out as `param` (a DTensor shard), as such a DTensor."""
+    if not isinstance(param, DTensor):
+        return t
+    return DTensor.from_local(t.to(param.device), param.device_mesh, param.placements, run_check=False,
+                              shape=param.shape, stride=param.stride())
+
+
+def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
+    """Full (unsharded) weights, on every rank, into an FSDP2 model: each rank keeps its shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def full_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for each entry of `model`'s state dict, an FSDP2 model's shards all-gathered
+    one tensor at a time (collective: every rank iterates to the end, in the same order), so that
+    at most one gathered tensor exists at once beyond what the consumer keeps."""
+    for name, t in model.state_dict().items():
+        yield name, t.full_tensor() if isinstance(t, DTensor) else t
+
+
+@torch.no_grad()
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """`source`'s weights (FSDP2-sharded or not) into `target`, an unsharded model of the same
+    architecture, in place (collective when `source` is sharded)."""
+    dest = target.state_dict()
+    for name, t in full_tensors(source):
+        dest[name].copy_(t)
 
 
 def full_state_dict(model: torch.nn.Module) -> dict:

@@ -28,6 +28,10 @@ Dr. GRPO, where R1-Zero used a small KL term (set `grpo.beta`).
 Where it runs: `device` (auto: the GPU when torch sees one, else the CPU) and `dtype` (float32, or
 bfloat16 weights without a float32 master copy) place the policy, its reference and the reward
 model (runtime/device.py); every tensor of the rollout and the update is made on the policy's device.
+Under torchrun, `parallel=ddp` replicates the policy on every rank and `parallel=fsdp2` shards its
+weights, gradients and Adam state (and the reference's weights) by decoder layer; the sampler then
+decodes with a full copy on each rank, which gets the policy's weights gathered after every
+optimizer step (runtime/distributed.py; its memory: docs/guide.md).
 
 The same loop runs the R1 pipeline's and distillation's RL stages (through stages/chain.py):
 stage 2 adds the `language` reward; stage 4 (`data.general_share` > 0, `reward_model=DIR`) draws that share of each step's prompts
@@ -38,6 +42,7 @@ them as misses.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import random
@@ -62,7 +67,7 @@ from r1lab.rl.step import GRPOConfig, group_seeds, grpo_step
 from r1lab.runtime import distributed, preempt
 from r1lab.runtime.card import metrics_table, write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.runtime.checkpoint import save_checkpoint
+from r1lab.runtime.checkpoint import save_checkpoint, save_sharded_checkpoint
 from r1lab.runtime.config import at_least, check_config, config_to_dict, fractions, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.files import write_json
@@ -136,7 +141,7 @@ class ZeroConfig:
     max_seconds: float = 0.0  # stop RL after this much training time (rollouts + updates, not evaluation); 0: off
     seed: int = 0  # seeds prompt order, rollouts and evaluation; the same seed gives the same run
     threads: int = 0  # torch CPU threads; 0: torch's default
-    parallel: str = "ddp"  # under torchrun: "ddp" only (runtime/distributed.py; fsdp2 is for `r1lab sft`)
+    parallel: str = "ddp"  # under torchrun: ddp (replicated weights) | fsdp2 (sharded; runtime/distributed.py)
     device: str = "auto"  # auto (CUDA if present, cuda:LOCAL_RANK under torchrun, else cpu) | cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16"] = "float32"  # the policy's (and reference's) weights (runtime/device.py)
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers that also get each step's metrics: tensorboard, wandb, trackio (or [])
@@ -149,7 +154,10 @@ class ZeroConfig:
         "vllm_enable_sleep_mode": "rollout.sleep"}
 
     def validate(self) -> None:
-        distributed.check_parallel(self.parallel, fsdp_ok=False)
+        distributed.check_parallel(self.parallel)
+        if self.parallel == "fsdp2" and self.lora.r:
+            raise UserError("parallel, lora.r: LoRA adapters are not sharded (the base they train on fits one device "
+                            "when its adapters do); use parallel=ddp with lora.r, or parallel=fsdp2 without")
         check_device(self)
         check_report_to(self.report_to)
         if not self.rewards:
@@ -325,6 +333,11 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         model = add_adapters(model, cfg.lora)
         sampler = HFSampler(model, tok)  # the model's own forward: the static decoder would skip the adapters
     ref = reference_model(model) if g.beta > 0 else None  # LoRA: the same model with adapters off
+    if cfg.parallel == "fsdp2" and world > 1:  # the policy (and reference) sharded; an HF sampler keeps
+        if ref is not None:  # decoding with `model`, a full copy that gets the weights after every step
+            distributed.shard_model(ref)
+        model = copy.deepcopy(model) if isinstance(sampler, HFSampler) else model
+        distributed.shard_model(model)
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
     start_step, history = 0, []
     if resume:
@@ -372,10 +385,14 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
                 logger.log(record)
             out_of_time = cfg.max_seconds > 0 and distributed.max_across(time.time() - t_train) >= cfg.max_seconds
             stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
-            if main and ((step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time or stop):
-                save_checkpoint(run, step + 1, model, tok, {"optimizer": opt.state_dict(), "seed": cfg.seed,
-                                                            "history": logger.history},
-                                chat_template=chat_template_to_save("r1zero", tok))
+            if (step + 1) % cfg.save_every == 0 or step + 1 == g.steps or out_of_time or stop:
+                state = {"seed": cfg.seed, "history": logger.history if main else []}
+                if distributed.is_sharded(model):  # every rank writes its optimizer shard
+                    save_sharded_checkpoint(run, step + 1, model, opt, tok, state,
+                                            chat_template=chat_template_to_save("r1zero", tok))
+                elif main:
+                    save_checkpoint(run, step + 1, model, tok, {**state, "optimizer": opt.state_dict()},
+                                    chat_template=chat_template_to_save("r1zero", tok))
             if stop:
                 preempt.stop(run / f"checkpoint-{step + 1}", run, logger)
             if out_of_time:

@@ -26,7 +26,8 @@ would type them, under `flock /tmp/r1lab-cpu.lock` when `make` runs them.
             --task code` of every HumanEval and MBPP reference solution in ../shared/data (run
             `make results-zero` first);
   bench     bench/grpo_vs_trl.py three times (median speedup), bench/generate.py,
-            bench/verifier.py and bench/lora_memory.py, each one's own report verbatim;
+            bench/verifier.py, bench/lora_memory.py and bench/fsdp_memory.py, each one's own report
+            verbatim;
   serve     bench/serve.py: `r1lab serve` against `transformers serve` on the zero section's final
             checkpoint, 1, 4 and 16 streaming clients (run `make results-zero` first);
   ablate    `r1lab ablate` with its defaults: 7 RL algorithms x 2 seeds on the R1-Zero recipe, its
@@ -388,11 +389,12 @@ def bench() -> str:
               "```text\n" + first.strip() + "\n```"]
     for script, title in (("generate.py", "Generation: r1lab's sampler against `model.generate`"),
                           ("verifier.py", "Grading: r1lab's verifier against math-verify"),
-                          ("lora_memory.py", "LoRA memory: adapters against a full fine-tune")):
+                          ("lora_memory.py", "LoRA memory: adapters against a full fine-tune"),
+                          ("fsdp_memory.py", "Sharded GRPO memory: parallel=fsdp2 against ddp, 2 ranks")):
         out = sh([py, f"bench/{script}"], d / f"{script}.log")
         parts += [f"### {title} (`python bench/{script}`)", "```text\n" + out.strip() + "\n```"]
     commands = ["python bench/grpo_vs_trl.py  (3 times)", "python bench/generate.py", "python bench/verifier.py",
-                "python bench/lora_memory.py"]
+                "python bench/lora_memory.py", "python bench/fsdp_memory.py"]
     parts.append(provenance(commands, time.time() - t0, load))
     return "\n\n".join(parts)
 

@@ -224,3 +224,25 @@ def test_nucleus_sampling_keeps_to_the_nucleus():
     drawn = sampler.sample_tokens(logits, 1.0, 0.8, g)  # nucleus {1, 3}: 0.5 + 0.35 >= 0.8
     assert set(drawn.tolist()) == {1, 3}
     assert abs(float((drawn == 1).float().mean()) - 0.5 / 0.85) < 0.03
+
+
+def test_a_sampler_over_a_copy_samples_the_trainers_weights_after_load_weights(tok):
+    """Under FSDP2 the sampler decodes with a full copy of the sharded policy: `load_weights`
+    copies the trainer's weights (router biases, a buffer, included) into it, so the next rollout
+    is the trainer's own, and never the copy's stale weights."""
+    import copy
+
+    trainer = deepseek_variant(tok)
+    own, copied = HFSampler(trainer, tok), HFSampler(copy.deepcopy(trainer), tok)
+    params = SamplingParams(temperature=1.0, max_new_tokens=12, seed=5)
+    assert copied.generate(PROMPTS, 2, params).completion_ids == own.generate(PROMPTS, 2, params).completion_ids
+    with torch.no_grad():  # an update: new weights and a new selection bias
+        for p in trainer.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        for layer in trainer.model.layers[1:]:
+            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.5)
+    after = own.generate(PROMPTS, 2, params).completion_ids
+    assert copied.generate(PROMPTS, 2, params).completion_ids != after  # stale until the weights are pushed
+    copied.load_weights(trainer)
+    assert copied.generate(PROMPTS, 2, params).completion_ids == after
+    assert all(torch.equal(a, b) for a, b in zip(trainer.state_dict().values(), copied.model.state_dict().values()))

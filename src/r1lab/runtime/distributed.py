@@ -198,13 +198,15 @@ def shard_model(model: torch.nn.Module) -> None:
     factor of 1 would say it directly, but it needs a reduce op that gloo lacks). A parameter
     some rank did not use (an expert no token of its rows was routed to) is reduce-scattered as
     zeros, so that every rank sends the same tensors; `drop_unused_grads` then tells apart the
-    ones no rank used."""
+    ones no rank used. A frozen model (GRPO's reference) is resharded after every forward, its
+    embeddings and head too: with no backward to follow, FSDP2 would keep the root's unsharded."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
         raise UserError(f"parallel=fsdp2: {type(model).__name__} has no model.layers to shard; use parallel=ddp")
     for layer in layers:
         fully_shard(layer)
-    fully_shard(model)
+    frozen = not any(p.requires_grad for p in model.parameters())
+    fully_shard(model, reshard_after_forward=True if frozen else None)
     model.set_reduce_scatter_unused_params(True)
 
 

@@ -225,10 +225,9 @@ def drop_unused_grads(params: Iterable[torch.nn.Parameter]) -> None:
     zeros on every shard), as one process leaves it, so that AdamW leaves it alone there too (no
     decay, no moment update). A used parameter whose gradient sums to exactly zero everywhere is
     taken for unused as well; with float gradients that needs every contribution to be zero."""
-    params = [p for p in params if p.grad is not None]
-    if not params:
-        return
-    used = torch.tensor([bool(local(p.grad).any()) for p in params], dtype=torch.int32, device=comm_device())
+    params = [p for p in params if p.requires_grad]  # the same list on every rank
+    used = torch.tensor([p.grad is not None and bool(local(p.grad).any()) for p in params], dtype=torch.int32,
+                        device=comm_device())
     dist.all_reduce(used)
     for p, u in zip(params, used.tolist()):
         if not u:

@@ -295,7 +295,9 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 loss, _ = completion_loss(logits, labels)
                 (loss * (world if fsdp else 1) / n_tokens).backward()  # (FSDP2 averages over ranks)
                 total_loss += float(loss.detach())
-            if not fsdp:  # (FSDP2 reduce-scatters the gradients during backward)
+            if fsdp:  # FSDP2 has reduce-scattered the gradients during backward
+                distributed.drop_unused_grads(model.parameters())
+            else:
                 distributed.sum_gradients(model.parameters())
             distributed.sum_tensors_(list(tracker.counts.values()))  # the router bias sees the whole batch
             total_loss = distributed.sum_across([total_loss])[0]

@@ -17,7 +17,7 @@ def test_every_variant_is_a_valid_run_with_its_papers_settings():
     assert set(cfg.variants) == {"grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp"}
     dapo = variant(cfg.zero, "dapo", 1).grpo
     assert (dapo.eps_high, dapo.aggregation, dapo.resample_rounds) == (0.28, "token_mean", 2)
-    assert dapo.overlong_buffer == cfg.zero.grpo.sampling.max_new_tokens // 4
+    assert dapo.overlong_buffer == cfg.zero.grpo.sampling.max_new_tokens // 4 == 128
     assert variant(cfg.zero, "gspo", 0).grpo.loss == "gspo" and variant(cfg.zero, "rloo", 3).seed == 3
     assert all(variant(cfg.zero, v, 0).grpo.mu == 2 for v in VARIANTS)  # losses differ only off-policy
     with pytest.raises(UserError, match="variants: expected names"):
@@ -26,10 +26,13 @@ def test_every_variant_is_a_valid_run_with_its_papers_settings():
 
 def test_dr_grpo_check_reads_the_spread_across_seeds():
     row = lambda n, wrong: {"length_incorrect": n, "incorrect": wrong}  # noqa: E731
-    result = lambda g, d: {"variants": {"grpo": {"runs": g}, "dr_grpo": {"runs": d}}}  # noqa: E731
+    result = lambda g, d: {"variants": {"grpo": {"runs": g}, "dr_grpo": {"runs": d}}, "seeds": [0, 1]}  # noqa: E731
     assert "reproduced" in dr_grpo_check(result([row(300, 120), row(320, 110)], [row(200, 130), row(250, 100)]))
     assert "not reproduced" in dr_grpo_check(result([row(300, 120), row(200, 110)], [row(250, 130), row(260, 100)]))
     assert "over 230 answers" in dr_grpo_check(result([row(300, 120), row(320, 110)], [row(200, 130), row(250, 100)]))
+    assert "seed 0: GRPO 300, Dr. GRPO 200; seed 1: GRPO 320, Dr. GRPO 250" in dr_grpo_check(
+        result([row(300, 120), row(320, 110)], [row(200, 130), row(250, 100)]))
+    assert "ranges overlap" in dr_grpo_check(result([row(15, 120), row(452, 110)], [row(15, 130), row(744, 100)]))
 
 
 def test_run_ablate_tiny(tmp_path):

@@ -49,8 +49,6 @@ def length_reward(completions, problems):
 
 
 def worker(parallel: str, model_dir: str, steps: int) -> None:
-    import copy
-
     import torch
 
     from r1lab.engine.params import SamplingConfig
@@ -69,9 +67,7 @@ def worker(parallel: str, model_dir: str, steps: int) -> None:
     ref = reference_model(model)
     sampler = HFSampler(model, tok)
     if parallel == "fsdp2":  # as stages/zero.py: reference and policy sharded, the sampler keeps the full copy
-        distributed.shard_model(ref)
-        model = copy.deepcopy(model)
-        distributed.shard_model(model)
+        model = distributed.shard_policy(model, ref, keep_full=True)
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, betas=(0.9, 0.99))
     grads = []
     opt.register_step_pre_hook(lambda *_: grads.append(tensor_bytes(p.grad for p in model.parameters()

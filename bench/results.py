@@ -434,8 +434,8 @@ def ablate() -> str:
         f"{cfg['grpo']['steps']} GRPO steps at μ = {cfg['grpo']['mu']}, {cfg['grpo']['prompts_per_step']} prompts x "
         f"{cfg['grpo']['group_size']} samples a step, completions of at most {cfg['grpo']['sampling']['max_new_tokens']} "
         "tokens) from the same cached base, with the same prompts per seed; "
-        "20 steps is early enough that wrong answers stay common, so the length of incorrect answers is measured "
-        "over hundreds of them. The figures (pass1.png, lengths.png) are in the run directory.",
+        f"{cfg['grpo']['steps']} steps from the base, so that wrong answers stay common and the length of incorrect "
+        "answers is a mean over hundreds of them. The figures (pass1.png, lengths.png) are in the run directory.",
         re.sub(r"\n{3,}", "\n\n", body.strip()), provenance([command], time.time() - t0, load)])
 
 

@@ -39,6 +39,7 @@ unchanged in one process. What the trainers do with it, and why the result equal
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -208,6 +209,17 @@ def shard_model(model: torch.nn.Module) -> None:
     frozen = not any(p.requires_grad for p in model.parameters())
     fully_shard(model, reshard_after_forward=True if frozen else None)
     model.set_reduce_scatter_unused_params(True)
+
+
+def shard_policy(model: torch.nn.Module, ref: torch.nn.Module | None, keep_full: bool) -> torch.nn.Module:
+    """GRPO under FSDP2: `ref` (if any) sharded in place, and the policy to train, sharded: a deep
+    copy of `model` when `keep_full` (a sampler that decodes with `model` keeps it whole, and gets
+    the trained weights through its `load_weights`), else `model` itself."""
+    if ref is not None:
+        shard_model(ref)
+    policy = copy.deepcopy(model) if keep_full else model
+    shard_model(policy)
+    return policy
 
 
 def is_sharded(model) -> bool:

@@ -42,7 +42,6 @@ them as misses.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import random
@@ -333,11 +332,8 @@ def run_zero(cfg: ZeroConfig, resume: bool = False, log=print) -> dict:
         model = add_adapters(model, cfg.lora)
         sampler = HFSampler(model, tok)  # the model's own forward: the static decoder would skip the adapters
     ref = reference_model(model) if g.beta > 0 else None  # LoRA: the same model with adapters off
-    if cfg.parallel == "fsdp2" and world > 1:  # the policy (and reference) sharded; an HF sampler keeps
-        if ref is not None:  # decoding with `model`, a full copy that gets the weights after every step
-            distributed.shard_model(ref)
-        model = copy.deepcopy(model) if isinstance(sampler, HFSampler) else model
-        distributed.shard_model(model)
+    if cfg.parallel == "fsdp2" and world > 1:  # an HF sampler keeps decoding with the full `model`
+        model = distributed.shard_policy(model, ref, keep_full=isinstance(sampler, HFSampler))
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.99))
     start_step, history = 0, []
     if resume:

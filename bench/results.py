@@ -433,9 +433,12 @@ def ablate() -> str:
         f"Each variant is the R1-Zero recipe (task `{cfg['data']['task']}` {cfg['data']['task_args']}, "
         f"{cfg['grpo']['steps']} GRPO steps at μ = {cfg['grpo']['mu']}, {cfg['grpo']['prompts_per_step']} prompts x "
         f"{cfg['grpo']['group_size']} samples a step, completions of at most {cfg['grpo']['sampling']['max_new_tokens']} "
-        "tokens) from the same cached base, with the same prompts per seed; "
-        f"{cfg['grpo']['steps']} steps from the base, so that wrong answers stay common and the length of incorrect "
-        "answers is a mean over hundreds of them. The figures (pass1.png, lengths.png) are in the run directory.",
+        "tokens) from the same warm-up run's policy (the demo's recipe, plain GRPO, to the step where its answers "
+        "have turned to reasoning), with the same prompts per seed; few steps, so that wrong answers stay common "
+        "and the length of incorrect answers is a mean over hundreds of them. Warming up first is what makes the "
+        "comparison one between reasoning answers: from the built-in base, 20 steps split the runs by seed into "
+        "those that reason and those that keep guessing in 15 tokens (this section on commit 1677f20). "
+        "The figures (pass1.png, lengths.png) are in the run directory.",
         re.sub(r"\n{3,}", "\n\n", body.strip()), provenance([command], time.time() - t0, load)])
 
 

@@ -9,6 +9,7 @@ tolerance; the samples themselves are the same, drawn from per-group seeds (samp
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -285,6 +286,20 @@ def test_sft_on_2_ranks_ddp_and_fsdp2_equals_1_process(tmp_path, cache):
         wdiff = max_weight_diff(run / out_one.name, out_one)
         print(f"sft {parallel} 2 ranks vs 1: max metric diff {diff:.2e}, max weight diff {wdiff:.2e}")
         assert wdiff < 1e-5
+    # fsdp2, as if killed after epoch 1's checkpoint: the last one gone, resumed under 2 ranks
+    run = tmp_path / "fsdp2"
+    first = sorted((p for p in run.glob("checkpoint-*")), key=lambda p: int(p.name.split("-")[1]))[0]
+    assert sorted(p.name for p in (first / "optimizer").iterdir()) == ["rank-0-of-2.pt", "rank-1-of-2.pt"]
+    shutil.rmtree(run / out_one.name)
+    (run / "final").unlink()
+    (run / "latest").write_text(first.name)
+    stamp = (first / "trainer_state.pt").stat().st_mtime_ns
+    launch(["-m", "r1lab", "sft", *sft_overrides(tmp_path, cache, "fsdp2", parallel="fsdp2"), "--resume"])
+    assert (run / "final").read_text() == out_one.name
+    assert (first / "trainer_state.pt").stat().st_mtime_ns == stamp  # continued from it, not redone
+    wdiff = max_weight_diff(run / out_one.name, out_one)
+    print(f"sft fsdp2 2 ranks resumed from {first.name} vs 1: max weight diff {wdiff:.2e}")
+    assert wdiff < 1e-5
 
 
 def test_reward_model_on_2_ranks_equals_1_process(tmp_path, cache):

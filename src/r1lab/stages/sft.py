@@ -32,7 +32,8 @@ step whose loss or gradient norm is not finite is skipped (runtime/guard.py) and
 `skipped_steps`; the schedule counts it as a step. For
 r1lab's DeepSeek-V3 base the expert-routing biases keep their auxiliary-loss-free update, as in
 pretraining. A checkpoint (the model in Hugging Face format, with the optimizer state and the
-records so far; runtime/checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
+records so far; under `parallel=fsdp2`, each rank's optimizer shard, which resumes under the same
+number of ranks; runtime/checkpoint.py) is written to `run_dir/checkpoint-<step>` every `save_every` steps
 and at the end of every epoch, atomically (a temporary directory, fsync, rename); once training is
 done `run_dir/final` names the last one. `r1lab sft ... --resume` continues a killed run from its
 newest usable checkpoint to the same weights and per-step records as an uninterrupted run; SIGTERM
@@ -61,7 +62,7 @@ from r1lab.model.base import PretrainConfig, pretrain
 from r1lab.runtime import distributed, preempt
 from r1lab.runtime.card import write_model_card
 from r1lab.runtime.checkpoint import resume as resume_from
-from r1lab.runtime.checkpoint import save_checkpoint
+from r1lab.runtime.checkpoint import save_checkpoint, save_sharded_checkpoint
 from r1lab.runtime.config import at_least, check_config, config_to_dict, save_config
 from r1lab.runtime.device import check as check_device
 from r1lab.runtime.device import model_device
@@ -316,12 +317,13 @@ def train_sft(model, tok, examples: list[Example], cfg: SFTConfig, log=print, ru
                 metrics.log(record)
             stop = preempt.requested()  # SIGTERM on any rank: a checkpoint at this step, then the end
             if run and (step % cfg.save_every == 0 or s == steps_per_epoch - 1 or stop):
-                weights = distributed.full_state_dict(model) if fsdp else None  # FSDP2: gathered by every rank
-                if main:  # written once; an FSDP2 optimizer is sharded, so its run does not resume
-                    save_checkpoint(run, step, model, tok, {"optimizer": None if fsdp else opt.state_dict(),
-                                                            "history": history},
-                                    {**(info or {}), "epoch": epoch + 1, "step": step}, "sft.json", state_dict=weights,
-                                    chat_template=chat_template)
+                note = {**(info or {}), "epoch": epoch + 1, "step": step}
+                if fsdp:  # every rank writes its optimizer shard; rank 0 the gathered weights
+                    save_sharded_checkpoint(run, step, model, opt, tok, {"history": history}, note, "sft.json",
+                                            chat_template=chat_template)
+                elif main:
+                    save_checkpoint(run, step, model, tok, {"optimizer": opt.state_dict(), "history": history},
+                                    note, "sft.json", chat_template=chat_template)
             if run and stop:
                 preempt.stop(run / f"checkpoint-{step}", run, metrics)
     tracker.remove()
@@ -338,9 +340,6 @@ def run_sft(cfg: SFTConfig, resume: bool = False, log=print) -> Path:
     # under torchrun / accelerate: each rank trains on its share of every step's rows
     run, log = start_run(cfg.run_dir, resume, cfg.threads, log)
     main = distributed.is_main()
-    if resume and cfg.parallel == "fsdp2" and distributed.world_size() > 1:
-        raise UserError("--resume: a parallel=fsdp2 run does not resume (its optimizer state is sharded "
-                        "across ranks); parallel=ddp runs do")
     if resume and (run / "final").exists():
         log(f"sft: {run} is finished; nothing to resume")
         return run / (run / "final").read_text()

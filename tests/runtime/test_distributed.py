@@ -254,6 +254,43 @@ def test_grpo_on_2_ranks_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_
     assert max_weight_diff(two / "checkpoint-4", one / "checkpoint-4") < 1e-5
 
 
+FULL_DISK_ON_RANK_1 = """
+import errno, os, sys, torch
+import r1lab.runtime.checkpoint as checkpoint
+from r1lab.cli import main
+
+save = torch.save
+def full_on_rank_1(obj, f, *a, **k):
+    if os.environ["RANK"] == "1" and "rank-1-of-2.pt" in getattr(f, "name", ""):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return save(obj, f, *a, **k)
+checkpoint.torch.save = full_on_rank_1
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_fsdp2_checkpoint_with_a_full_disk_on_one_rank_ends_every_rank_in_one_line(tmp_path, cache):
+    """Rank 1 cannot write its optimizer shard (ENOSPC): both ranks exit 2 at once (not at gloo's
+    timeout), rank 1 naming its file and rank 0 the checkpoint and rank 1; nothing is left behind."""
+    two = tmp_path / "two"
+    (tmp_path / "cli.py").write_text(FULL_DISK_ON_RANK_1)
+    save_config(tiny_zero_config(tmp_path, run_dir=str(two), **{**GRPO_OVER, "save_every": 1},
+                                 parallel="fsdp2", **{"pretrain.cache_dir": cache}), tmp_path / "two.yaml")
+    proc = launch([str(tmp_path / "cli.py"), "zero", str(tmp_path / "two.yaml")], wait=False)
+    try:
+        err = proc.communicate(timeout=LAUNCH_TIMEOUT)[1].decode()
+    finally:
+        if proc.poll() is None:
+            kill_launch(proc)
+    assert proc.returncode != 0 and err.count("exitcode  : 2") == 2, err[-3000:]  # torchrun's report: both ranks
+    assert f"r1lab: error: {two}/.optimizer-1/rank-1-of-2.pt: not written: No space left on device" in err
+    assert (f"r1lab: error: {two}/checkpoint-1: not written: rank 1 could not write its optimizer shard (its own "
+            "error says why); the checkpoints written before are unchanged") in err
+    ranks = err.split("torch/distributed/elastic")[0]  # the ranks' own output, before torchrun's report
+    assert "Traceback" not in ranks, err[-3000:]
+    assert not (two / "checkpoint-1").exists() and not (two / ".optimizer-1").exists() and not (two / "latest").exists()
+
+
 SFT_ROWS = [{"prompt": f"what is {a}+{b}?", "completion": f"<think> {a}+{b}={a + b} </think> <answer>{a + b}</answer>"}
             for a, b in [(12, 34), (20, 21), (33, 11), (40, 2), (7, 8), (19, 5), (61, 3)]]
 

@@ -36,6 +36,8 @@ Three more ways a machine ends a run, each leaving it resumable:
   * A full disk or quota (ENOSPC, EDQUOT) while a checkpoint or a final model is written: the
     partial copy is removed, `latest` still names the previous checkpoint, and the command ends
     with a one-line UserError (exit status 2) naming the directory and the cause (runtime/files.py).
+    Under FSDP2 a rank whose optimizer shard does not fit ends every rank the same way: it names
+    its file, the others the checkpoint and that rank.
   * A second run on the same run directory, new or --resume, is refused in one line naming the
     running one (pid, host): rank 0 holds a flock on run/.lock, which dies with its process, so a
     killed run leaves no stale lock (runtime/run.py).
@@ -54,7 +56,7 @@ import torch
 from r1lab.errors import UserError
 from r1lab.runtime import distributed
 from r1lab.runtime.device import to_cpu
-from r1lab.runtime.files import write_atomically, write_dir_atomically
+from r1lab.runtime.files import not_written, write_atomically, write_dir_atomically
 from r1lab.runtime.loading import load_model
 from r1lab.runtime.lora import is_lora, load_weights, save_weights
 
@@ -122,7 +124,8 @@ def save_sharded_checkpoint(run: Path, step: int, model, opt, tok, state: dict, 
     """`save_checkpoint` for an FSDP2 model; collective (every rank calls it). The weights are
     gathered to rank 0, which writes the model directory; the optimizer state is not gathered:
     each rank writes its own part into a staging directory, which rank 0 moves into the
-    checkpoint before renaming it into place, so the checkpoint appears whole or not at all."""
+    checkpoint before renaming it into place, so the checkpoint appears whole or not at all. A
+    rank that cannot write its part (a full disk) fails every rank at once, none left waiting."""
     rank, world = distributed.rank(), distributed.world_size()
     weights = distributed.full_state_dict(model)  # rank 0: every tensor; the others: nothing
     staging = run / f".optimizer-{step}"
@@ -132,13 +135,43 @@ def save_sharded_checkpoint(run: Path, step: int, model, opt, tok, state: dict, 
     distributed.barrier()
     mine = opt.state_dict()
     mine["state"] = {i: {k: distributed.local(v) for k, v in s.items()} for i, s in mine["state"].items()}
-    with open(staging / f"rank-{rank}-of-{world}.pt", "wb") as f:  # through Python's file: ENOSPC is an OSError
-        torch.save(to_cpu(mine), f)
-    distributed.barrier()
-    if rank == 0:
-        save_checkpoint(run, step, model, tok, {**state, "optimizer": None, "optimizer_shards": world}, info,
-                        info_name, weights, chat_template, dirs={"optimizer": staging})
-    distributed.barrier()  # no rank goes on before the checkpoint exists
+    shard = staging / f"rank-{rank}-of-{world}.pt"
+
+    def write_shard() -> None:
+        try:
+            with open(shard, "wb") as f:  # through Python's file: ENOSPC is an OSError
+                torch.save(to_cpu(mine), f)
+        except BaseException as e:
+            not_written(shard, e)  # a full disk: one line
+            raise
+
+    def write_checkpoint() -> None:
+        if rank == 0:
+            save_checkpoint(run, step, model, tok, {**state, "optimizer": None, "optimizer_shards": world}, info,
+                            info_name, weights, chat_template, dirs={"optimizer": staging})
+
+    out = run / f"checkpoint-{step}"
+    _on_every_rank(write_shard, out, staging, "its optimizer shard")
+    _on_every_rank(write_checkpoint, out, staging, "the checkpoint")  # no rank goes on before it exists
+
+
+def _on_every_rank(write, out: Path, staging: Path, what: str) -> None:
+    """Run this rank's `write`, then learn whether every rank's succeeded (a collective, so no rank
+    waits at a barrier for one that has failed): a rank that failed raises its own error, the
+    others one line naming it; rank 0 removes the staging directory."""
+    failed = None
+    try:
+        write()
+    except BaseException as e:  # noqa: BLE001 -- re-raised below, once the other ranks have heard of it
+        failed = e
+    bad = distributed.max_across(0.0 if failed is None else distributed.rank() + 1.0)  # the last failed rank, + 1
+    if bad:
+        if distributed.rank() == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        if failed is not None:
+            raise failed
+        raise UserError(f"{out}: not written: rank {int(bad) - 1} could not write {what} (its own error says why); "
+                        "the checkpoints written before are unchanged")
 
 
 def load_optimizer_shard(ckpt: Path, opt) -> None:

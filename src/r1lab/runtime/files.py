@@ -218,7 +218,7 @@ def disk_full(e: BaseException) -> str | None:
     return None
 
 
-def _not_written(path: Path, e: BaseException) -> None:
+def not_written(path: Path, e: BaseException) -> None:
     """Raise the one-line UserError of a full disk (`e` chained), else nothing (the caller re-raises `e`)."""
     if cause := disk_full(e):
         raise UserError(f"{path}: not written: {cause} (its partial copy is removed; what was written before "
@@ -238,7 +238,7 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        _not_written(path, e)
+        not_written(path, e)
         raise
     fsync(path.parent)
     return path
@@ -269,7 +269,7 @@ def write_dir_atomically(out: str | Path, fill: Callable[[Path], None]) -> Path:
         tmp.rename(out)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        _not_written(out, e)
+        not_written(out, e)
         raise
     fsync(out.parent)
     return out

@@ -112,11 +112,12 @@ def variant(zero: ZeroConfig, name: str, seed: int) -> ZeroConfig:
 def run_ablate(cfg: AblateConfig, log=print) -> dict:
     cfg.validate()
     run = start(cfg, log)
-    base, after = cfg.zero.base, []
+    base, warm = cfg.zero.base, None
     if base == "warmup":
         warm = stage(run, "warmup", fingerprint(cfg.warmup),
                      lambda d, resume: rl_stage(cfg.warmup, cfg.warmup.base, d, log, resume), log, "ablate")
-        base, after = warm["model"], [warm["key"]]
+        base = warm["model"]
+    after = [warm["key"]] if warm else []
     rows = {}
     for name in cfg.variants:
         for seed in cfg.seeds:
@@ -125,7 +126,7 @@ def run_ablate(cfg: AblateConfig, log=print) -> dict:
                         lambda d, resume, zero=zero: rl_stage(zero, base, d, log, resume), log, "ablate")
             rows.setdefault(name, []).append(measures(rec, run / f"{name}-seed{seed}" / "run"))
     result = {"variants": {n: {"settings": VARIANTS[n][0], "paper": VARIANTS[n][1], "runs": r} for n, r in rows.items()},
-              "seeds": cfg.seeds, "k": cfg.zero.eval.k, "warmup": warm_row(run) if after else None}
+              "seeds": cfg.seeds, "k": cfg.zero.eval.k, "warmup": warm_row(warm) if warm else None}
     write_json(run / "ablate.json", result)
     plot(rows, run)
     write_atomically(run / "report.md", report(result))
@@ -146,11 +147,10 @@ def measures(rec: dict, run: Path) -> dict:
             "generations": sum(r.get("generations", 0) for r in records), "train_seconds": rec["train_seconds"]}
 
 
-def warm_row(run: Path) -> dict:
-    """The warm-up's steps and the held-out measures of the policy every variant starts from."""
-    final = json.loads((run / "warmup" / "run" / "summary.json").read_text())
-    f = final["final"]
-    return {"steps": final["steps"], "pass@1": f["pass@1"], "mean_length": f["mean_length"],
+def warm_row(rec: dict) -> dict:
+    """The warm-up's steps and the held-out measures of the policy every variant starts from (its stage record)."""
+    f = rec["final"]
+    return {"steps": rec["steps"], "pass@1": f["pass@1"], "mean_length": f["mean_length"],
             "length_incorrect": f["mean_length_incorrect"], "incorrect": f["n_incorrect"],
             "truncated": f["truncation_rate"], "self_check": f["self_check_rate"]}
 
